@@ -1,0 +1,480 @@
+"""The per-video asset graph. Each asset is one stage; values passed between them are small manifests.
+
+Frames never travel through Dagster: they live in the workspace's content-addressed chunk store, so a rerun
+of a partition finds every chunk and skips decoding and model work, and a changed setting redoes only the
+chunks whose key it changes.
+"""
+
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from dagster import (
+    AssetExecutionContext,
+    AssetObservation,
+    DynamicPartitionsDefinition,
+    MetadataValue,
+    asset,
+)
+
+from orchestration.config import ChunkPlanConfig, EncodeConfig, UpscaleConfig
+from orchestration.resources import DeviceResource, ModelStoreResource, WorkspaceResource
+from orchestration.workspace import lookup_video
+from stages.chunk_store import ChunkContent, ChunkRecord, atomic_write_text, content_key, file_sha256
+from stages.chunking import ChunkSpec, detect_scene_cuts, extract_chunk, plan_chunks
+from stages.chunkio import read_frames
+from stages.encode import EncodeInput, encode_video
+from stages.metrics import FLICKER_DEFINITION, FlickerMeter, lanczos_upscale, luma, mean_ignoring_nan, write_report
+from stages.model_selection import select_model
+from stages.probe import VideoInfo, frame_timestamps, probe_video
+from stages.upscale import Upscaler, describe_plan, output_size, plan_scale, upscale_chunk
+
+videos_partitions = DynamicPartitionsDefinition(name="videos")
+
+# Bump a version when a stage's code changes the bytes it produces: its chunks are then redone.
+FRAMES_VERSION = "1"
+UPSCALE_VERSION = "1"
+ENCODE_VERSION = "1"
+METRICS_VERSION = "1"
+SCENES_VERSION = "1"
+
+GROUP = "enhance"
+
+
+def _report_progress(
+    context: AssetExecutionContext, stage: str, index: int, total: int, frames: int, reused: bool, seconds: float
+) -> None:
+    """One Dagster event per chunk: the CLI and the UI read these to show progress."""
+    context.log_event(
+        AssetObservation(
+            asset_key=context.asset_key,
+            partition=context.partition_key,
+            metadata={
+                "stage": stage,
+                "chunk": index,
+                "chunks": total,
+                "frames": frames,
+                "reused": reused,
+                "seconds": round(seconds, 3),
+            },
+        )
+    )
+    context.log.info(
+        f"{stage}: chunk {index + 1}/{total} ({frames} frames) {'reused' if reused else f'done in {seconds:.1f} s'}"
+    )
+
+
+def _records(manifest: dict[str, Any]) -> list[ChunkRecord]:
+    return [ChunkRecord.from_dict(r) for r in manifest["records"]]
+
+
+@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"})
+def video_probe(context: AssetExecutionContext, workspace: WorkspaceResource) -> dict[str, Any]:
+    """The source video's facts: streams, frame count, fps (average and real), VFR flag, pixel format, bit
+    depth, colour primaries/transfer/matrix/range, rotation, audio and subtitle streams, interlacing."""
+    ws = workspace.workspace()
+    video = lookup_video(ws, context.partition_key)
+    info = probe_video(video.path)
+    context.add_output_metadata(
+        {
+            "source": MetadataValue.path(video.path),
+            "resolution": f"{info.width}x{info.height}",
+            "frames": info.frame_count,
+            "fps": round(info.avg_fps, 3),
+            "vfr": info.is_vfr,
+            "duration_s": round(info.duration, 3),
+            "pix_fmt": info.pix_fmt,
+            "audio_streams": len(info.audio_streams),
+            "subtitle_streams": len(info.subtitle_streams),
+        }
+    )
+    return {"video": asdict(video), "info": info.to_dict()}
+
+
+def _cached_timestamps(cache: Path, path: str, info: VideoInfo) -> np.ndarray:
+    file = cache / "timestamps.npy"
+    if file.exists():
+        stamps = np.load(file)
+        if len(stamps) == info.frame_count:
+            return stamps
+    stamps = np.asarray(frame_timestamps(path, info), dtype=np.int64)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / f".timestamps.{os.getpid()}.npy"
+    np.save(tmp, stamps)
+    tmp.replace(file)
+    return stamps
+
+
+def _cached_scene_cuts(cache: Path, path: str, info: VideoInfo) -> list[int]:
+    file = cache / f"scenes-v{SCENES_VERSION}.json"
+    if file.exists():
+        return [int(i) for i in json.loads(file.read_text(encoding="utf-8"))]
+    cuts = detect_scene_cuts(path, info)
+    atomic_write_text(file, json.dumps(cuts))
+    return cuts
+
+
+@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"})
+def chunk_plan(
+    context: AssetExecutionContext, config: ChunkPlanConfig, workspace: WorkspaceResource, video_probe: dict[str, Any]
+) -> dict[str, Any]:
+    """Frame-exact chunks of about `chunk_seconds` each, with boundaries moved to a scene cut when one is
+    near. Timestamps and scene cuts are cached per source file."""
+    ws = workspace.workspace()
+    info = VideoInfo.from_dict(video_probe["info"])
+    source = video_probe["video"]
+    cache = ws.cache / source["sha256"]
+    stamps = _cached_timestamps(cache, source["path"], info)
+    cuts = _cached_scene_cuts(cache, source["path"], info) if config.scene_detection else []
+    specs = plan_chunks(stamps, info.time_base, config.chunk_seconds, cuts)
+    context.add_output_metadata(
+        {"chunks": len(specs), "scene_cuts": len(cuts), "chunk_seconds": config.chunk_seconds}
+    )
+    return {"chunk_seconds": config.chunk_seconds, "scene_cuts": cuts, "chunks": [asdict(s) for s in specs]}
+
+
+@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"})
+def frame_chunks(
+    context: AssetExecutionContext, workspace: WorkspaceResource, video_probe: dict[str, Any], chunk_plan: dict[str, Any]
+) -> dict[str, Any]:
+    """Each chunk decoded once to a lossless FFV1/MKV intermediate (RGB; 16-bit for sources above 8 bits),
+    stored by content key. Already stored chunks are validated and reused."""
+    ws = workspace.workspace()
+    store = ws.chunk_store()
+    info = VideoInfo.from_dict(video_probe["info"])
+    source = video_probe["video"]
+    specs = [ChunkSpec(**s) for s in chunk_plan["chunks"]]
+    records, computed = [], 0
+    for spec in specs:
+        key = content_key(
+            "frames",
+            {"source": source["sha256"], "spec": asdict(spec), "bit_depth": info.bit_depth, "version": FRAMES_VERSION},
+        )
+        started = time.perf_counter()
+        record = store.get("frames", key)
+        reused = record is not None
+        if record is None:
+
+            def produce(tmp: Path, spec: ChunkSpec = spec) -> ChunkContent:
+                ex = extract_chunk(source["path"], info, spec, tmp)
+                return ChunkContent(ex.frame_count, tuple(ex.pts), ex.width, ex.height, ex.bit_depth)
+
+            record = store.put("frames", key, produce, index=spec.index, start_frame=spec.start_frame)
+            computed += 1
+            if record.frame_count != spec.frame_count:
+                context.log.warning(
+                    f"frames: chunk {spec.index} decoded {record.frame_count} frames, the plan expected "
+                    f"{spec.frame_count}; the source has undecodable frames"
+                )
+        records.append(record)
+        _report_progress(context, "frames", spec.index, len(specs), record.frame_count, reused,
+                         time.perf_counter() - started)
+    context.add_output_metadata(
+        {
+            "chunks": len(records),
+            "chunks_computed": computed,
+            "chunks_reused": len(records) - computed,
+            "frames": sum(r.frame_count for r in records),
+        }
+    )
+    return {"records": [r.to_dict() for r in records]}
+
+
+@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"pytorch"}, pool="gpu")
+def upscaled_chunks(
+    context: AssetExecutionContext,
+    config: UpscaleConfig,
+    workspace: WorkspaceResource,
+    model_store: ModelStoreResource,
+    device: DeviceResource,
+    video_probe: dict[str, Any],
+    frame_chunks: dict[str, Any],
+) -> dict[str, Any]:
+    """Every chunk upscaled by the AI model (spandrel), tiled with seamless blending, batched, at the
+    device's precision. Runs in the `gpu` pool. The model is only loaded when a chunk is missing."""
+    ws = workspace.workspace()
+    store = ws.chunk_store()
+    info = VideoInfo.from_dict(video_probe["info"])
+    settings = config.to_settings()
+    settings.validate()
+    output_size(info.width, info.height, settings.scale)
+    selection = select_model(model_store.store(), settings.model, settings.scale, config.model_path)
+    if selection.note:
+        context.log.warning(selection.note)
+    choice = device.choose()
+    context.log.info(f"device: {choice.reason}")
+    steps = plan_scale(settings.scale, selection.model_scale)
+    upscaler: Upscaler | None = None
+    records, computed, calls = [], 0, 0
+    inputs = _records(frame_chunks)
+    for upstream in inputs:
+        key = content_key(
+            "upscaled",
+            {
+                "upstream": upstream.key,
+                "model": selection.model_id,
+                "weights": selection.weights_sha256,
+                "plan": describe_plan(steps),
+                "tile": settings.tile,
+                "overlap": settings.tile_overlap,
+                "precision": choice.precision,
+                "device": choice.kind,
+                "version": UPSCALE_VERSION,
+            },
+        )
+        started = time.perf_counter()
+        record = store.get("upscaled", key)
+        reused = record is not None
+        if record is None:
+            if upscaler is None:
+                upscaler = Upscaler(
+                    selection.load().descriptor, choice, tile=settings.tile, overlap=settings.tile_overlap,
+                    batch=settings.batch,
+                )
+
+            def produce(tmp: Path, upstream: ChunkRecord = upstream) -> ChunkContent:
+                result = upscale_chunk(
+                    upstream.path, tmp, upscaler, steps, expected_frames=upstream.frame_count,
+                    bit_depth=upstream.bit_depth,
+                )
+                return ChunkContent(result.frame_count, upstream.pts, result.width, result.height, result.bit_depth)
+
+            before = upscaler.model_calls
+            record = store.put(
+                "upscaled", key, produce, index=upstream.index, start_frame=upstream.start_frame,
+                params={"model": selection.model_id, "plan": describe_plan(steps)},
+            )
+            calls += upscaler.model_calls - before
+            computed += 1
+        records.append(record)
+        _report_progress(context, "upscale", upstream.index, len(inputs), record.frame_count, reused,
+                         time.perf_counter() - started)
+    precision = upscaler.precision if upscaler else choice.precision
+    context.add_output_metadata(
+        {
+            "model": selection.model_id,
+            "weights_source": selection.source,
+            "plan": describe_plan(steps),
+            "device": choice.device,
+            "device_reason": choice.reason,
+            "precision": precision,
+            "chunks_computed": computed,
+            "chunks_reused": len(records) - computed,
+            "model_calls": calls,
+            "resolution": f"{records[0].width}x{records[0].height}" if records else "",
+        }
+    )
+    return {
+        "records": [r.to_dict() for r in records],
+        "model": selection.model_id,
+        "plan": describe_plan(steps),
+        "note": selection.note,
+        "device": choice.device,
+        "precision": precision,
+        "model_calls": calls,
+        "scale": settings.scale,
+    }
+
+
+@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"})
+def interpolated_chunks(context: AssetExecutionContext, upscaled_chunks: dict[str, Any]) -> dict[str, Any]:
+    """New frames between pairs, never across a scene cut. Frame interpolation is not part of this version
+    yet: the chunks pass through unchanged (same records, same files)."""
+    context.add_output_metadata({"method": "none (pass-through)", "chunks": len(upscaled_chunks["records"])})
+    return {"records": upscaled_chunks["records"], "method": "none"}
+
+
+@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"})
+def coherent_chunks(context: AssetExecutionContext, interpolated_chunks: dict[str, Any]) -> dict[str, Any]:
+    """Temporal-coherence pass against flicker. Not part of this version yet: the chunks pass through
+    unchanged (same records, same files)."""
+    context.add_output_metadata({"method": "none (pass-through)", "chunks": len(interpolated_chunks["records"])})
+    return {"records": interpolated_chunks["records"], "method": "none"}
+
+
+def _deliver(cached: Path, target: Path) -> None:
+    """Put the cached encode at ``target`` atomically (hard link where possible, else copy)."""
+    if target.resolve() == cached.resolve():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp{target.suffix}")
+    try:
+        try:
+            os.link(cached, tmp)
+        except OSError:
+            shutil.copyfile(cached, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"})
+def encoded_video(
+    context: AssetExecutionContext,
+    config: EncodeConfig,
+    workspace: WorkspaceResource,
+    video_probe: dict[str, Any],
+    coherent_chunks: dict[str, Any],
+) -> dict[str, Any]:
+    """The final video: chunks joined frame-exactly, encoded (H.264/H.265), with every audio and subtitle
+    stream, the colour metadata, rotation and timing of the source. Cached by content key."""
+    ws = workspace.workspace()
+    info = VideoInfo.from_dict(video_probe["info"])
+    source = video_probe["video"]
+    settings = config.to_settings()
+    settings.validate()
+    records = _records(coherent_chunks)
+    default_name = f"{Path(source['name']).stem}_enhanced.mp4"
+    target = Path(config.output_path).expanduser() if config.output_path else ws.outputs / context.partition_key / default_name
+    key = content_key(
+        "encoded",
+        {
+            "chunks": [r.key for r in records],
+            "settings": asdict(settings),
+            "source": source["sha256"],
+            "suffix": target.suffix.lower(),
+            "version": ENCODE_VERSION,
+        },
+    )
+    cache_dir = ws.outputs / ".cache" / key
+    cached = cache_dir / f"video{target.suffix.lower()}"
+    result_file = cache_dir / "result.json"
+    result: dict[str, Any] | None = None
+    if result_file.exists() and cached.exists():
+        stored = json.loads(result_file.read_text(encoding="utf-8"))
+        if stored.get("sha256") == file_sha256(cached):
+            result = stored
+    reused = result is not None
+    started = time.perf_counter()
+    if result is None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        total = sum(r.frame_count for r in records)
+        encoded = encode_video(
+            [EncodeInput(r.path, tuple(r.pts)) for r in records], info, cached, settings,
+            progress=lambda done, _total: None,
+        )
+        result = {**asdict(encoded), "sha256": file_sha256(cached), "seconds": time.perf_counter() - started,
+                  "frames_expected": total}
+        atomic_write_text(result_file, json.dumps(result, indent=2))
+    _deliver(cached, target)
+    _report_progress(context, "encode", 0, 1, int(result["frame_count"]), reused, time.perf_counter() - started)
+    context.add_output_metadata(
+        {
+            "path": MetadataValue.path(str(target)),
+            "resolution": f"{result['width']}x{result['height']}",
+            "frames": int(result["frame_count"]),
+            "duration_s": round(float(result["duration"]), 3),
+            "codec": result["codec"],
+            "pix_fmt": result["pix_fmt"],
+            "audio_streams": int(result["audio_streams"]),
+            "subtitle_streams": int(result["subtitle_streams"]),
+            "reused": reused,
+        }
+    )
+    return {**result, "path": str(target), "cached_path": str(cached), "reused": reused}
+
+
+@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"})
+def metrics_report(
+    context: AssetExecutionContext,
+    workspace: WorkspaceResource,
+    video_probe: dict[str, Any],
+    frame_chunks: dict[str, Any],
+    upscaled_chunks: dict[str, Any],
+    coherent_chunks: dict[str, Any],
+    encoded_video: dict[str, Any],
+) -> dict[str, Any]:
+    """Per-frame table (Parquet), per-chunk timings (Parquet) and a summary (JSON): frame counts, model,
+    device, precision, timings, and the no-reference flicker score of the output next to a lanczos upscale
+    of the same source (ratio near 1 = no added flicker)."""
+    ws = workspace.workspace()
+    info = VideoInfo.from_dict(video_probe["info"])
+    sources, upscaled, finals = _records(frame_chunks), _records(upscaled_chunks), _records(coherent_chunks)
+    key = content_key(
+        "metrics",
+        {"sources": [r.key for r in sources], "finals": [r.key for r in finals],
+         "output": encoded_video["sha256"], "version": METRICS_VERSION},
+    )
+    folder = ws.reports / context.partition_key / key
+    summary_file = folder / "summary.json"
+    if summary_file.exists():
+        summary = json.loads(summary_file.read_text(encoding="utf-8"))
+        context.log.info("metrics: report already computed; reused")
+    else:
+        tb = info.time_base
+        frame_cols: dict[str, list] = {k: [] for k in ("frame", "chunk", "time_s", "flicker_output",
+                                                         "flicker_lanczos", "mean_luma_output")}
+        out_meter, lz_meter = FlickerMeter(), FlickerMeter()
+        index = 0
+        for src, fin in zip(sources, finals, strict=True):
+            lanczos = lanczos_upscale(read_frames(src.path), fin.width, fin.height)
+            for out_frame, lz_frame, pts in zip(read_frames(fin.path), lanczos, fin.pts, strict=False):
+                frame_cols["frame"].append(index)
+                frame_cols["chunk"].append(fin.index)
+                frame_cols["time_s"].append(float((pts - info.start_pts) * tb))
+                frame_cols["flicker_output"].append(out_meter.add(out_frame))
+                frame_cols["flicker_lanczos"].append(lz_meter.add(lz_frame))
+                frame_cols["mean_luma_output"].append(float(luma(out_frame).mean()))
+                index += 1
+        chunk_cols = {
+            "chunk": [r.index for r in finals],
+            "frames": [r.frame_count for r in finals],
+            "extract_s": [r.seconds for r in sources],
+            "upscale_s": [r.seconds for r in upscaled],
+        }
+        flicker_out = mean_ignoring_nan(frame_cols["flicker_output"])
+        flicker_lz = mean_ignoring_nan(frame_cols["flicker_lanczos"])
+        summary = {
+            "partition": context.partition_key,
+            "source": video_probe["video"]["path"],
+            "input": {"width": info.width, "height": info.height, "frames": info.frame_count,
+                      "fps": info.avg_fps, "duration_s": info.duration, "vfr": info.is_vfr},
+            "output": {"path": encoded_video["path"], "width": encoded_video["width"],
+                       "height": encoded_video["height"], "frames": encoded_video["frame_count"],
+                       "duration_s": encoded_video["duration"], "codec": encoded_video["codec"]},
+            "model": upscaled_chunks["model"],
+            "plan": upscaled_chunks["plan"],
+            "model_note": upscaled_chunks.get("note"),
+            "device": upscaled_chunks["device"],
+            "precision": upscaled_chunks["precision"],
+            "timings_s": {"extract": sum(chunk_cols["extract_s"]), "upscale": sum(chunk_cols["upscale_s"]),
+                          "encode": encoded_video.get("seconds", 0.0)},
+            "flicker": {"output": flicker_out, "lanczos_baseline": flicker_lz,
+                        "ratio": (flicker_out / flicker_lz) if flicker_out is not None and flicker_lz else None,
+                        "definition": FLICKER_DEFINITION},
+            "frames_measured": index,
+        }
+        files = write_report(folder, frame_cols, chunk_cols, summary)
+        summary["files"] = asdict(files)
+        atomic_write_text(summary_file, json.dumps(summary, indent=2, default=str))
+    atomic_write_text(ws.reports / context.partition_key / "latest.json", json.dumps(summary, indent=2, default=str))
+    flicker = summary["flicker"]
+    context.add_output_metadata(
+        {
+            "report": MetadataValue.path(str(folder)),
+            "frames": summary["frames_measured"],
+            "flicker_output": flicker["output"],
+            "flicker_lanczos": flicker["lanczos_baseline"],
+            "flicker_ratio": flicker["ratio"],
+            "upscale_s": round(summary["timings_s"]["upscale"], 2),
+        }
+    )
+    return summary
+
+
+ENHANCE_ASSETS = [
+    video_probe,
+    chunk_plan,
+    frame_chunks,
+    upscaled_chunks,
+    interpolated_chunks,
+    coherent_chunks,
+    encoded_video,
+    metrics_report,
+]

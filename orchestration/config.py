@@ -1,0 +1,61 @@
+"""Run settings as Dagster ``Config`` classes; each converts to the plain settings of its stage."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from dagster import Config
+
+from stages.encode import EncodeSettings
+from stages.models.catalog import DEFAULT_UPSCALE_MODEL
+from stages.upscale import UpscaleSettings
+
+
+class ChunkPlanConfig(Config):
+    """How the video is cut into chunks."""
+
+    chunk_seconds: float = 10.0
+    scene_detection: bool = True
+
+
+class UpscaleConfig(Config):
+    """Which model, at which scale, with which tiling."""
+
+    model: str = DEFAULT_UPSCALE_MODEL
+    model_path: Optional[str] = None
+    scale: int = 4
+    tile: int = 0
+    tile_overlap: int = 16
+    batch: int = 0
+
+    def to_settings(self) -> UpscaleSettings:
+        return UpscaleSettings(
+            model=self.model, scale=self.scale, tile=self.tile, tile_overlap=self.tile_overlap, batch=self.batch
+        )
+
+
+class EncodeConfig(Config):
+    """Codec, quality and where the result goes (default: under the workspace's outputs)."""
+
+    codec: str = "h264"
+    crf: int = 18
+    preset: str = "medium"
+    pix_fmt: Optional[str] = None
+    output_path: Optional[str] = None
+
+    def to_settings(self) -> EncodeSettings:
+        return EncodeSettings(codec=self.codec, crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt)
+
+
+def enhance_run_config(
+    chunk: ChunkPlanConfig | None = None,
+    upscale: UpscaleConfig | None = None,
+    encode: EncodeConfig | None = None,
+) -> dict[str, Any]:
+    """Run config for ``enhance_job`` from the three config objects (defaults where None)."""
+    ops = {
+        "chunk_plan": {"config": (chunk or ChunkPlanConfig()).model_dump()},
+        "upscaled_chunks": {"config": (upscale or UpscaleConfig()).model_dump()},
+        "encoded_video": {"config": (encode or EncodeConfig()).model_dump()},
+    }
+    return {"ops": ops}

@@ -1,0 +1,39 @@
+"""Everything Dagster loads, assembled in one place (``dagster dev -m orchestration.definitions``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagster import AssetSelection, Definitions, FilesystemIOManager, define_asset_job
+
+from orchestration.assets import ENHANCE_ASSETS, GROUP
+from orchestration.resources import DeviceResource, ModelStoreResource, WorkspaceResource
+from orchestration.workspace import Workspace, default_workspace
+
+enhance_job = define_asset_job(
+    "enhance_job",
+    selection=AssetSelection.groups(GROUP),
+    description="Probe, chunk, upscale, (interpolate, cohere), encode and report one video (one partition).",
+)
+
+
+def build_definitions(
+    workspace_root: str | None = None,
+    model_store: ModelStoreResource | None = None,
+    device: DeviceResource | None = None,
+) -> Definitions:
+    """Definitions for a workspace (default: ``VUP_WORKSPACE`` or the per-user data directory)."""
+    workspace = Workspace(default_workspace() if workspace_root is None else Path(workspace_root))
+    return Definitions(
+        assets=ENHANCE_ASSETS,
+        jobs=[enhance_job],
+        resources={
+            "workspace": WorkspaceResource(root=str(workspace.root)),
+            "model_store": model_store or ModelStoreResource(),
+            "device": device or DeviceResource(),
+            "io_manager": FilesystemIOManager(base_dir=str(workspace.io_storage)),
+        },
+    )
+
+
+defs = build_definitions()

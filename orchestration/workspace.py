@@ -1,0 +1,158 @@
+"""The workspace: one directory that holds all state (Dagster instance, chunk store, outputs, reports).
+
+``--workspace`` or ``VUP_WORKSPACE``, else a per-user data directory (platformdirs). The Dagster instance
+lives in ``<workspace>/dagster`` unless ``DAGSTER_HOME`` is set. Plain Python: no Dagster import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import platformdirs
+
+from stages.chunk_store import ChunkStore, atomic_write_text
+from stages.errors import InputError
+
+APP_NAME = "video-upscaler-pro"
+PARTITION_KEY_LENGTH = 16
+
+DAGSTER_YAML = """\
+# Embedded Dagster instance of Video Upscaler Pro (written once by `vup`; edit freely).
+# Storage is SQLite under this folder. Model steps run in the "gpu" pool: one at a time per pool slot.
+concurrency:
+  pools:
+    default_limit: 1
+    granularity: op
+  runs:
+    max_concurrent_runs: 4
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  max_resume_run_attempts: 0
+  poll_interval_seconds: 30
+  free_slots_after_run_end_seconds: 120
+run_retries:
+  enabled: true
+  max_retries: 1
+  retry_on_asset_or_op_failure: false
+telemetry:
+  enabled: false
+"""
+
+
+def default_workspace() -> Path:
+    """``VUP_WORKSPACE`` if set, else the per-user data directory."""
+    env = os.environ.get("VUP_WORKSPACE")
+    return Path(env).expanduser() if env else Path(platformdirs.user_data_dir(APP_NAME))
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @property
+    def chunks(self) -> Path:
+        return self.root / "chunks"
+
+    @property
+    def videos(self) -> Path:
+        return self.root / "videos"
+
+    @property
+    def outputs(self) -> Path:
+        return self.root / "outputs"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def dagster_home(self) -> Path:
+        return Path(os.environ["DAGSTER_HOME"]) if os.environ.get("DAGSTER_HOME") else self.root / "dagster"
+
+    @property
+    def io_storage(self) -> Path:
+        return self.root / "dagster-storage"
+
+    def chunk_store(self) -> ChunkStore:
+        return ChunkStore(self.chunks)
+
+    def ensure(self) -> Workspace:
+        for folder in (self.root, self.chunks, self.videos, self.outputs, self.reports, self.cache):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def prepare_dagster_home(workspace: Workspace) -> Path:
+    """Point ``DAGSTER_HOME`` at the workspace's instance (unless set) and write its dagster.yaml once."""
+    home = workspace.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("DAGSTER_HOME", str(home))
+    config = home / "dagster.yaml"
+    if not config.exists():
+        atomic_write_text(config, DAGSTER_YAML)
+    return home
+
+
+def hash_file(path: str | Path, block: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """A registered source video: partition key = the first 16 hex digits of its sha256."""
+
+    key: str
+    path: str
+    name: str
+    size_bytes: int
+    sha256: str
+
+
+def register_video(workspace: Workspace, path: str | Path) -> VideoRecord:
+    """Hash ``path`` and record it under ``<workspace>/videos/<key>.json``; returns the record."""
+    source = Path(path).expanduser().resolve()
+    if not source.is_file():
+        raise InputError(f"input: {path} does not exist or is not a file; check the path")
+    digest = hash_file(source)
+    record = VideoRecord(
+        key=digest[:PARTITION_KEY_LENGTH], path=str(source), name=source.name,
+        size_bytes=source.stat().st_size, sha256=digest,
+    )
+    workspace.videos.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(workspace.videos / f"{record.key}.json", json.dumps(asdict(record), indent=2))
+    return record
+
+
+def lookup_video(workspace: Workspace, key: str) -> VideoRecord:
+    """The registered video of partition ``key``.
+
+    Raises:
+        InputError: no such partition, or its file moved or changed since it was registered.
+    """
+    manifest = workspace.videos / f"{key}.json"
+    if not manifest.exists():
+        raise InputError(
+            f"workspace: no video is registered for partition {key} in {workspace.root}; "
+            "add it with `vup enhance FILE` or drop it in the inbox"
+        )
+    record = VideoRecord(**json.loads(manifest.read_text(encoding="utf-8")))
+    source = Path(record.path)
+    if not source.is_file() or source.stat().st_size != record.size_bytes:
+        raise InputError(
+            f"workspace: the video of partition {key} ({record.path}) is missing or changed; register it again"
+        )
+    return record

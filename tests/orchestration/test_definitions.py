@@ -1,0 +1,40 @@
+"""The Dagster definitions load and have the shape DESIGN.md describes."""
+
+from __future__ import annotations
+
+from dagster import AssetKey, Definitions
+
+from orchestration.assets import videos_partitions
+from orchestration.definitions import build_definitions, defs
+
+EXPECTED = ["video_probe", "chunk_plan", "frame_chunks", "upscaled_chunks", "interpolated_chunks",
+            "coherent_chunks", "encoded_video", "metrics_report"]
+
+
+def test_definitions_load():
+    Definitions.validate_loadable(defs)
+    job = defs.resolve_job_def("enhance_job")
+    assert job.partitions_def == videos_partitions
+    assert videos_partitions.name == "videos"
+
+
+def test_assets_and_lineage():
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert set(EXPECTED) <= keys
+    assert graph.get(AssetKey("upscaled_chunks")).parent_keys >= {AssetKey("frame_chunks"), AssetKey("video_probe")}
+    assert AssetKey("coherent_chunks") in graph.get(AssetKey("encoded_video")).parent_keys
+    for name in EXPECTED:
+        node = graph.get(AssetKey(name))
+        assert node.description, f"{name} has no description"
+
+
+def test_model_asset_runs_in_gpu_pool():
+    graph = defs.resolve_asset_graph()
+    assert graph.get(AssetKey("upscaled_chunks")).pools == {"gpu"}
+    assert not graph.get(AssetKey("frame_chunks")).pools
+
+
+def test_build_for_other_workspace(tmp_path):
+    built = build_definitions(str(tmp_path))
+    assert built.resolve_job_def("enhance_job") is not None

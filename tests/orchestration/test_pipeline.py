@@ -1,0 +1,124 @@
+"""A whole partition materialises in a temp DAGSTER_HOME with the real Real-ESRGAN model; reruns reuse chunks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from dagster import AssetKey, DagsterInstance, materialize
+
+from orchestration.assets import ENHANCE_ASSETS
+from orchestration.config import ChunkPlanConfig, EncodeConfig, UpscaleConfig, enhance_run_config
+from orchestration.resources import DeviceResource, ModelStoreResource, WorkspaceResource
+from orchestration.runner import EnhanceRequest, run_enhance
+from orchestration.workspace import register_video
+from stages.probe import probe_video
+
+
+def _metadata(instance: DagsterInstance, asset: str, partition: str) -> dict:
+    result = instance.fetch_materializations(AssetKey(asset), limit=1)
+    record = result.records[0]
+    assert record.partition_key == partition
+    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+
+
+def _request(clip: Path, output: Path, **upscale) -> EnhanceRequest:
+    return EnhanceRequest(
+        input=clip, output=output, chunk=ChunkPlanConfig(chunk_seconds=0.5),
+        upscale=UpscaleConfig(**upscale), encode=EncodeConfig(crf=20, preset="veryfast"),
+        device="cpu",
+    )
+
+
+def test_partition_end_to_end_then_rerun_reuses_everything(workspace, tiny_clip, tmp_path):
+    source = probe_video(tiny_clip)
+    out = tmp_path / "out" / "result.mp4"
+    events: list[dict] = []
+    first = run_enhance(workspace, _request(tiny_clip, out), on_event=events.append)
+    assert first.success, first.error
+    assert Path(first.output) == out.resolve()
+
+    result = probe_video(out)
+    assert (result.width, result.height) == (source.width * 4, source.height * 4)
+    assert result.frame_count == source.frame_count
+    assert abs(result.duration - source.duration) <= 1 / source.avg_fps
+    assert len(result.audio_streams) == 1
+
+    instance = DagsterInstance.get()
+    assert first.partition_key in instance.get_dynamic_partitions("videos")
+    run = instance.get_run_by_id(first.run_id)
+    assert run.job_name == "enhance_job" and run.tags["dagster/partition"] == first.partition_key
+    up = _metadata(instance, "upscaled_chunks", first.partition_key)
+    chunks = up["chunks_computed"]
+    assert chunks >= 3 and up["chunks_reused"] == 0 and up["model_calls"] >= source.frame_count
+    assert up["model"] == "realesr-animevideov3"
+    assert {e["stage"] for e in events} >= {"frames", "upscale", "encode"}
+    assert sum(e["frames"] for e in events if e["stage"] == "upscale") == source.frame_count
+
+    summary = first.report
+    assert summary["output"]["frames"] == source.frame_count
+    assert summary["flicker"]["output"] > 0 and summary["flicker"]["lanczos_baseline"] > 0
+    frames_table = pq.read_table(summary["files"]["frames_parquet"])
+    assert frames_table.num_rows == source.frame_count
+    assert set(frames_table.column_names) >= {"flicker_output", "flicker_lanczos", "time_s"}
+    assert json.loads(Path(summary["files"]["summary_json"]).read_text())["model"] == "realesr-animevideov3"
+
+    out.unlink()
+    second = run_enhance(workspace, _request(tiny_clip, out))
+    assert second.success, second.error
+    assert out.exists() and probe_video(out).frame_count == source.frame_count
+    again = _metadata(instance, "upscaled_chunks", first.partition_key)
+    assert again["model_calls"] == 0 and again["chunks_reused"] == chunks and again["chunks_computed"] == 0
+    frames = _metadata(instance, "frame_chunks", first.partition_key)
+    assert frames["chunks_computed"] == 0
+    assert _metadata(instance, "encoded_video", first.partition_key)["reused"] is True
+
+    # a changed setting redoes only what it changes: x2 reuses the decoded chunks, redoes the model work
+    third = run_enhance(workspace, _request(tiny_clip, tmp_path / "x2.mp4", scale=2))
+    assert third.success, third.error
+    assert probe_video(tmp_path / "x2.mp4").width == source.width * 2
+    assert _metadata(instance, "frame_chunks", first.partition_key)["chunks_computed"] == 0
+    assert _metadata(instance, "upscaled_chunks", first.partition_key)["chunks_computed"] == chunks
+
+
+def test_materialize_with_test_resources(workspace, tiny_clip, tmp_path):
+    """The Dagster-examples way: materialize() the assets with resources built for the test."""
+    record = register_video(workspace, tiny_clip)
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("videos", [record.key])
+    result = materialize(
+        ENHANCE_ASSETS,
+        partition_key=record.key,
+        instance=instance,
+        resources={
+            "workspace": WorkspaceResource(root=str(workspace.root)),
+            "model_store": ModelStoreResource(allow_download=False),
+            "device": DeviceResource(device="cpu", precision="fp32"),
+        },
+        run_config=enhance_run_config(
+            ChunkPlanConfig(chunk_seconds=1.0, scene_detection=False),
+            UpscaleConfig(scale=2, tile=64),
+            EncodeConfig(output_path=str(tmp_path / "m.mkv"), codec="h265", preset="ultrafast"),
+        ),
+    )
+    assert result.success
+    encoded = result.output_for_node("encoded_video")
+    info = probe_video(encoded["path"])
+    assert info.codec == "hevc" and info.width == 128 and info.height == 96
+    assert result.output_for_node("upscaled_chunks")["precision"] == "fp32"
+
+
+def test_failure_reports_one_line_and_leaves_no_output(workspace, tiny_clip, tmp_path):
+    out = tmp_path / "never.mp4"
+    outcome = run_enhance(workspace, _request(tiny_clip, out, model="no-such-model"))
+    assert not outcome.success
+    assert "no-such-model" in outcome.error and "\n" not in outcome.error
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("field", ["scale"])
+def test_run_config_carries_settings(field):
+    config = enhance_run_config(upscale=UpscaleConfig(scale=8))
+    assert config["ops"]["upscaled_chunks"]["config"][field] == 8

@@ -1,0 +1,87 @@
+"""The content-addressed chunk store: atomic commits, validation, and redo of anything that does not check out."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stages.chunk_store import ChunkContent, ChunkStore, content_key
+from stages.chunkio import ChunkWriter, read_frames
+
+
+def _producer(count: int = 3, fail: bool = False):
+    def produce(tmp):
+        with ChunkWriter(tmp, 16, 8, 8) as writer:
+            for i in range(count):
+                writer.write(np.full((8, 16, 3), i * 10, dtype=np.uint8))
+        if fail:
+            raise RuntimeError("disk full")
+        return ChunkContent(count, tuple(range(0, count * 1000, 1000)), 16, 8, 8)
+
+    return produce
+
+
+def test_key_is_order_independent_and_sensitive():
+    a = content_key("upscaled", {"model": "m", "scale": 4})
+    assert a == content_key("upscaled", {"scale": 4, "model": "m"})
+    assert a != content_key("upscaled", {"model": "m", "scale": 2})
+    assert a != content_key("frames", {"model": "m", "scale": 4})
+    assert len(a) == 32
+
+
+def test_put_then_get(tmp_path):
+    store = ChunkStore(tmp_path)
+    record = store.put("frames", "k1", _producer(), index=2, start_frame=30, params={"x": 1})
+    assert record.frame_count == 3 and record.end_frame == 33 and record.pts == (0, 1000, 2000)
+    again = store.get("frames", "k1")
+    assert again == record
+    assert [f[0, 0, 0] for f in read_frames(again.path)] == [0, 10, 20]
+    assert not [p for p in (tmp_path / "frames").iterdir() if ".tmp" in p.name]
+
+
+def test_missing_is_none(tmp_path):
+    assert ChunkStore(tmp_path).get("frames", "nope") is None
+
+
+def test_failed_producer_commits_nothing(tmp_path):
+    store = ChunkStore(tmp_path)
+    with pytest.raises(RuntimeError, match="disk full"):
+        store.put("frames", "k1", _producer(fail=True), index=0, start_frame=0)
+    assert list((tmp_path / "frames").iterdir()) == []
+    assert store.get("frames", "k1") is None
+
+
+@pytest.mark.parametrize("damage", ["flip_byte", "truncate", "delete_media", "bad_manifest", "no_manifest"])
+def test_damaged_chunks_are_discarded(tmp_path, damage):
+    store = ChunkStore(tmp_path)
+    record = store.put("frames", "k1", _producer(), index=0, start_frame=0)
+    media, manifest = store.paths("frames", "k1")
+    if damage == "flip_byte":
+        data = bytearray(media.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        media.write_bytes(bytes(data))
+    elif damage == "truncate":
+        media.write_bytes(media.read_bytes()[: record.size_bytes // 2])
+    elif damage == "delete_media":
+        media.unlink()
+    elif damage == "bad_manifest":
+        manifest.write_text("{not json")
+    elif damage == "no_manifest":
+        manifest.unlink()
+    assert store.get("frames", "k1") is None
+    assert not media.exists() and not manifest.exists()
+    # and it can be redone
+    assert store.put("frames", "k1", _producer(), index=0, start_frame=0).frame_count == 3
+
+
+def test_manifest_of_another_key_is_rejected(tmp_path):
+    store = ChunkStore(tmp_path)
+    store.put("frames", "k1", _producer(), index=0, start_frame=0)
+    media, manifest = store.paths("frames", "k1")
+    media2, manifest2 = store.paths("frames", "k2")
+    media2.write_bytes(media.read_bytes())
+    manifest2.write_text(manifest.read_text())
+    assert store.get("frames", "k2") is None
+    assert json.loads(manifest.read_text())["key"] == "k1"
