@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -89,7 +90,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         )
     progress = _Progress(info.frame_count, enabled=not args.quiet)
     try:
-        outcome = run_enhance(workspace, request, on_event=progress)
+        outcome = run_enhance(workspace, request, on_event=progress, log_level="DEBUG" if args.verbose else "WARNING")
     finally:
         progress.close()
     if not outcome.success:
@@ -159,9 +160,17 @@ def cmd_dev(args: argparse.Namespace) -> int:
                "-h", args.host, "-p", str(args.port)]
     print(f"Dagster UI on http://{args.host}:{args.port} (instance {workspace.dagster_home}); Ctrl-C stops it",
           file=sys.stderr)
+    process = subprocess.Popen(command, env=env)
     try:
-        return subprocess.call(command, env=env)
+        return process.wait()
     except KeyboardInterrupt:
+        # Ctrl-C: let `dagster dev` stop its webserver, daemon and code server, then make sure it is gone.
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
         return 0
 
 

@@ -105,6 +105,7 @@ def run_enhance(
     on_event: Callable[[dict[str, Any]], None] | None = None,
     model_store: ModelStoreResource | None = None,
     poll_seconds: float = 0.5,
+    log_level: str = "WARNING",
 ) -> EnhanceOutcome:
     """Register the input as a `videos` partition and run ``enhance_job`` for it in this process.
 
@@ -133,7 +134,10 @@ def run_enhance(
     def execute() -> None:
         try:
             outcome["result"] = job.execute_in_process(
-                run_config=enhance_run_config(request.chunk, request.upscale, encode),
+                run_config={
+                    **enhance_run_config(request.chunk, request.upscale, encode),
+                    "loggers": {"console": {"config": {"log_level": log_level}}},
+                },
                 instance=instance,
                 partition_key=record.key,
                 run_id=run_id,

@@ -1,0 +1,80 @@
+"""The Dagster webserver of a workspace shows the `videos` partitions, the asset lineage and a CLI run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from orchestration.config import ChunkPlanConfig, UpscaleConfig
+from orchestration.runner import EnhanceRequest, run_enhance
+from orchestration.workspace import Workspace
+from stages.samples import make_sample_clip
+
+REPO = Path(__file__).resolve().parents[2]
+QUERY = """{
+  assetNodes { assetKey { path } dependencyKeys { path } partitionKeysByDimension { partitionKeys } }
+  runsOrError { ... on Runs { results { runId jobName status tags { key value } } } }
+}"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _graphql(port: int) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": QUERY}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["data"]
+
+
+def test_webserver_shows_partition_lineage_and_cli_run(tmp_path, monkeypatch):
+    root = tmp_path / "ws"
+    monkeypatch.setenv("VUP_WORKSPACE", str(root))
+    monkeypatch.setenv("DAGSTER_HOME", str(root / "dagster"))
+    clip = make_sample_clip(tmp_path / "clip.mp4", width=32, height=32, seconds=0.5, fps=8, audio=False)
+    outcome = run_enhance(Workspace(root), EnhanceRequest(
+        input=clip, output=tmp_path / "out.mp4", chunk=ChunkPlanConfig(scene_detection=False),
+        upscale=UpscaleConfig(scale=2), device="cpu"))
+    assert outcome.success, outcome.error
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "dagster_webserver", "-m", "orchestration.definitions", "-h", "127.0.0.1",
+         "-p", str(port)],
+        cwd=REPO, env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        data = None
+        while time.monotonic() < deadline and data is None:
+            try:
+                data = _graphql(port)
+            except OSError:
+                assert server.poll() is None, "the webserver exited"
+                time.sleep(1)
+        assert data is not None, "the webserver did not answer in 120 s"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+    nodes = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
+    assert {"video_probe", "upscaled_chunks", "encoded_video", "metrics_report"} <= set(nodes)
+    assert ["frame_chunks"] in [d["path"] for d in nodes["upscaled_chunks"]["dependencyKeys"]]
+    assert outcome.partition_key in nodes["encoded_video"]["partitionKeysByDimension"][0]["partitionKeys"]
+    runs = data["runsOrError"]["results"]
+    run = next(r for r in runs if r["runId"] == outcome.run_id)
+    assert run["jobName"] == "enhance_job" and run["status"] == "SUCCESS"
+    assert {"key": "dagster/partition", "value": outcome.partition_key} in run["tags"]
