@@ -26,7 +26,8 @@ from dagster import (
 from orchestration.config import ChunkPlanConfig, EncodeConfig, UpscaleConfig
 from orchestration.resources import DeviceResource, ModelStoreResource, WorkspaceResource
 from orchestration.workspace import lookup_video
-from stages.chunk_store import ChunkContent, ChunkRecord, atomic_write_text, content_key, file_sha256
+from stages.chunk_store import ChunkContent, ChunkRecord, content_key
+from stages.fsutil import atomic_write_text, sha256_file
 from stages.chunking import ChunkSpec, detect_scene_cuts, extract_chunk, plan_chunks
 from stages.chunkio import read_frames
 from stages.encode import EncodeInput, encode_video
@@ -348,22 +349,33 @@ def encoded_video(
     result: dict[str, Any] | None = None
     if result_file.exists() and cached.exists():
         stored = json.loads(result_file.read_text(encoding="utf-8"))
-        if stored.get("sha256") == file_sha256(cached):
+        if stored.get("sha256") == sha256_file(cached):
             result = stored
     reused = result is not None
     started = time.perf_counter()
     if result is None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         total = sum(r.frame_count for r in records)
+        ends = np.cumsum([r.frame_count for r in records])
+        reported = [0]
+
+        def progress(done: int, _total: int) -> None:
+            # one event each time the encoder has passed the end of a chunk
+            while reported[0] < len(records) and done >= ends[reported[0]]:
+                index = reported[0]
+                _report_progress(context, "encode", index, len(records), records[index].frame_count, False,
+                                 time.perf_counter() - started)
+                reported[0] += 1
+
         encoded = encode_video(
-            [EncodeInput(r.path, tuple(r.pts)) for r in records], info, cached, settings,
-            progress=lambda done, _total: None,
+            [EncodeInput(r.path, tuple(r.pts)) for r in records], info, cached, settings, progress=progress
         )
-        result = {**asdict(encoded), "sha256": file_sha256(cached), "seconds": time.perf_counter() - started,
+        result = {**asdict(encoded), "sha256": sha256_file(cached), "seconds": time.perf_counter() - started,
                   "frames_expected": total}
         atomic_write_text(result_file, json.dumps(result, indent=2))
     _deliver(cached, target)
-    _report_progress(context, "encode", 0, 1, int(result["frame_count"]), reused, time.perf_counter() - started)
+    if reused:
+        _report_progress(context, "encode", 0, 1, int(result["frame_count"]), True, time.perf_counter() - started)
     context.add_output_metadata(
         {
             "path": MetadataValue.path(str(target)),

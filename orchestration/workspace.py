@@ -6,7 +6,6 @@ lives in ``<workspace>/dagster`` unless ``DAGSTER_HOME`` is set. Plain Python: n
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -14,7 +13,8 @@ from pathlib import Path
 
 import platformdirs
 
-from stages.chunk_store import ChunkStore, atomic_write_text
+from stages.chunk_store import ChunkStore
+from stages.fsutil import atomic_write_text, sha256_file
 from stages.errors import InputError
 
 APP_NAME = "video-upscaler-pro"
@@ -103,14 +103,6 @@ def prepare_dagster_home(workspace: Workspace) -> Path:
     return home
 
 
-def hash_file(path: str | Path, block: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class VideoRecord:
     """A registered source video: partition key = the first 16 hex digits of its sha256."""
@@ -127,7 +119,7 @@ def register_video(workspace: Workspace, path: str | Path) -> VideoRecord:
     source = Path(path).expanduser().resolve()
     if not source.is_file():
         raise InputError(f"input: {path} does not exist or is not a file; check the path")
-    digest = hash_file(source)
+    digest = sha256_file(source)
     record = VideoRecord(
         key=digest[:PARTITION_KEY_LENGTH], path=str(source), name=source.name,
         size_bytes=source.stat().st_size, sha256=digest,

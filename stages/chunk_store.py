@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from stages.errors import ChunkError
+from stages.fsutil import atomic_write_text, fsync_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -79,43 +79,6 @@ def content_key(stage: str, parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
 
 
-def file_sha256(path: str | Path, block: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 class ChunkStore:
     """Content-addressed chunk files under ``root`` (usually ``<workspace>/chunks``)."""
 
@@ -147,7 +110,7 @@ class ChunkStore:
             problem = "has no chunk file"
         elif media.stat().st_size != record.size_bytes:
             problem = f"size {media.stat().st_size} differs from the manifest's {record.size_bytes}"
-        elif file_sha256(media) != record.sha256:
+        elif sha256_file(media) != record.sha256:
             problem = "checksum does not match"
         if problem:
             log.warning("chunk store: %s/%s %s; redoing it", stage, key, problem)
@@ -187,13 +150,13 @@ class ChunkStore:
                 raise ChunkError(f"chunk store: the {stage} step wrote no file for chunk {index}")
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
-            digest = file_sha256(tmp)
+            digest = sha256_file(tmp)
             size = tmp.stat().st_size
             os.replace(tmp, media)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(media.parent)
+        fsync_dir(media.parent)
         record = ChunkRecord(
             stage=stage,
             key=key,

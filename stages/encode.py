@@ -41,6 +41,7 @@ CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
 ENCODERS = {"h264": "libx264", "h265": "libx265"}
 H265_MIN_WIDTH = 16
 H265_MIN_HEIGHT = 32
+H265_MIN_WIDTH_HIGH_DEPTH = 64
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 PIX_FMTS = {
     "h264": ("yuv420p", "yuv422p", "yuv444p", "yuv420p10le", "yuv422p10le", "yuv444p10le"),
@@ -209,16 +210,20 @@ def output_pix_fmt(settings: EncodeSettings, source: VideoInfo, width: int, heig
     return pix_fmt
 
 
-def check_frame_size(codec: str, width: int, height: int) -> None:
+def check_frame_size(codec: str, width: int, height: int, bit_depth: int = 8) -> None:
     """Raise SettingsError for a frame size the encoder of ``codec`` cannot take.
 
     libx265 fails, and for some sizes crashes the whole process, on frames narrower than 16 or lower than 32
-    pixels, so those are refused before it is called.
+    pixels; at 10/12 bits it also aborts the process on frames narrower than 64 (seen at widths 40 and 48 with
+    the bundled build). Those sizes are refused before it is called.
     """
-    if codec == "h265" and (width < H265_MIN_WIDTH or height < H265_MIN_HEIGHT):
+    if codec != "h265":
+        return
+    min_width = H265_MIN_WIDTH_HIGH_DEPTH if bit_depth > 8 else H265_MIN_WIDTH
+    if width < min_width or height < H265_MIN_HEIGHT:
         raise SettingsError(
-            f"encode: libx265 cannot encode {width}x{height} frames (it needs at least "
-            f"{H265_MIN_WIDTH}x{H265_MIN_HEIGHT}); use codec h264 for such small videos"
+            f"encode: libx265 cannot encode {width}x{height} frames at {bit_depth} bits (it needs at least "
+            f"{min_width}x{H265_MIN_HEIGHT}); use codec h264 for such small videos"
         )
 
 
@@ -255,8 +260,8 @@ def _encode_stream(
     if first is None:
         raise ChunkError(f"encode: the first chunk ({chunks[0].path}) holds no frame; redo it")
     height, width = first[0].shape[:2]
-    check_frame_size(settings.codec, width, height)
     pix_fmt = output_pix_fmt(settings, source, width, height)
+    check_frame_size(settings.codec, width, height, 10 if ("10le" in pix_fmt or "12le" in pix_fmt) else 8)
     time_base = source.time_base
     durations = _frame_durations(chunks, source)
     try:

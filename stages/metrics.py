@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stages.chunk_store import atomic_write_text
+from stages.fsutil import atomic_write_text
 
 FLICKER_DEFINITION = (
     "flicker(t) = mean|Y_t - Y_{t-1}| / mean((Y_t + Y_{t-1})/2), Y = BT.709 luma of non-linear RGB in [0,1], "

@@ -79,7 +79,7 @@ def make_sample_clip(
     if width < 2 or height < 2:
         raise SettingsError(f"samples: size {width}x{height} is too small; use at least 2x2")
     if codec == "h265":
-        check_frame_size(codec, width, height)
+        check_frame_size(codec, width, height, bit_depth)
     if not (math.isfinite(seconds) and seconds > 0):
         raise SettingsError(f"samples: seconds must be a positive number, got {seconds}")
     if bit_depth not in (8, 10):

@@ -10,7 +10,6 @@ same ``.part`` at once (where the platform has ``fcntl``).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import logging
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from stages.errors import DownloadError
+from stages.fsutil import fsync_dir, sha256_file
 
 __all__ = ["download_file", "sha256_file"]
 
@@ -38,29 +38,6 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 class _Interrupted(Exception):
     """The transfer stopped before the end; the .part is kept and may be resumed."""
-
-
-def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex sha256 of the file at ``path``; OSError if it cannot be read."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk_bytes), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist a rename on POSIX; a no-op where directories cannot be opened (Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -206,7 +183,7 @@ def _commit(part: Path, dest: Path) -> None:
     with open(part, "rb+") as handle:
         os.fsync(handle.fileno())
     os.replace(part, dest)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
 
 
 def download_file(urls: Sequence[str], dest: Path, *, size: int | None, sha256: str | None, progress: bool = True,

@@ -213,7 +213,7 @@ def test_real_catalog_model_without_any_source(tmp_path: Path) -> None:
 def test_failed_download_names_other_sources(tmp_path: Path, http_server, tiny) -> None:
     store = ModelStore(cache_dir=tmp_path, models_dir=None, progress=False,
                        catalog={"tiny": _entry(tiny, http_server.url("gone.pth"), None)})
-    with pytest.raises(DownloadError, match=f"HTTP 404.*Other ways to get tiny: put tiny.pth into a folder"):
+    with pytest.raises(DownloadError, match="HTTP 404.*Other ways to get tiny: put tiny.pth into a folder"):
         store.resolve("tiny")
 
 

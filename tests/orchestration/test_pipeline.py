@@ -122,3 +122,25 @@ def test_failure_reports_one_line_and_leaves_no_output(workspace, tiny_clip, tmp
 def test_run_config_carries_settings(field):
     config = enhance_run_config(upscale=UpscaleConfig(scale=8))
     assert config["ops"]["upscaled_chunks"]["config"][field] == 8
+
+
+def test_ten_bit_vfr_source_keeps_depth_and_timestamps(workspace, tmp_path):
+    """A 10-bit HEVC VFR clip goes through 16-bit chunks and comes out 10-bit with the same timestamps."""
+    from stages.probe import frame_timestamps
+    from stages.samples import make_sample_clip
+
+    clip = make_sample_clip(tmp_path / "ten_vfr.mkv", width=64, height=32, seconds=1.0, fps=12, bit_depth=10,
+                            vfr=True, codec="h265", audio=True)
+    source = probe_video(clip)
+    assert source.is_vfr and source.bit_depth == 10
+    out = tmp_path / "ten_vfr_x2.mkv"
+    outcome = run_enhance(workspace, EnhanceRequest(
+        input=clip, output=out, chunk=ChunkPlanConfig(chunk_seconds=0.4), upscale=UpscaleConfig(scale=2),
+        encode=EncodeConfig(codec="h265", preset="ultrafast"), device="cpu"))
+    assert outcome.success, outcome.error
+    result = probe_video(out)
+    assert result.bit_depth == 10 and (result.width, result.height) == (128, 64)
+    assert result.frame_count == source.frame_count and len(result.audio_streams) == 1
+    src_times = frame_timestamps(clip, source) * float(source.time_base)
+    out_times = frame_timestamps(out, result) * float(result.time_base)
+    assert abs((src_times - src_times[0]) - (out_times - out_times[0])).max() < 0.002

@@ -264,3 +264,14 @@ def test_subtitle_rules(codec, fmt, action):
     from stages.encode import _subtitle_action
 
     assert _subtitle_action(codec, fmt) == action
+
+
+def test_h265_high_depth_narrow_frames_are_refused_before_libx265_runs():
+    """libx265 at 10 bits aborts the whole process on frames narrower than 64 px: refuse instead."""
+    from stages.encode import check_frame_size
+
+    with pytest.raises(SettingsError, match="at 10 bits.*use codec h264"):
+        check_frame_size("h265", 48, 48, 10)
+    check_frame_size("h265", 48, 48, 8)
+    check_frame_size("h265", 64, 32, 10)
+    check_frame_size("h264", 48, 48, 10)
