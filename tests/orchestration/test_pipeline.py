@@ -144,3 +144,14 @@ def test_ten_bit_vfr_source_keeps_depth_and_timestamps(workspace, tmp_path):
     src_times = frame_timestamps(clip, source) * float(source.time_base)
     out_times = frame_timestamps(out, result) * float(result.time_base)
     assert abs((src_times - src_times[0]) - (out_times - out_times[0])).max() < 0.002
+
+
+def test_one_frame_video(workspace, tmp_path):
+    from stages.samples import make_sample_clip
+
+    clip = make_sample_clip(tmp_path / "one.mp4", width=40, height=30, seconds=1 / 24, fps=24, audio=True)
+    outcome = run_enhance(workspace, EnhanceRequest(input=clip, output=tmp_path / "one_x4.mp4", device="cpu"))
+    assert outcome.success, outcome.error
+    result = probe_video(tmp_path / "one_x4.mp4")
+    assert result.frame_count == 1 and (result.width, result.height) == (160, 120)
+    assert outcome.report["flicker"]["output"] is None  # no pair of frames to compare
