@@ -27,8 +27,10 @@ def _workspace(args: argparse.Namespace):
 
 
 class _Progress:
-    """One tqdm bar per stage, fed by the run's per-chunk events."""
+    """One tqdm bar per stage, fed by the run's per-chunk events; a stage's bar opens when the one before it
+    is full, so its clock starts when the stage does."""
 
+    STAGES = ("frames", "upscale", "encode")
     LABELS = {"frames": "decode ", "upscale": "upscale", "encode": "encode "}
 
     def __init__(self, total_frames: int, enabled: bool) -> None:
@@ -36,21 +38,25 @@ class _Progress:
         self.enabled = enabled
         self.bars: dict[str, object] = {}
 
+    def _bar(self, stage: str):
+        from tqdm import tqdm
+
+        if stage not in self.bars:
+            for other in self.bars.values():
+                other.close()
+            self.bars[stage] = tqdm(total=self.total, desc=self.LABELS.get(stage, stage), unit="frame", leave=True)
+        return self.bars[stage]
+
     def __call__(self, event: dict) -> None:
         if not self.enabled:
             return
-        from tqdm import tqdm
-
         stage = str(event.get("stage"))
-        bar = self.bars.get(stage)
-        if bar is None:
-            for other in self.bars.values():
-                other.close()
-            bar = tqdm(total=self.total, desc=self.LABELS.get(stage, stage), unit="frame", leave=True)
-            self.bars[stage] = bar
+        bar = self._bar(stage)
         bar.update(int(event.get("frames", 0)))
         if event.get("reused"):
             bar.set_postfix_str("cached")
+        if bar.n >= self.total and stage in self.STAGES[:-1]:
+            self._bar(self.STAGES[self.STAGES.index(stage) + 1])
 
     def close(self) -> None:
         for bar in self.bars.values():
