@@ -462,9 +462,7 @@ def metrics_report(
                         "definition": FLICKER_DEFINITION},
             "frames_measured": index,
         }
-        files = write_report(folder, frame_cols, chunk_cols, summary)
-        summary["files"] = asdict(files)
-        atomic_write_text(summary_file, json.dumps(summary, indent=2, default=str))
+        summary["files"] = asdict(write_report(folder, frame_cols, chunk_cols, summary))
     atomic_write_text(ws.reports / context.partition_key / "latest.json", json.dumps(summary, indent=2, default=str))
     flicker = summary["flicker"]
     context.add_output_metadata(

@@ -18,7 +18,7 @@ from orchestration.config import ChunkPlanConfig, EncodeConfig, UpscaleConfig, e
 from orchestration.definitions import build_definitions
 from orchestration.resources import DeviceResource, ModelStoreResource
 from orchestration.workspace import Workspace, prepare_dagster_home, register_video
-from stages.device import DEVICE_CHOICES, PRECISION_CHOICES
+from stages.device import validate_device_settings
 from stages.errors import SettingsError
 from stages.probe import VideoInfo, probe_video
 from stages.upscale import output_size
@@ -65,10 +65,7 @@ def validate_request(request: EnhanceRequest) -> VideoInfo:
     request.encode.to_settings().validate()
     if request.chunk.chunk_seconds <= 0:
         raise SettingsError(f"chunks: --chunk-seconds {request.chunk.chunk_seconds} must be above 0; use 10")
-    if request.device.split(":")[0] not in DEVICE_CHOICES:
-        raise SettingsError(f"device: unknown device {request.device!r}; use one of {', '.join(DEVICE_CHOICES)}")
-    if request.precision not in PRECISION_CHOICES:
-        raise SettingsError(f"device: unknown precision {request.precision!r}; use one of {', '.join(PRECISION_CHOICES)}")
+    validate_device_settings(request.device, request.precision)
     if request.output is not None:
         out = request.output.expanduser()
         if out.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -88,13 +85,9 @@ def _error_message(result: Any) -> str:
             while error.cause is not None:
                 error = error.cause
             message = (error.message or error.cls_name or "unknown error").strip().splitlines()[0]
-            prefix = f"{error.cls_name}: "
-            for candidate in (prefix, f"stages.errors.{prefix}"):
-                if message.startswith(candidate):
-                    message = message[len(candidate):]
-            if ": " in message and message.split(": ", 1)[0].endswith(error.cls_name or "\0"):
-                message = message.split(": ", 1)[1]
-            return message
+            head, _, rest = message.partition(": ")
+            # Dagster prefixes the (possibly qualified) class name: "stages.errors.SettingsError: upscale: ..."
+            return rest if rest and head.rsplit(".", 1)[-1] == error.cls_name else message
     return "the run failed; open the Dagster UI (vup dev) for its logs"
 
 

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +117,7 @@ class ChunkStore:
             self.discard(stage, key)
             return None
         if record.path != str(media):
-            record = ChunkRecord.from_dict({**record.to_dict(), "path": str(media)})
+            record = replace(record, path=str(media))
         return record
 
     def discard(self, stage: str, key: str) -> None:

@@ -82,7 +82,8 @@ def _cpu_threads() -> int:
         return os.cpu_count() or 1
 
 
-def _validate(preference: str, precision: str) -> None:
+def validate_device_settings(preference: str, precision: str) -> None:
+    """Raises SettingsError for an unknown device or precision name (no hardware is touched)."""
     if preference.split(":")[0] not in DEVICE_CHOICES:
         raise SettingsError(f"device: unknown device {preference!r}; use one of {', '.join(DEVICE_CHOICES)}")
     if precision not in PRECISION_CHOICES:
@@ -99,7 +100,7 @@ def choose_device(preference: str = "auto", precision: str = "auto") -> DeviceCh
     Raises:
         SettingsError: an unknown value, a device that is not present, or fp16 asked for on the CPU.
     """
-    _validate(preference, precision)
+    validate_device_settings(preference, precision)
     kind = preference.split(":")[0]
     reasons: list[str] = []
     if kind in ("auto", "cuda"):

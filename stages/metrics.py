@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,5 +99,6 @@ def write_report(
     )
     _write_parquet(Path(files.frames_parquet), frames)
     _write_parquet(Path(files.chunks_parquet), chunks)
-    atomic_write_text(Path(files.summary_json), json.dumps(summary, indent=2, sort_keys=True, default=str))
+    full = {**summary, "files": asdict(files)}
+    atomic_write_text(Path(files.summary_json), json.dumps(full, indent=2, sort_keys=True, default=str))
     return files
