@@ -286,23 +286,35 @@ class Upscaler:
 
         Returns frames of the same dtype, ``(H*scale)x(W*scale)x3``.
         """
-        if not frames:
-            return []
-        dtype = frames[0].dtype
-        peak = float(np.iinfo(dtype).max)
-        height, width = frames[0].shape[:2]
-        x = torch.from_numpy(np.stack(frames)).to(self.device.torch_device)
-        x = x.permute(0, 3, 1, 2).float().div_(peak)
-        total = Fraction(1)
-        for step in steps:
-            total *= step.factor
-            if step.resize:
-                size = (int(height * total), int(width * total))
-                x = F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
-            else:
-                x = self.model_pass(x)
-        out = x.mul_(peak).round_().clamp_(0, peak).permute(0, 2, 3, 1).cpu().numpy()
-        return [frame.astype(dtype) for frame in out]
+        return apply_scale_plan(frames, steps, self.model_pass, self.device.torch_device)
+
+
+def apply_scale_plan(frames: Sequence[np.ndarray], steps: Sequence[ScaleStep],
+                     model_pass: Callable[[torch.Tensor], torch.Tensor],
+                     device: torch.device = torch.device("cpu")) -> list[np.ndarray]:
+    """Run a scale plan on frames (``HxWx3`` uint8/uint16, same shape) with any backend's ``model_pass``.
+
+    ``model_pass`` takes and returns ``(N,3,h,w)`` float32 tensors in [0, 1] (the output ``scale`` times
+    larger); resize steps are an antialiased bicubic resize done here, so every backend resizes alike.
+    Returns frames of the input dtype.
+    """
+    if not frames:
+        return []
+    dtype = frames[0].dtype
+    peak = float(np.iinfo(dtype).max)
+    height, width = frames[0].shape[:2]
+    x = torch.from_numpy(np.stack(frames)).to(device)
+    x = x.permute(0, 3, 1, 2).float().div_(peak)
+    total = Fraction(1)
+    for step in steps:
+        total *= step.factor
+        if step.resize:
+            size = (int(height * total), int(width * total))
+            x = F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+        else:
+            x = model_pass(x)
+    out = x.mul_(peak).round_().clamp_(0, peak).permute(0, 2, 3, 1).cpu().numpy()
+    return [frame.astype(dtype) for frame in out]
 
 
 @dataclass(frozen=True)
