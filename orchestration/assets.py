@@ -31,7 +31,7 @@ from stages.fsutil import atomic_write_text, sha256_file
 from stages.chunking import ChunkSpec, detect_scene_cuts, extract_chunk, plan_chunks
 from stages.chunkio import read_frames
 from stages.encode import EncodeInput, encode_video
-from stages.metrics import FLICKER_DEFINITION, FlickerMeter, lanczos_upscale, luma, mean_ignoring_nan, write_report
+from stages.metrics import FLICKER_DEFINITION, FlickerMeter, lanczos_upscale, mean_ignoring_nan, write_report
 from stages.model_selection import select_model
 from stages.probe import VideoInfo, frame_timestamps, probe_video
 from stages.upscale import Upscaler, describe_plan, output_size, plan_scale, upscale_chunk
@@ -144,7 +144,7 @@ def chunk_plan(
 def frame_chunks(
     context: AssetExecutionContext, workspace: WorkspaceResource, video_probe: dict[str, Any], chunk_plan: dict[str, Any]
 ) -> dict[str, Any]:
-    """Each chunk decoded once to a lossless FFV1/MKV intermediate (RGB; 16-bit for sources above 8 bits),
+    """Each chunk decoded once to a lossless intermediate (stages.chunkio: FFVHuff RGB, FFV1 16-bit above 8 bits),
     stored by content key. Already stored chunks are validated and reused."""
     ws = workspace.workspace()
     store = ws.chunk_store()
@@ -432,7 +432,7 @@ def metrics_report(
                 frame_cols["time_s"].append(float((pts - info.start_pts) * tb))
                 frame_cols["flicker_output"].append(out_meter.add(out_frame))
                 frame_cols["flicker_lanczos"].append(lz_meter.add(lz_frame))
-                frame_cols["mean_luma_output"].append(float(luma(out_frame).mean()))
+                frame_cols["mean_luma_output"].append(out_meter.last_mean_luma)
                 index += 1
         chunk_cols = {
             "chunk": [r.index for r in finals],

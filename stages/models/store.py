@@ -11,25 +11,35 @@ Where a model's weights come from, in this order (DESIGN.md, "Models"):
    safetensors in the cache;
 5. ``download``: the official URL(s), into the cache, with resume, size and sha256 checks.
 
-A cached file whose known sha256 does not match is deleted and fetched or converted again. Files given
-explicitly or through ``VUP_MODELS_DIR`` are the user's choice: a sha256 that differs from the catalog is
-logged, the file is still used, and the load check (architecture and scale) still applies.
+A cached file whose known sha256 does not match is deleted and fetched or converted again. Where the
+catalog does not know the sha256, a download is checked by its size and a load check (architecture and
+scale), and the sha256 it had then is written next to it (``<file>.sha256``) so later changes are caught.
+Files given explicitly or through ``VUP_MODELS_DIR`` are the user's choice: a sha256 that differs from the
+catalog is logged, the file is still used, and the load check (architecture and scale) still applies.
+
+Models imported with ``vup models import`` (``user`` source) live in ``<cache>/user/<id>/`` and are listed
+in ``<cache>/user-catalog.json`` (see ``stages.models.user_catalog``); the store's :attr:`ModelStore.catalog`
+is the built-in catalog plus those. The store also verifies files (:meth:`ModelStore.verify`) and removes
+what it owns in the cache (:meth:`ModelStore.plan_removal` / :meth:`ModelStore.remove`), never anything in
+``VUP_MODELS_DIR`` or in a package.
 """
 
 from __future__ import annotations
 
 import builtins
 import importlib.metadata
-import json
 import importlib.util
+import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal
 
 import platformdirs
@@ -38,10 +48,11 @@ from safetensors.torch import save_file
 from spandrel import ImageModelDescriptor, ModelLoader, UnsupportedModelError
 
 from stages.errors import DownloadError, ModelError, SettingsError, WeightsUnavailableError
-from stages.models.catalog import CATALOG, SPANDREL_ARCHITECTURES, ModelEntry, PackageSource
+from stages.models.catalog import CATALOG, ModelEntry, PackageSource
 from stages.models.download import download_file, sha256_file
 from stages.models.ncnn import convert_ncnn
 from stages.models.resized import with_output_scale
+from stages.models.user_catalog import ImportResult, UserCatalog, UserModel, import_model
 
 __all__ = [
     "APP_NAME",
@@ -50,7 +61,9 @@ __all__ = [
     "LoadedModel",
     "ModelStatus",
     "ModelStore",
+    "RemovalPlan",
     "ResolvedWeights",
+    "VerifyResult",
     "default_cache_dir",
 ]
 
@@ -64,7 +77,7 @@ _METADATA_KEY = "video_upscaler_pro_conversion"
 _HASH_MEMO_MIN_AGE_NS = 2_000_000_000
 _WEIGHT_SUFFIXES = (".pth", ".safetensors", ".pt", ".ckpt")
 
-Source = Literal["explicit", "cache", "env", "package", "download"]
+Source = Literal["explicit", "cache", "env", "package", "download", "user"]
 
 
 def default_cache_dir() -> Path:
@@ -99,6 +112,39 @@ class ModelStatus:
     source: Source | None
     path: Path | None
     reason: str | None
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The check of one weights file of a model: ``ok``, where the file is, and what was checked or is wrong."""
+
+    model_id: str
+    ok: bool
+    source: Source | None
+    path: Path | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class RemovalPlan:
+    """What removing a model deletes: ``folder`` (in the cache, with its ``files``) and, for a user model,
+    its catalog record. ``kept`` lists files of the model that stay (``VUP_MODELS_DIR``, packages) and why."""
+
+    model_id: str
+    user: bool
+    folder: Path | None
+    files: tuple[Path, ...]
+    kept: tuple[tuple[Path, str], ...]
+
+    @property
+    def size(self) -> int:
+        """Bytes the deleted files take."""
+        return sum(path.stat().st_size for path in self.files if path.is_file())
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to delete (no files, no record)."""
+        return not self.files and not self.user
 
 
 @dataclass(frozen=True, eq=False)
@@ -189,7 +235,7 @@ class ModelStore:
 
     ``cache_dir`` defaults to :func:`default_cache_dir`; ``models_dir`` to ``$VUP_MODELS_DIR`` (None when
     unset). With ``allow_download=False`` nothing is fetched from the network. ``catalog`` replaces the
-    built-in catalog (tests use a small one).
+    built-in catalog (tests use a small one); the models imported into this cache are added to it either way.
     """
 
     def __init__(self, cache_dir: Path | None = None, models_dir: Path | None = None, allow_download: bool = True,
@@ -200,10 +246,32 @@ class ModelStore:
         self.models_dir = Path(models_dir).expanduser() if models_dir is not None else None
         self.allow_download = allow_download
         self.progress = progress
-        self.catalog: Mapping[str, ModelEntry] = catalog if catalog is not None else CATALOG
+        self.builtin_catalog: Mapping[str, ModelEntry] = catalog if catalog is not None else CATALOG
+        self.user_catalog = UserCatalog(self.cache_dir)
         self._hashes: dict[tuple[str, int, int], str] = {}
+        self._merged: Mapping[str, ModelEntry] = self.builtin_catalog
+        self._merged_from: dict[str, UserModel] | None = None
+        self._warned_shadowed: set[str] = set()
 
     # ----------------------------------------------------------------- lookup helpers
+
+    @property
+    def catalog(self) -> Mapping[str, ModelEntry]:
+        """The effective catalog: the built-in entries, then the user's imported models (read-only)."""
+        records = self.user_catalog.records()
+        if records is not self._merged_from:
+            merged = dict(self.builtin_catalog)
+            for model_id, record in records.items():
+                if model_id in merged:
+                    if model_id not in self._warned_shadowed:
+                        self._warned_shadowed.add(model_id)
+                        logger.warning("model store: the imported model %r has the id of a built-in model and is "
+                                       "ignored; import %s again under another --id", model_id,
+                                       self.user_catalog.weights_path(record))
+                    continue
+                merged[model_id] = record.to_entry(self.user_catalog.model_dir(model_id))
+            self._merged, self._merged_from = MappingProxyType(merged), records
+        return self._merged
 
     def entry(self, model_id: str) -> ModelEntry:
         """The entry of ``model_id`` in this store's catalog; SettingsError naming the known ids otherwise."""
@@ -226,21 +294,96 @@ class ModelStore:
             self._hashes[key] = digest
         return digest
 
-    def _download_path(self, entry: ModelEntry) -> Path | None:
-        return self.cache_dir / entry.id / entry.file.filename if entry.file is not None else None
+    def family_variants(self, family: str) -> dict[int, ModelEntry]:
+        """The entries of ``family`` in the effective catalog by output scale; SettingsError when there is none."""
+        variants = {entry.scale: entry for entry in self.catalog.values() if entry.family == family}
+        if not variants:
+            families = sorted({entry.family for entry in self.catalog.values()})
+            raise SettingsError(f"models: unknown model family {family!r}; use one of: {', '.join(families)}")
+        return dict(sorted(variants.items()))
+
+    def user_record(self, model_id: str) -> UserModel | None:
+        """The user-catalog record of an imported model (None for built-in ids)."""
+        entry = self.catalog.get(model_id)
+        return self.user_catalog.get(model_id) if entry is not None and entry.is_user else None
+
+    def ncnn_files(self, model_id: str) -> tuple[Path, Path] | None:
+        """The ncnn (.param, .bin) of a model, for a backend that runs ncnn directly; None when there are none.
+
+        Imported ncnn models keep the original pair in their folder; built-in models have one when their
+        package is installed.
+        """
+        entry = self.entry(model_id)
+        if entry.is_user:
+            record = self.user_catalog.get(model_id)
+            return self.user_catalog.ncnn_paths(record) if record is not None else None
+        if entry.package_source is None:
+            return None
+        found = _package_files(entry.package_source)
+        return None if isinstance(found, str) else found
+
+    def download_path(self, entry: ModelEntry) -> Path | None:
+        """Where the single-file download of a built-in model lives in the cache (None: it has none)."""
+        if entry.file is None or entry.is_user:
+            return None
+        return self.cache_dir / entry.id / entry.file.filename
+
+    _download_path = download_path
 
     def _converted_path(self, entry: ModelEntry) -> Path:
         return self.cache_dir / entry.id / f"{entry.id}.safetensors"
 
-    def _check_download(self, entry: ModelEntry, path: Path) -> str | None:
-        """Why the cached download at ``path`` cannot be used (None when it is fine)."""
+    @staticmethod
+    def _sidecar(path: Path) -> Path:
+        return path.with_name(path.name + ".sha256")
+
+    def _recorded_checksum(self, path: Path) -> str | None:
+        try:
+            return self._sidecar(path).read_text(encoding="ascii").split()[0].lower()
+        except (OSError, IndexError, UnicodeDecodeError):
+            return None
+
+    def record_local_checksum(self, path: Path) -> str:
+        """Write ``<path>.sha256`` with the file's sha256 now (for files whose catalog sha256 is unknown)."""
+        digest = self._sha256(path)
+        _atomic_write(self._sidecar(path), lambda tmp: tmp.write_text(
+            f"{digest}  {path.name}  (recorded after a size and load check; the catalog has no sha256)\n",
+            encoding="ascii"))
+        return digest
+
+    def _load_check(self, entry: ModelEntry, path: Path) -> tuple[str | None, str]:
+        """Load ``path`` as ``entry`` on the CPU: (the problem or None, what it loaded as)."""
+        try:
+            descriptor = self.match_entry(entry, self.load_descriptor(path), path)
+        except ModelError as exc:
+            return str(exc), ""
+        return None, f"loads as {descriptor.architecture.name} x{descriptor.scale}"
+
+    def _check_download(self, entry: ModelEntry, path: Path, *, deep: bool = True) -> str | None:
+        """Why the cached download at ``path`` cannot be used (None when it is fine).
+
+        When the catalog has no sha256 the file must match the sha256 recorded next to it; without a record,
+        ``deep`` loads it (architecture and scale) and records its sha256, else it is taken on its size.
+        """
         expected = entry.file
         assert expected is not None
         size = path.stat().st_size
         if expected.size is not None and size != expected.size:
             return f"has {size} bytes, expected {expected.size}"
-        if expected.sha256 is not None and self._sha256(path) != expected.sha256.lower():
-            return f"has sha256 {self._sha256(path)}, expected {expected.sha256.lower()}"
+        if expected.sha256 is not None:
+            if self._sha256(path) != expected.sha256.lower():
+                return f"has sha256 {self._sha256(path)}, expected {expected.sha256.lower()}"
+            return None
+        recorded = self._recorded_checksum(path)
+        if recorded is not None:
+            if self._sha256(path) != recorded:
+                return f"has sha256 {self._sha256(path)}, but {recorded} was recorded when it was checked"
+            return None
+        if deep:
+            problem, _ = self._load_check(entry, path)
+            if problem is not None:
+                return f"does not load as {entry.id} ({problem})"
+            self.record_local_checksum(path)
         return None
 
     def _check_converted(self, entry: ModelEntry, path: Path) -> str | None:
@@ -268,7 +411,7 @@ class ModelStore:
         return None
 
     def _models_dir_candidates(self, entry: ModelEntry) -> list[Path]:
-        if self.models_dir is None:
+        if self.models_dir is None or entry.is_user:
             return []
         names = [entry.file.filename] if entry.file is not None else []
         names += [f"{entry.id}.pth", f"{entry.id}.safetensors"]
@@ -281,6 +424,9 @@ class ModelStore:
                            path, entry.id, self._sha256(path), expected.lower(), where)
 
     def _hints(self, entry: ModelEntry, *, download: bool = True) -> str:
+        if entry.is_user:
+            return (f"import the file again with `vup models import FILE --id {entry.id} --force`, or forget it with "
+                    f"`vup models remove {entry.id}`")
         hints = []
         if entry.package_source is not None:
             hints.append(f"pip install {entry.package_source.pip_name}")
@@ -291,6 +437,9 @@ class ModelStore:
             enable = "connect to the internet" if self.allow_download else \
                 "enable downloads and connect to the internet"
             hints.append(f"{enable} so it can be downloaded from {entry.file.urls[0]}")
+        if entry.file is not None and entry.file.manual_urls:
+            hints.append(f"download it in a browser from {entry.file.manual_urls[0]}, then run "
+                         "`vup models import FILE`")
         return "; or ".join(hints)
 
     # ----------------------------------------------------------------- resolution
@@ -378,14 +527,45 @@ class ModelStore:
                     conversion["package_version"], dest)
         return dest
 
+    def _resolve_user(self, entry: ModelEntry) -> ResolvedWeights:
+        record = self.user_catalog.get(entry.id)
+        if record is None:
+            raise WeightsUnavailableError(f"model store: the imported model {entry.id} is no longer in the user "
+                                          f"catalog {self.user_catalog.path}; import it again")
+        path = self.user_catalog.weights_path(record)
+        if not path.is_file():
+            raise WeightsUnavailableError(f"model store: the imported file of {entry.id} is missing ({path}); "
+                                          f"{self._hints(entry)}")
+        size = path.stat().st_size
+        digest = self._sha256(path) if size == record.size else None
+        if digest != record.sha256:
+            found = f"sha256 {digest}" if digest is not None else f"{size} bytes"
+            raise ModelError(f"model store: the imported file {path} of {entry.id} changed since it was imported "
+                             f"({found}, recorded {record.sha256 if digest is not None else record.size}); "
+                             f"{self._hints(entry)}")
+        return ResolvedWeights(entry.id, path, "user", digest)
+
+    def _manual_only(self, entry: ModelEntry) -> str | None:
+        """For a model whose file is only offered as a web page: what to do (None for other models)."""
+        if entry.file is None or entry.file.urls or not entry.file.manual_urls:
+            return None
+        url = entry.file.manual_urls[0]
+        host = urllib.parse.urlsplit(url).netloc
+        return (f"{entry.id} has no direct download: {url} is a {host} page, not the file. Open it in a browser, "
+                f"save the file, then run `vup models import FILE` (a file with the catalog's sha256 is recognised "
+                f"as {entry.id})")
+
     def resolve(self, model_id: str, explicit_path: str | Path | None = None) -> ResolvedWeights:
         """Find (or fetch) the weights of catalog model ``model_id``; see the module docstring for the order.
 
         Raises SettingsError for an unknown id, WeightsUnavailableError when ``explicit_path`` does not exist
         or no source has the weights (the message lists where it looked and what to do), DownloadError when
-        the download was tried and failed.
+        the download was tried and failed. An imported (user) model comes from its folder in the cache;
+        ModelError when its file changed since the import.
         """
         entry = self.entry(model_id)
+        if entry.is_user and explicit_path is None:
+            return self._found(self._resolve_user(entry))
         if explicit_path is not None:
             path = Path(explicit_path).expanduser()
             if not path.is_file():
@@ -399,6 +579,9 @@ class ModelStore:
             if resolved is not None:
                 return self._found(resolved)
         dest = self._download_path(entry)
+        manual = self._manual_only(entry)
+        if manual is not None:
+            raise WeightsUnavailableError(f"model store: {manual}; looked in: {'; '.join(looked)}")
         if entry.file is None or not entry.file.urls or dest is None:
             looked.append("download: no official single-file download exists")
         elif not self.allow_download:
@@ -410,9 +593,21 @@ class ModelStore:
             except DownloadError as exc:
                 raise DownloadError(f"{exc} Other ways to get {model_id}: {self._hints(entry, download=False)}.") \
                     from exc
+            if entry.file.sha256 is None:
+                self._check_unpinned_download(entry, dest)
             return self._found(ResolvedWeights(entry.id, dest, "download", self._sha256(dest)))
         raise WeightsUnavailableError(f"model store: no weights for {model_id}; looked in: {'; '.join(looked)}. "
                                       f"To fix: {self._hints(entry)}")
+
+    def _check_unpinned_download(self, entry: ModelEntry, dest: Path) -> None:
+        """A download whose sha256 the catalog does not know: load check, then record its sha256."""
+        problem, _ = self._load_check(entry, dest)
+        if problem is not None:
+            dest.unlink(missing_ok=True)
+            raise DownloadError(f"download: {dest.name} for {entry.id} is not a usable model ({problem}); the file "
+                                "was deleted. The server sent another file: try again later, or "
+                                f"{self._hints(entry, download=False)}")
+        self.record_local_checksum(dest)
 
     def _found(self, resolved: ResolvedWeights) -> ResolvedWeights:
         logger.info("model store: %s from %s (%s)", resolved.model_id, resolved.source, resolved.path)
@@ -426,8 +621,16 @@ class ModelStore:
         Raises SettingsError for an unknown id.
         """
         entry = self.entry(model_id)
+        if entry.is_user:
+            record = self.user_catalog.get(entry.id)
+            path = self.user_catalog.weights_path(record) if record is not None else None
+            if path is not None and path.is_file():
+                return ModelStatus(entry, True, "user", path, None)
+            return ModelStatus(entry, False, None, None, f"the imported file {path} is missing. To fix: "
+                                                         f"{self._hints(entry)}")
         download = self._download_path(entry)
-        if download is not None and download.is_file() and self._check_download(entry, download) is None:
+        if download is not None and download.is_file() \
+                and self._check_download(entry, download, deep=False) is None:
             return ModelStatus(entry, True, "cache", download, None)
         converted = self._converted_path(entry)
         if converted.is_file() and self._check_converted(entry, converted) is None:
@@ -449,6 +652,9 @@ class ModelStore:
         why = [package_reason] if package_reason else []
         if entry.file is None:
             why.append("there is no official single-file download")
+        elif not entry.file.urls and entry.file.manual_urls:
+            host = urllib.parse.urlsplit(entry.file.manual_urls[0]).netloc
+            why.append(f"there is no direct download ({host} offers the file as a web page)")
         elif not self.allow_download:
             why.append("downloads are disabled")
         reason = f"{'; '.join(why) or 'not found'}. To fix: {self._hints(entry)}"
@@ -489,13 +695,14 @@ class ModelStore:
         else:
             entry = self.entry(str(model))
             weights = self.resolve(entry.id)
-        descriptor = self._load_descriptor(weights.path)
+        descriptor = self.load_descriptor(weights.path)
         if entry is not None:
-            descriptor = self._match_entry(entry, descriptor, weights.path)
+            descriptor = self.match_entry(entry, descriptor, weights.path)
         return LoadedModel(descriptor.eval(), entry, weights)
 
     @staticmethod
-    def _load_descriptor(path: Path) -> ImageModelDescriptor:
+    def load_descriptor(path: Path) -> ImageModelDescriptor:
+        """Load any file spandrel recognises on the CPU; ModelError unless it is an image-to-image model."""
         try:
             descriptor = ModelLoader(device="cpu").load_from_file(path)
         except UnsupportedModelError as exc:
@@ -510,9 +717,10 @@ class ModelStore:
         return descriptor
 
     @staticmethod
-    def _match_entry(entry: ModelEntry, descriptor: ImageModelDescriptor, path: Path) -> ImageModelDescriptor:
-        expected_arch = SPANDREL_ARCHITECTURES.get(entry.architecture)
-        if expected_arch is not None and descriptor.architecture.id != expected_arch:
+    def match_entry(entry: ModelEntry, descriptor: ImageModelDescriptor, path: Path) -> ImageModelDescriptor:
+        """Check a loaded file is ``entry`` (spandrel architecture id and scale); wrap a ``native_scale`` network
+        with the resize to ``entry.scale``. ModelError when it is another model."""
+        if descriptor.architecture.id != entry.spandrel_arch:
             raise ModelError(f"model store: {path} holds a {descriptor.architecture.name} network, but {entry.id} is "
                              f"{entry.architecture}; delete the file or pass the weights of {entry.id}")
         if descriptor.scale == entry.scale:
@@ -521,3 +729,178 @@ class ModelStore:
             return with_output_scale(descriptor, entry.scale)
         raise ModelError(f"model store: {path} is a x{descriptor.scale} model, but {entry.id} is x{entry.scale}; "
                          f"delete the file or pass the weights of {entry.id}")
+
+    # ----------------------------------------------------------------- import, verify, remove
+
+    def import_model(self, path: str | Path, *, model_id: str | None = None, description: str | None = None,
+                     license: str | None = None, force: bool = False,
+                     bin_path: str | Path | None = None) -> ImportResult:
+        """Check a model file and copy it into the store (see :func:`stages.models.user_catalog.import_model`)."""
+        return import_model(self, path, model_id=model_id, description=description, license=license, force=force,
+                            bin_path=bin_path)
+
+    def present(self, model_id: str) -> bool:
+        """Whether weights of ``model_id`` are on this machine (cache, user folder, ``VUP_MODELS_DIR`` or an
+        installed package); never downloads, converts or hashes."""
+        entry = self.entry(model_id)
+        if entry.is_user:
+            return self.status(model_id).available
+        download = self._download_path(entry)
+        if (download is not None and download.is_file()) or self._converted_path(entry).is_file():
+            return True
+        if any(path.is_file() for path in self._models_dir_candidates(entry)):
+            return True
+        return entry.package_source is not None and not isinstance(_package_files(entry.package_source), str)
+
+    def verify(self, model_id: str) -> builtins.list[VerifyResult]:
+        """Check every weights file of ``model_id`` on this machine, without changing or deleting anything.
+
+        Size and sha256 against the catalog where it knows them, else size and a load check (architecture and
+        scale, on the CPU) plus the sha256 recorded at download; converted package files against the checksum
+        recorded at conversion; package files not converted yet by converting them in memory; imported models
+        against the size and sha256 recorded at import. One result per file; a single failed result saying
+        so when nothing is on this machine. Raises SettingsError for an unknown id.
+        """
+        entry = self.entry(model_id)
+        if entry.is_user:
+            return [self._verify_user(entry)]
+        results: builtins.list[VerifyResult] = []
+        download = self._download_path(entry)
+        if download is not None and download.is_file():
+            results.append(self._verify_file(entry, download, "cache"))
+        converted = self._converted_path(entry)
+        if converted.is_file():
+            problem = self._check_converted(entry, converted)
+            results.append(VerifyResult(entry.id, problem is None, "cache", converted, problem or (
+                "matches the checksum recorded when it was converted from the package")))
+        for path in self._models_dir_candidates(entry):
+            if path.is_file():
+                results.append(self._verify_file(entry, path, "env"))
+        if not results and entry.package_source is not None:
+            found = _package_files(entry.package_source)
+            if not isinstance(found, str):
+                results.append(self._verify_package(entry, *found))
+        if not results:
+            manual = self._manual_only(entry)
+            todo = manual or (f"`vup models download {entry.id}` fetches it" if entry.direct_download
+                              else self._hints(entry))
+            results.append(VerifyResult(entry.id, False, None, None, f"not on this machine; {todo}"))
+        return results
+
+    def _verify_file(self, entry: ModelEntry, path: Path, source: Source) -> VerifyResult:
+        expected = entry.file
+        size = path.stat().st_size
+        where = f" (it is in {ENV_MODELS_DIR}, so the store still uses it, with a warning)" if source == "env" else \
+            f"; `vup models download {entry.id}` fetches it again"
+        if expected is not None and expected.size is not None and size != expected.size:
+            return VerifyResult(entry.id, False, source, path,
+                                f"has {size} bytes, the catalog says {expected.size}{where}")
+        digest = self._sha256(path)
+        if expected is not None and expected.sha256 is not None:
+            if digest != expected.sha256.lower():
+                return VerifyResult(entry.id, False, source, path,
+                                    f"sha256 {digest} is not the catalog's {expected.sha256.lower()}{where}")
+            return VerifyResult(entry.id, True, source, path, "size and sha256 match the catalog")
+        recorded = self._recorded_checksum(path)
+        if recorded is not None and digest != recorded:
+            return VerifyResult(entry.id, False, source, path,
+                                f"sha256 {digest} differs from {recorded}, recorded when it was checked{where}")
+        problem, loaded = self._load_check(entry, path)
+        if problem is not None:
+            return VerifyResult(entry.id, False, source, path, f"load check failed: {problem}")
+        checked = "size + load check" if expected is not None and expected.size is not None else "load check"
+        return VerifyResult(entry.id, True, source, path, f"sha256 unknown: verified by {checked} ({loaded})")
+
+    def _verify_package(self, entry: ModelEntry, param: Path, weights: Path) -> VerifyResult:
+        assert entry.package_source is not None
+        try:
+            _, info = convert_ncnn(param, weights)
+        except (ModelError, OSError) as exc:
+            return VerifyResult(entry.id, False, "package", weights, f"the package files do not convert: {exc}")
+        network_scale = entry.native_scale or entry.scale
+        if info.architecture != entry.architecture or info.scale != network_scale \
+                or round(info.effective_scale) != entry.scale:
+            return VerifyResult(entry.id, False, "package", weights,
+                                f"the package files hold {info.architecture} x{info.effective_scale:g}, not "
+                                f"{entry.architecture} x{entry.scale}; reinstall {entry.package_source.pip_name}")
+        return VerifyResult(entry.id, True, "package", weights,
+                            f"package files convert to {info.architecture} x{entry.scale} (not converted yet)")
+
+    def _verify_user(self, entry: ModelEntry) -> VerifyResult:
+        record = self.user_catalog.get(entry.id)
+        if record is None:
+            return VerifyResult(entry.id, False, None, None, "no longer in the user catalog")
+        path = self.user_catalog.weights_path(record)
+        fix = f"; {self._hints(entry)}"
+        if not path.is_file():
+            return VerifyResult(entry.id, False, "user", path, f"the imported file is missing{fix}")
+        size = path.stat().st_size
+        if size != record.size:
+            return VerifyResult(entry.id, False, "user", path,
+                                f"has {size} bytes, {record.size} were recorded at import{fix}")
+        digest = self._sha256(path)
+        if digest != record.sha256:
+            return VerifyResult(entry.id, False, "user", path,
+                                f"sha256 {digest} differs from {record.sha256}, recorded at import{fix}")
+        pair = self.user_catalog.ncnn_paths(record)
+        if pair is not None and record.ncnn is not None:
+            for file, expected in zip(pair, (record.ncnn.param_sha256, record.ncnn.bin_sha256)):
+                if not file.is_file():
+                    return VerifyResult(entry.id, False, "user", file, f"the kept ncnn file is missing{fix}")
+                if self._sha256(file) != expected:
+                    return VerifyResult(entry.id, False, "user", file,
+                                        f"the kept ncnn file changed since the import (sha256 {self._sha256(file)}, "
+                                        f"recorded {expected}){fix}")
+        extra = " (and its ncnn .param/.bin)" if pair is not None else ""
+        return VerifyResult(entry.id, True, "user", path, f"size and sha256 match the ones recorded at import{extra}")
+
+    def plan_removal(self, model_id: str) -> RemovalPlan:
+        """What :meth:`remove` would delete for ``model_id``: only the model's own folder in the cache
+        (``<cache>/<id>`` or ``<cache>/user/<id>``) and, for an imported model, its record. Files in
+        ``VUP_MODELS_DIR`` and in packages are listed in ``kept``. Raises SettingsError for an unknown id."""
+        entry = self.entry(model_id)
+        kept: builtins.list[tuple[Path, str]] = []
+        for path in self._models_dir_candidates(entry):
+            if path.is_file():
+                kept.append((path, f"in {ENV_MODELS_DIR}: not deleted, delete it yourself if you want"))
+        if entry.package_source is not None:
+            found = _package_files(entry.package_source)
+            if not isinstance(found, str):
+                pip = entry.package_source.pip_name
+                kept.append((found[1], f"shipped by the {pip} package: not deleted (`pip uninstall {pip}` "
+                                       "removes it for every model it ships)"))
+        folder = self.user_catalog.model_dir(entry.id) if entry.is_user else self.cache_dir / entry.id
+        files: tuple[Path, ...] = ()
+        if folder.exists() or folder.is_symlink():
+            problem = self._unsafe_to_delete(folder)
+            if problem is not None:
+                kept.append((folder, f"not deleted: {problem}"))
+                folder = None
+            else:
+                files = tuple(sorted(p for p in folder.rglob("*") if p.is_file() or p.is_symlink()))
+        else:
+            folder = None
+        return RemovalPlan(entry.id, entry.is_user, folder, files, tuple(kept))
+
+    def _unsafe_to_delete(self, folder: Path) -> str | None:
+        """Why ``folder`` must not be deleted (None when it is a model folder inside the cache)."""
+        if folder.is_symlink() or not folder.is_dir():
+            return f"{folder} is not a plain folder"
+        root = self.cache_dir.resolve()
+        real = folder.resolve()
+        if real == root or not real.is_relative_to(root):
+            return f"{folder} is outside the cache folder {root}"
+        if self.models_dir is not None:
+            models = self.models_dir.expanduser().resolve()
+            if models == real or models.is_relative_to(real) or real.is_relative_to(models):
+                return f"{folder} overlaps {ENV_MODELS_DIR} ({models})"
+        return None
+
+    def remove(self, plan: RemovalPlan) -> None:
+        """Delete what ``plan`` lists (see :meth:`plan_removal`); the record of an imported model first."""
+        if plan.user:
+            with self.user_catalog.editing() as records:
+                records.pop(plan.model_id, None)
+        if plan.folder is not None and self._unsafe_to_delete(plan.folder) is None:
+            shutil.rmtree(plan.folder)
+            logger.info("model store: removed %s (%d files)", plan.folder, len(plan.files))

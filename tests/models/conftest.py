@@ -1,4 +1,9 @@
-"""Fixtures for the model tests: weight sources, tiny networks, an ncnn writer and a loopback HTTP server."""
+"""Fixtures for the model tests: weight sources, tiny networks, ncnn writers and a loopback HTTP server.
+
+Two ncnn writers: ``ncnn_writer`` lays a Compact state dict out the way onnx2ncnn does (independently of the
+project's exporter, with knobs to build unusual or broken graphs); ``ncnn_export_writer`` writes any
+Compact/RRDBNet state dict or model through :func:`stages.models.ncnn_export.export_ncnn`.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,11 @@ import numpy as np
 import pytest
 import torch
 from skimage import data as skdata
+from spandrel import ModelLoader
 from spandrel.architectures.Compact import Compact
 
 from stages.models import download
+from stages.models.ncnn_export import export_ncnn
 
 torch.set_num_threads(2)
 
@@ -125,6 +132,55 @@ def write_ncnn_compact(state: dict[str, torch.Tensor], directory: Path, name: st
 def ncnn_writer() -> Callable[..., tuple[Path, Path]]:
     """The :func:`write_ncnn_compact` helper as a fixture."""
     return write_ncnn_compact
+
+
+RRDB_GROW = 32  # spandrel's RRDBNet always uses 32 growth channels
+
+
+def make_rrdb_state(num_feat: int = 8, num_block: int = 1, seed: int = 0, in_ch: int = 3) -> dict[str, torch.Tensor]:
+    """A random RRDBNet x4 state dict with official Real-ESRGAN key names (``conv_first``, ``body.*``, ...).
+
+    Convolutions are scaled like a trained network's (std 1/sqrt(fan_in)) so activations stay in range.
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def conv(out_ch: int, in_channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = torch.randn(out_ch, in_channels, 3, 3, generator=generator) / (in_channels * 9) ** 0.5
+        return weight, torch.randn(out_ch, generator=generator) * 0.01
+
+    shapes = [("conv_first", num_feat, in_ch)]
+    for b in range(num_block):
+        for r in (1, 2, 3):
+            for c in range(1, 6):
+                shapes.append((f"body.{b}.rdb{r}.conv{c}", RRDB_GROW if c < 5 else num_feat,
+                               num_feat + (c - 1) * RRDB_GROW))
+    shapes += [("conv_body", num_feat, num_feat), ("conv_up1", num_feat, num_feat),
+               ("conv_up2", num_feat, num_feat), ("conv_hr", num_feat, num_feat), ("conv_last", in_ch, num_feat)]
+    state: dict[str, torch.Tensor] = {}
+    for key, out_ch, in_channels in shapes:
+        state[f"{key}.weight"], state[f"{key}.bias"] = conv(out_ch, in_channels)
+    return state
+
+
+@pytest.fixture
+def tiny_rrdb() -> Callable[..., dict[str, torch.Tensor]]:
+    """Factory: a random RRDBNet x4 state dict (official key names), see :func:`make_rrdb_state`."""
+    return make_rrdb_state
+
+
+def write_ncnn_export(model: object, directory: Path, name: str, *, fp16: bool = True) -> tuple[Path, Path]:
+    """Write a state dict (loaded with spandrel), spandrel descriptor or module with ``export_ncnn``."""
+    if isinstance(model, dict):
+        model = ModelLoader().load_from_state_dict(model)
+    param_path, bin_path = directory / f"{name}.param", directory / f"{name}.bin"
+    export_ncnn(model, param_path, bin_path, fp16_weights=fp16)
+    return param_path, bin_path
+
+
+@pytest.fixture
+def ncnn_export_writer() -> Callable[..., tuple[Path, Path]]:
+    """The :func:`write_ncnn_export` helper as a fixture: ``(model, directory, name, *, fp16) -> (param, bin)``."""
+    return write_ncnn_export
 
 
 @dataclass

@@ -181,29 +181,29 @@ def test_other_errors_are_not_swallowed():
 
 
 def test_upscale_chunk_roundtrip(tmp_path):
-    src = tmp_path / "in.mkv"
+    src = tmp_path / "in.nut"
     clip = frames(5, 18, 26)
     with ChunkWriter(src, 26, 18, 8) as writer:
         for frame in clip:
             writer.write(frame)
     up = Upscaler(tiny_compact(), CPU32, batch=2)
     seen = []
-    result = upscale_chunk(src, tmp_path / "out.mkv", up, plan_scale(4, 4), expected_frames=5,
+    result = upscale_chunk(src, tmp_path / "out.nut", up, plan_scale(4, 4), expected_frames=5,
                            progress=lambda done, total: seen.append((done, total)))
     assert (result.frame_count, result.width, result.height) == (5, 104, 72)
     assert result.model_calls == 3  # batches of 2, 2, 1
     assert seen[-1] == (5, 5)
     direct = Upscaler(tiny_compact(), CPU32).upscale(clip, plan_scale(4, 4))
-    for a, b in zip(read_frames(tmp_path / "out.mkv"), direct):
+    for a, b in zip(read_frames(tmp_path / "out.nut"), direct):
         assert np.array_equal(a, b)
 
 
 def test_upscale_chunk_frame_count_mismatch_leaves_nothing(tmp_path):
-    src = tmp_path / "in.mkv"
+    src = tmp_path / "in.nut"
     with ChunkWriter(src, 8, 8, 8) as writer:
         for frame in frames(2, 8, 8):
             writer.write(frame)
-    out = tmp_path / "out.mkv"
+    out = tmp_path / "out.nut"
     with pytest.raises(ChunkError, match="manifest says 3"):
         upscale_chunk(src, out, Upscaler(tiny_compact(), CPU32), plan_scale(4, 4), expected_frames=3)
     assert not out.exists()
@@ -211,3 +211,49 @@ def test_upscale_chunk_frame_count_mismatch_leaves_nothing(tmp_path):
 
 def test_scale_step_is_value():
     assert plan_scale(4, 4) == (ScaleStep(False, 4),)
+
+
+def test_upscale_chunk_writer_failure_surfaces_and_leaves_nothing(tmp_path, monkeypatch):
+    """A write error in the background writer thread reaches the caller; no partial chunk remains."""
+    src = tmp_path / "in.nut"
+    with ChunkWriter(src, 8, 8, 8) as writer:
+        for frame in frames(6, 8, 8):
+            writer.write(frame)
+    written = []
+
+    def failing_write(self, frame):
+        written.append(1)
+        if len(written) == 3:
+            raise OSError(28, "No space left on device")
+        return original(self, frame)
+
+    original = ChunkWriter.write
+    monkeypatch.setattr(ChunkWriter, "write", failing_write)
+    out = tmp_path / "out.nut"
+    with pytest.raises(OSError, match="No space left"):
+        upscale_chunk(src, out, Upscaler(tiny_compact(), CPU32, batch=1), plan_scale(4, 4), expected_frames=6)
+    assert not out.exists()
+
+
+def test_upscale_chunk_model_failure_stops_the_writer(tmp_path):
+    """A model error mid-chunk stops the writer thread and removes the partial output."""
+    src = tmp_path / "in.nut"
+    with ChunkWriter(src, 8, 8, 8) as writer:
+        for frame in frames(4, 8, 8):
+            writer.write(frame)
+    up = Upscaler(tiny_compact(), CPU32, batch=1)
+    calls = []
+    original = up.upscale
+
+    def flaky(batch, steps):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("device lost")
+        return original(batch, steps)
+
+    up.upscale = flaky
+    out = tmp_path / "out.nut"
+    with pytest.raises(RuntimeError, match="device lost"):
+        upscale_chunk(src, out, up, plan_scale(4, 4), expected_frames=4)
+    assert not out.exists()
+    assert not any(t.name == "chunk-write" and t.is_alive() for t in __import__("threading").enumerate())
