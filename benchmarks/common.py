@@ -112,7 +112,7 @@ class CpuNoiseMonitor:
     Use as a context manager around ``subprocess.run``; read ``.result`` afterwards.
     """
 
-    def __enter__(self) -> CpuNoiseMonitor:
+    def __enter__(self):
         self._stat = _proc_stat()
         self._children = _children_cpu()
         self._started = time.perf_counter()
@@ -162,18 +162,27 @@ def _child_pids(pid: int) -> list[int]:
 
 
 def _comm(pid: int) -> str:
+    """The process's program and, for an interpreter, its script or module (``python -m dagster...``)."""
     try:
-        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as handle:
-            return handle.read().strip()
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            argv = [a.decode("utf-8", "replace") for a in handle.read().split(b"\0") if a]
     except OSError:
         return "?"
+    if not argv:
+        return "?"
+    name = Path(argv[0]).name
+    if name.startswith("python") and len(argv) > 1:
+        rest = argv[1:]
+        name += " " + (" ".join(rest[:2]) if rest[0] in ("-m", "-c") else Path(rest[0]).name)
+    return name[:80]
 
 
 class ProcessTreeWatcher:
     """Poll the peak RSS (``VmHWM``) of every descendant of ``root`` while it runs (Linux /proc only).
 
-    ``peaks`` maps each descendant pid seen to ``(command name, peak MiB)``; a process's last growth before it
-    exits may be missed by up to one ``interval``.
+    ``peaks`` maps ``(pid, program)`` to the peak MiB seen; a process caught between ``fork`` and ``exec`` (still
+    the root's program, its memory shared with the root) is left out. A process's last growth before it exits
+    may be missed by up to one ``interval``.
     """
 
     def __init__(self, root: int, interval: float = 0.05) -> None:
@@ -181,25 +190,30 @@ class ProcessTreeWatcher:
 
         self.root = root
         self.interval = interval
-        self.peaks: dict[int, tuple[str, float]] = {}
+        self.peaks: dict[tuple[int, str], float] = {}
+        self._root_name: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-watcher", daemon=True)
 
     def _poll(self) -> None:
+        if self._root_name is None:
+            self._root_name = _comm(self.root)
         pending = _child_pids(self.root)
         while pending:
             pid = pending.pop()
+            pending.extend(_child_pids(pid))
+            name = _comm(pid)
+            if name == self._root_name:  # forked, not yet exec'd: its pages are the root's
+                continue
             hwm = vm_hwm_mib(pid)
             if hwm is not None:
-                name = self.peaks.get(pid, (None, 0.0))[0] or _comm(pid)
-                self.peaks[pid] = (name, max(hwm, self.peaks.get(pid, ("", 0.0))[1]))
-            pending.extend(_child_pids(pid))
+                self.peaks[(pid, name)] = max(hwm, self.peaks.get((pid, name), 0.0))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self._poll()
 
-    def __enter__(self) -> ProcessTreeWatcher:
+    def __enter__(self):
         self._thread.start()
         return self
 
@@ -207,12 +221,39 @@ class ProcessTreeWatcher:
         self._stop.set()
         self._thread.join()
 
-    def total_mib(self) -> float | None:
-        """Sum of the descendants' peaks (they may run at the same time); None when none was seen."""
-        return sum(peak for _name, peak in self.peaks.values()) if self.peaks else None
+    def largest(self, prefix: str = "") -> tuple[str, float] | None:
+        """(program, peak MiB) of the largest descendant whose program starts with ``prefix``; None if none."""
+        found = [(peak, name) for (_pid, name), peak in self.peaks.items() if name.startswith(prefix)]
+        if not found:
+            return None
+        peak, name = max(found)
+        return name, peak
 
-    def names(self) -> str:
-        counts: dict[str, int] = {}
-        for name, _peak in self.peaks.values():
-            counts[name] = counts.get(name, 0) + 1
-        return ", ".join(f"{n} x{c}" if c > 1 else n for n, c in sorted(counts.items()))
+    def describe(self) -> str:
+        """Each descendant seen with its peak, e.g. ``ffmpeg 61.2 MiB, tail 1.9 MiB``."""
+        return ", ".join(f"{name} {peak:.1f} MiB" for (_pid, name), peak in sorted(self.peaks.items()))
+
+
+def run_measured(command: list[str], *, interval: float = 0.005) -> tuple[int, str, float | None]:
+    """Run ``command`` and return (exit status, last lines of its stderr, its peak RSS in MiB).
+
+    The peak is the child's own ``VmHWM``, polled every ``interval`` seconds (None where /proc has none and
+    ``ru_maxrss`` of the children is used instead, which on Linux also counts the size inherited over fork).
+    """
+    import tempfile
+
+    peak: float | None = None
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
+        own = _comm(os.getpid())
+        while process.poll() is None:
+            if _comm(process.pid) != own:  # exec'd: the figure is the child's own, not this process's copy
+                hwm = vm_hwm_mib(process.pid)
+                if hwm is not None:
+                    peak = max(peak or 0.0, hwm)
+            time.sleep(interval)
+        errors.seek(0)
+        tail = [line for line in errors.read().decode("utf-8", "replace").splitlines() if line.strip()][-8:]
+    if peak is None:
+        peak = maxrss_mib(resource.RUSAGE_CHILDREN)
+    return process.returncode, " | ".join(tail), peak

@@ -197,8 +197,8 @@ def cpu_peak(*, cpuinfo: str | None = None, flags: set[str] | None = None, cores
     vector_bits, vector_source = _vector(arch, flags)
     lanes = vector_bits // 32
     fma_units, fma_source = _fma_units(arch, flags, text, vector_bits)
-    notes = [f"cores: {cores} from {cores_source}; under a VM a vCPU may be an SMT sibling of another, "
-             "which would halve the real peak",
+    notes = [(f"cores: {cores} from {cores_source}; under a VM a vCPU may be an SMT sibling of another, "
+              "which would halve the real peak"),
              f"clock: {clock_source}",
              f"vector width: {vector_bits} bit from {vector_source}",
              f"FMA units per core: {fma_source}"]
@@ -279,3 +279,68 @@ def measure_matmul(dtype: str = "float32", n: int = 4096, reps: int = 3, threads
         torch.matmul(a, b, out=out)
     seconds = time.perf_counter() - started
     return MatmulCeiling(dtype, n, reps, torch.get_num_threads(), seconds, 2.0 * n ** 3 * reps / seconds / 1e9)
+
+
+_CLOCK_SOURCE = r"""
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+/* A chain of dependent one-cycle integer adds: the loop runs at one add per core clock. */
+#if defined(__x86_64__)
+#define ADD4 "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+#elif defined(__aarch64__)
+#define ADD4 "add %0, %0, #1\n\tadd %0, %0, #1\n\tadd %0, %0, #1\n\tadd %0, %0, #1\n\t"
+#else
+#error unsupported architecture
+#endif
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv) {
+    uint64_t loops = argc > 1 ? strtoull(argv[1], 0, 10) : 20000000ULL, x = 0;
+    double best = 1e30;
+    for (int rep = 0; rep < 5; rep++) {
+        double start = now();
+        for (uint64_t i = 0; i < loops; i++) {
+            __asm__ volatile(ADD4 ADD4 ADD4 ADD4 : "+r"(x));
+        }
+        double seconds = now() - start;
+        if (seconds < best) best = seconds;
+    }
+    printf("%.6f %llu\n", loops * 16.0 / best / 1e9, (unsigned long long)x);
+    return 0;
+}
+"""
+
+
+def measure_core_clock(loops: int = 20_000_000) -> tuple[float | None, str]:
+    """The clock one core really runs at, in GHz, from a chain of dependent integer adds (one per cycle).
+
+    Needs a C compiler (``cc``); returns ``(None, why)`` without one or on an architecture other than
+    x86-64/AArch64. Best of 5 runs of ``16 * loops`` adds on one core (the others idle: a single-core boost).
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if compiler is None:
+        return None, "no C compiler to build the dependent-add loop"
+    with tempfile.TemporaryDirectory(prefix="vup-clock-") as tmp:
+        source, binary = Path(tmp) / "clock.c", Path(tmp) / "clock"
+        source.write_text(_CLOCK_SOURCE, encoding="ascii")
+        try:
+            subprocess.run([compiler, "-O1", "-o", str(binary), str(source)], check=True, capture_output=True,
+                           timeout=60)
+            out = subprocess.run([str(binary), str(loops)], check=True, capture_output=True, text=True,
+                                 timeout=120).stdout
+            ghz = float(out.split()[0])
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
+            return None, f"the dependent-add loop did not build or run ({exc})"
+    return ghz, f"a chain of dependent integer adds (one per cycle) on one core, best of 5, built with {compiler}"

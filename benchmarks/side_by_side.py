@@ -41,8 +41,18 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import (REPO, RESULTS, CpuNoiseMonitor, ProcessTreeWatcher, command_line, maxrss_mib,
-                               timestamp, versions, vm_hwm_mib)
+from benchmarks.common import (
+    REPO,
+    RESULTS,
+    CpuNoiseMonitor,
+    ProcessTreeWatcher,
+    command_line,
+    maxrss_mib,
+    run_measured,
+    timestamp,
+    versions,
+    vm_hwm_mib,
+)
 
 MODULE = "benchmarks.side_by_side"
 METHODS = ("project_e2e", "project_model", "ncnn_model", "naive_torch", "ffmpeg_lanczos")
@@ -72,7 +82,8 @@ COLUMNS = (
     "method", "label", "scope", "timed", "status", "backend", "precision", "threads", "input", "output", "frames",
     "seconds", "fps", "s_per_frame", "project_e2e_over_method", "method_over_ncnn", "peak_rss_mib",
     "child_peak_rss_mib", "gflop_per_frame", "achieved_gflops", "peak_kind", "peak_gflops", "fraction_of_peak",
-    "ceiling_gflops", "fraction_of_ceiling", "warmup_excluded", "other_cores", "steal_cores", "detail", "error",
+    "fraction_of_peak_measured_clock", "ceiling_gflops", "fraction_of_ceiling", "warmup_excluded", "other_cores",
+    "steal_cores", "detail", "error",
 )
 
 
@@ -341,27 +352,35 @@ def _worker_naive_torch(spec: Spec) -> dict[str, Any]:
 
 def _worker_ffmpeg_lanczos(spec: Spec) -> dict[str, Any]:
     from stages.encode import EncodeSettings
-    from stages.ffmpeg import run_ffmpeg
+    from stages.ffmpeg import find_ffmpeg
 
     settings = EncodeSettings()  # the project's encode defaults, so the baseline encodes like the project
     encode = ["-c:v", "libx264", "-preset", settings.preset, "-crf", str(settings.crf), "-pix_fmt", "yuv420p"]
     out_path = Path(spec.workdir) / "ffmpeg_lanczos.mp4"
     args = ["-i", spec.clip, "-vf", f"scale={spec.out_width}:{spec.out_height}:flags=lanczos", *encode, "-an",
             str(out_path)]
+    command = [find_ffmpeg(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y", *args]
     started = time.perf_counter()
-    run_ffmpeg(args, what="benchmark: lanczos")
+    status, errors, peak = run_measured(command)
     seconds = time.perf_counter() - started
+    if status != 0:
+        raise RuntimeError(f"ffmpeg failed with exit code {status}: {errors}")
     return {"seconds": seconds, "frames": spec.frames, "backend": "ffmpeg", "precision": "-",
             "threads": "ffmpeg default", "output": f"{spec.out_width}x{spec.out_height}", "warmup_excluded": False,
+            "peak_rss_mib": peak,  # the ffmpeg process: the method itself, not the Python worker that starts it
             "detail": {"command": "ffmpeg " + " ".join(args[:1] + ["CLIP"] + args[2:-1] + ["OUT"]),
                        "output_frames": _count_frames(out_path)}}
 
 
 def _worker_ceiling(spec: Spec) -> dict[str, Any]:
-    from benchmarks.hardware import measure_matmul
+    from benchmarks.hardware import measure_core_clock, measure_matmul
 
-    return {"matmul": [asdict(measure_matmul(dtype, spec.matmul_n, spec.matmul_reps, spec.threads))
-                       for dtype in ("float32", "bfloat16")]}
+    clock, how = measure_core_clock()
+    matmul = []
+    if spec.matmul_n > 0:
+        matmul = [asdict(measure_matmul(dtype, spec.matmul_n, spec.matmul_reps, spec.threads))
+                  for dtype in ("float32", "bfloat16")]
+    return {"clock_ghz": clock, "clock_how": how, "matmul": matmul}
 
 
 def _count_frames(path: Path) -> int | None:
@@ -385,7 +404,7 @@ def _run_worker(name: str, spec_path: Path, result_path: Path) -> int:
     spec = Spec(**json.loads(spec_path.read_text(encoding="utf-8")))
     result = WORKERS[name](spec)
     # VmHWM: this process's own peak; ru_maxrss would include the parent's size inherited over fork + exec
-    result["peak_rss_mib"] = vm_hwm_mib("self") or maxrss_mib()
+    result.setdefault("peak_rss_mib", vm_hwm_mib("self") or maxrss_mib())
     result_path.write_text(json.dumps(result, default=str), encoding="utf-8")
     return 0
 
@@ -393,8 +412,8 @@ def _run_worker(name: str, spec_path: Path, result_path: Path) -> int:
 def _spawn(name: str, spec_path: Path, workdir: Path) -> tuple[dict[str, Any] | None, str | None, Any]:
     """Run one worker in a fresh interpreter; returns (result, error, CPU noise while it ran).
 
-    The result gets ``child_peak_rss_mib``: the summed peak RSS of the worker's own child processes (ffmpeg),
-    polled from /proc while it runs.
+    The result gets ``child_peak_rss_mib``: the peak RSS of the largest of the worker's own child processes
+    (ffmpeg pipes, Dagster helpers), polled from /proc while it runs.
     """
     result_path = workdir / f"result-{name}.json"
     env = dict(os.environ)
@@ -410,8 +429,9 @@ def _spawn(name: str, spec_path: Path, workdir: Path) -> tuple[dict[str, Any] | 
         tail = [line for line in (stderr or "").splitlines() if line.strip()][-8:]
         return None, f"worker exited with {process.returncode}: " + " | ".join(tail), monitor.result
     result = json.loads(result_path.read_text(encoding="utf-8"))
-    result["child_peak_rss_mib"] = watcher.total_mib()
-    result.setdefault("detail", {})["child_processes"] = watcher.names()
+    largest = watcher.largest()
+    result["child_peak_rss_mib"] = largest[1] if largest else None
+    result.setdefault("detail", {})["child_processes"] = watcher.describe()
     return result, None, monitor.result
 
 
@@ -424,12 +444,20 @@ class Report:
     paths: dict[str, str] = field(default_factory=dict)
 
 
-def _ncnn_files(model_id: str) -> tuple[Path, Path] | str:
-    from stages.models.catalog import get_entry
+def _ncnn_files(model_id: str, scale: int) -> tuple[Path, Path] | str:
+    """The .param/.bin the ncnn tools would run for ``scale``: the family's variant of exactly that scale (the
+    animevideov3 x2/x3 graphs end in their own resize), else the model itself when its scale is ``scale``."""
+    from stages.models.catalog import family_variants, get_entry
 
-    source = get_entry(model_id).package_source
+    entry = get_entry(model_id)
+    variant = family_variants(entry.family).get(scale) if entry.family else None
+    if variant is not None and variant.package_source is not None:
+        entry = variant
+    elif entry.scale != scale:
+        return f"no ncnn graph of {model_id}'s family gives x{scale}"
+    source = entry.package_source
     if source is None:
-        return f"{model_id} has no ncnn files in a package"
+        return f"{entry.id} has no ncnn files in a package"
     spec = importlib.util.find_spec(source.package)
     if spec is None:
         return f"package {source.pip_name} is not installed"
@@ -458,8 +486,8 @@ def _prepare(args: argparse.Namespace, tmp: Path) -> tuple[Spec, dict[str, Any]]
     import numpy as np
 
     from benchmarks.hardware import cpu_peak, flags_summary
-    from stages.chunkio import read_frames
     from stages.chunking import ChunkSpec, extract_chunk
+    from stages.chunkio import read_frames
     from stages.model_selection import select_model
     from stages.models.store import ModelStore
     from stages.probe import probe_video
@@ -490,11 +518,9 @@ def _prepare(args: argparse.Namespace, tmp: Path) -> tuple[Spec, dict[str, Any]]
                 fps=str(fps), width=info.width, height=info.height, out_width=out_w, out_height=out_h,
                 scale=args.scale, model=args.model, threads=peak.cores, matmul_n=args.matmul_n,
                 matmul_reps=args.matmul_reps)
-    files = _ncnn_files(selection.model_id)
+    files = _ncnn_files(selection.model_id, args.scale)
     if isinstance(files, str):
         spec.ncnn_reason = files
-    elif len(steps) != 1:
-        spec.ncnn_reason = f"the plan {describe_plan(steps)} needs more than one pass; ncnn runs only single passes"
     else:
         spec.ncnn_param, spec.ncnn_bin = str(files[0]), str(files[1])
         spec.ncnn_input, spec.ncnn_output = _blob_names(files[0])
@@ -512,21 +538,22 @@ def _prepare(args: argparse.Namespace, tmp: Path) -> tuple[Spec, dict[str, Any]]
     return spec, header
 
 
-def _row(method: str, spec: Spec, header: dict, result: dict | None, error: str | None, noise) -> dict[str, Any]:
+def _row(method: str, spec: Spec, header: dict, result: dict | None, error: str | None, noise, *,
+         skipped: bool = False) -> dict[str, Any]:
     row: dict[str, Any] = {c: None for c in COLUMNS}
     row.update(method=method, label=LABELS[method], scope=SCOPE[method], timed=TIMED[method],
                input=header["input"], output=header["output"])
     if noise is not None:
         row["other_cores"], row["steal_cores"] = noise.other_cores, noise.steal_cores
     if result is None:
-        row.update(status="skipped" if error and error.startswith("skipped") else "failed", error=error)
+        row.update(status="skipped" if skipped else "failed", error=error)
         return row
     row.update({k: v for k, v in result.items() if k in COLUMNS and k != "detail"})
     row["detail"] = json.dumps(result.get("detail") or {}, default=str)
     row["status"] = "ok"
     row["threads"] = str(row["threads"])
-    if method == "ffmpeg_lanczos":  # the method is the ffmpeg process, not the Python worker that starts it
-        row["peak_rss_mib"], row["child_peak_rss_mib"] = row["child_peak_rss_mib"], None
+    if method == "ffmpeg_lanczos":  # its peak RSS is the ffmpeg process's already
+        row["child_peak_rss_mib"] = None
     row["s_per_frame"] = row["seconds"] / row["frames"]
     row["fps"] = row["frames"] / row["seconds"]
     flops = {"project_e2e": header["flops"]["project_per_frame"], "project_model": header["flops"]["project_per_frame"],
@@ -539,6 +566,10 @@ def _row(method: str, spec: Spec, header: dict, result: dict | None, error: str 
         row["peak_kind"] = "bf16" if bf16 else "fp32"
         row["peak_gflops"] = peak
         row["fraction_of_peak"] = row["achieved_gflops"] / peak if peak else None
+        measured = (header.get("measured_clock") or {}).get("ghz")
+        if peak and measured and header["peak"]["clock_ghz"]:
+            row["fraction_of_peak_measured_clock"] = (row["achieved_gflops"]
+                                                      / (peak * measured / header["peak"]["clock_ghz"]))
         ceiling = header.get("ceiling", {}).get("bfloat16" if bf16 else "float32")
         if ceiling:
             row["ceiling_gflops"] = ceiling
@@ -569,17 +600,17 @@ def run(args: argparse.Namespace, argv: list[str]) -> Report:
         header.update(command=command_line(MODULE, argv), versions=versions(), date=timestamp(),
                       methods=list(args.methods), threads=spec.threads)
         header["ceiling"] = {}
-        if args.matmul_n > 0:
-            ceiling, error, _noise = _spawn("ceiling", spec_path, tmp)
-            if ceiling:
-                header["ceiling"] = {m["dtype"]: m["gflops"] for m in ceiling["matmul"]}
-                header["ceiling_detail"] = ceiling["matmul"]
-            else:
-                header["ceiling_error"] = error
+        ceiling, error, _noise = _spawn("ceiling", spec_path, tmp)
+        if ceiling:
+            header["ceiling"] = {m["dtype"]: m["gflops"] for m in ceiling["matmul"]}
+            header["ceiling_detail"] = ceiling["matmul"]
+            header["measured_clock"] = {"ghz": ceiling["clock_ghz"], "how": ceiling["clock_how"]}
+        else:
+            header["ceiling_error"] = error
         rows = []
         for method in args.methods:
             if method == "ncnn_model" and spec.ncnn_reason:
-                rows.append(_row(method, spec, header, None, f"skipped: {spec.ncnn_reason}", None))
+                rows.append(_row(method, spec, header, None, spec.ncnn_reason, None, skipped=True))
                 continue
             result, error, noise = _spawn(method, spec_path, tmp)
             rows.append(_row(method, spec, header, result, error, noise))
@@ -614,21 +645,23 @@ def _pct(value) -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     """The Markdown table of the rows (one per method)."""
     head = ("| method | precision | frames | seconds | fps | s/frame | project e2e fps ÷ this | this ÷ ncnn fps "
-            "| peak RSS MiB | GFLOP/s | % of peak | % of matmul ceiling | other load (cores) |\n"
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+            "| peak RSS MiB | GFLOP/s | % of peak (nominal clock) | % of peak (measured clock) "
+            "| % of matmul ceiling | other load (cores) |\n"
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
     lines = []
     for r in rows:
         if r["status"] != "ok":
-            lines.append(f"| {r['label']} | {r['status']}: {r['error']} | | | | | | | | | | | |")
+            lines.append(f"| {r['label']} | {r['status']}: {r['error']} | | | | | | | | | | | | |")
             continue
         rss = _num(r["peak_rss_mib"], 4)
         if r.get("child_peak_rss_mib"):
-            rss += f" (+{_num(r['child_peak_rss_mib'], 3)} children)"
+            rss += f" (+{_num(r['child_peak_rss_mib'], 3)} child)"
         peak = f"{_pct(r['fraction_of_peak'])} {r['peak_kind']}" if r["fraction_of_peak"] is not None else "-"
         lines.append(
             f"| {r['label']} | {r['precision']} | {r['frames']} | {_num(r['seconds'])} | {_num(r['fps'])} "
             f"| {_num(r['s_per_frame'])} | {_num(r['project_e2e_over_method'])} | {_num(r['method_over_ncnn'])} "
-            f"| {rss} | {_num(r['achieved_gflops'])} | {peak} | {_pct(r['fraction_of_ceiling'])} "
+            f"| {rss} | {_num(r['achieved_gflops'])} | {peak} | {_pct(r['fraction_of_peak_measured_clock'])} "
+            f"| {_pct(r['fraction_of_ceiling'])} "
             f"| {_num(r['other_cores'], 2)} |")
     return head + "\n".join(lines) + "\n"
 
@@ -656,19 +689,20 @@ def to_markdown(report: Report) -> str:
                     + ", ".join(ceiling_parts)) if ceiling else h.get("ceiling_error", "not measured")
     ok = {r["method"]: r for r in rows if r["status"] == "ok"}
     notes = [
-        "Each method ran alone in its own child process, one after another, on the same clip; the model-only rows "
-        "ran on the same decoded frames (an array saved once) and exclude a one-frame warm-up; the end-to-end rows "
-        "include everything from the first decoded frame to the closed output file (model loading included for the "
-        "project, excluded for the naive loop, which loads before its loop like Real-ESRGAN's script).",
-        "FLOPs count convolutions only (bias, PReLU, pixel shuffle and the nearest-neighbour skip add are well under "
-        "1%); achieved GFLOP/s = FLOPs per frame x fps. ncnn may use Winograd convolutions, which do fewer "
-        "multiplications than they are credited with here, so its figure is an *effective* rate. End-to-end rows "
-        "divide by wall time including decode/encode, so their rate is a lower bound of the model's.",
-        "Peak RSS is VmHWM of the worker process itself (Python, libraries, model, frames), not ru_maxrss, which "
-        "Linux carries over fork + exec from the parent; '+N children' is the summed peak of the worker's child "
-        "processes (ffmpeg pipes/mux), polled from /proc; for the ffmpeg baseline the figure is the ffmpeg process.",
-        "'other load' is the average number of cores busy with other programs (not this benchmark) while the method "
-        "ran, from /proc/stat; above about 0.1 the figure is noisy.",
+        ("Each method ran alone in its own child process, one after another, on the same clip; the model-only rows "
+         "ran on the same decoded frames (an array saved once) and exclude a one-frame warm-up; the end-to-end rows "
+         "include everything from the first decoded frame to the closed output file (model loading included for the "
+         "project, excluded for the naive loop, which loads before its loop like Real-ESRGAN's script)."),
+        ("FLOPs count convolutions only (bias, PReLU, pixel shuffle and the nearest-neighbour skip add are well under "
+         "1%); achieved GFLOP/s = FLOPs per frame x fps. ncnn may use Winograd convolutions, which do fewer "
+         "multiplications than they are credited with here, so its figure is an *effective* rate. End-to-end rows "
+         "divide by wall time including decode/encode, so their rate is a lower bound of the model's."),
+        ("Peak RSS is VmHWM of the worker process itself (Python, libraries, model, frames), not ru_maxrss, which "
+         "Linux carries over fork + exec from the parent; '+N child' is the peak of the worker's largest child "
+         "process (an ffmpeg pipe or mux), polled from /proc; for the ffmpeg baseline the figure is the ffmpeg "
+         "process itself."),
+        ("'other load' is the average number of cores busy with other programs (not this benchmark) while the method "
+         "ran, from /proc/stat; above about 0.1 the figure is noisy."),
     ]
     if "project_e2e" in ok:
         detail = json.loads(ok["project_e2e"]["detail"])
@@ -690,6 +724,10 @@ def to_markdown(report: Report) -> str:
     if "naive_torch" in ok:
         notes.append(f"Naive loop encode: ffmpeg rawvideo pipe -> {' '.join(NAIVE_ENCODE)} (libx264 defaults, as "
                      "Real-ESRGAN's video writer).")
+    for r in rows:
+        made = json.loads(r["detail"]).get("output_frames") if r["status"] == "ok" else None
+        if made is not None and made != r["frames"]:
+            notes.append(f"Warning: {r['label']} wrote {made} frames, not {r['frames']}.")
     noisy = [r["label"] for r in rows if (r.get("other_cores") or 0) > 0.1]
     if noisy:
         notes.append("Noise: other programs used CPU while these ran: " + ", ".join(noisy)
@@ -706,7 +744,16 @@ def to_markdown(report: Report) -> str:
     ]
     if peak.get("derivation_amx"):
         text.append(f"- peak AMX bf16: {peak['derivation_amx']}")
-    text += [f"- peak inputs: {'; '.join(peak['notes'])}", f"- measured ceiling: {ceiling_text}",
+    measured = h.get("measured_clock") or {}
+    if measured.get("ghz") and peak["clock_ghz"]:
+        ratio = measured["ghz"] / peak["clock_ghz"]
+        bf16 = f", bf16 {peak['peak_bf16_gflops'] * ratio:.1f}" if peak["peak_bf16_gflops"] else ""
+        clock_text = (f"{measured['ghz']:.2f} GHz from {measured['how']}; at that clock the peaks would be fp32 "
+                      f"{peak['peak_fp32_gflops'] * ratio:.1f}{bf16} GFLOP/s")
+    else:
+        clock_text = f"not measured ({measured.get('how') or h.get('ceiling_error', 'no result')})"
+    text += [f"- peak inputs: {'; '.join(peak['notes'])}", f"- measured core clock: {clock_text}",
+             f"- measured ceiling: {ceiling_text}",
              f"- date: {h['date']}", "", table(rows), "Notes:", ""]
     text += [f"- {n}" for n in notes]
     return "\n".join(text) + "\n"
@@ -740,7 +787,7 @@ def _write_png(report: Report, path: Path) -> Path:
 
     rows = [r for r in report.rows if r["status"] == "ok"]
     fig, ax = plt.subplots(figsize=(10, 1.2 + 0.75 * max(1, len(rows))), dpi=110)
-    labels = [f"{r['label']}\n({r['precision']})" for r in rows]
+    labels = [f"{r['label']}\n({r['precision'] if r['precision'] != '-' else 'no model'})" for r in rows]
     fps = [r["fps"] for r in rows]
     colours = ["#1f77b4" if r["method"].startswith("project") else "#7f7f7f" for r in rows]
     ax.barh(range(len(rows)), fps, color=colours)
@@ -751,15 +798,18 @@ def _write_png(report: Report, path: Path) -> Path:
     for i, r in enumerate(rows):
         parts = [f"{_num(r['fps'])} fps"]
         if r["project_e2e_over_method"] is not None and r["method"] != "project_e2e":
-            parts.append(f"project e2e = {_num(r['project_e2e_over_method'])}x this")
+            parts.append(f"project e2e ÷ this = {_num(r['project_e2e_over_method'])}")
         if r["method_over_ncnn"] is not None and r["method"] != "ncnn_model":
-            parts.append(f"{_num(r['method_over_ncnn'])}x ncnn")
+            parts.append(f"this ÷ ncnn = {_num(r['method_over_ncnn'])}")
         ax.text(r["fps"], i, "  " + ", ".join(parts), va="center", fontsize=8)
     h = report.header
     ax.set_xlabel("frames per second (higher is better)")
-    ax.set_title(f"{h['model']} {h['input']} -> {h['output']} on {h['cpu']} ({h['cores']} cores)", fontsize=10)
+    frames = max((r["frames"] for r in rows), default=0)
+    ax.set_title(f"{h['model']}, {frames} frames {h['input']} -> {h['output']}, on {h['cpu']} ({h['cores']} cores)",
+                 fontsize=10)
     if fps:
-        ax.set_xlim(right=max(fps) * (8 if ax.get_xscale() == "log" else 1.9))
+        log = ax.get_xscale() == "log"
+        ax.set_xlim(left=min(fps) / 2 if log else 0, right=max(fps) * (60 if log else 2.2))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -34,6 +34,7 @@ from stages.encode import EncodeInput, encode_video
 from stages.metrics import FLICKER_DEFINITION, FlickerMeter, lanczos_upscale, mean_ignoring_nan, write_report
 from stages.model_selection import select_model
 from stages.probe import VideoInfo, frame_timestamps, probe_video
+from stages.ncnn_backend import NcnnUpscaler, choose_backend
 from stages.upscale import Upscaler, describe_plan, output_size, plan_scale, upscale_chunk
 
 videos_partitions = DynamicPartitionsDefinition(name="videos")
@@ -198,7 +199,9 @@ def upscaled_chunks(
     frame_chunks: dict[str, Any],
 ) -> dict[str, Any]:
     """Every chunk upscaled by the AI model (spandrel), tiled with seamless blending, batched, at the
-    device's precision. Runs in the `gpu` pool. The model is only loaded when a chunk is missing."""
+    device's precision, on the PyTorch or the ncnn backend (``--backend``; auto picks the faster here and logs
+    why). Runs in the `gpu` pool. Decode, inference and writing overlap (stages.upscale.upscale_chunk); the
+    output metadata says how long the model ran and how long it waited on the writer."""
     ws = workspace.workspace()
     store = ws.chunk_store()
     info = VideoInfo.from_dict(video_probe["info"])
@@ -211,8 +214,14 @@ def upscaled_chunks(
     choice = device.choose()
     context.log.info(f"device: {choice.reason}")
     steps = plan_scale(settings.scale, selection.model_scale)
-    upscaler: Upscaler | None = None
+    upscaler: Upscaler | NcnnUpscaler | None = None
+    loaded = selection.load()
+    backend, backend_reason = choose_backend(settings.backend, choice, loaded.descriptor)
+    context.log.info(f"backend: {backend_reason}")
+    if backend == "ncnn" and settings.compile:
+        context.log.warning("upscale: --compile applies to the torch backend only; ignored for ncnn")
     records, computed, calls = [], 0, 0
+    model_seconds, write_wait_seconds = 0.0, 0.0
     inputs = _records(frame_chunks)
     for upstream in inputs:
         key = content_key(
@@ -226,6 +235,7 @@ def upscaled_chunks(
                 "overlap": settings.tile_overlap,
                 "precision": choice.precision,
                 "device": choice.kind,
+                "backend": backend,
                 "version": UPSCALE_VERSION,
             },
         )
@@ -234,16 +244,25 @@ def upscaled_chunks(
         reused = record is not None
         if record is None:
             if upscaler is None:
-                upscaler = Upscaler(
-                    selection.load().descriptor, choice, tile=settings.tile, overlap=settings.tile_overlap,
-                    batch=settings.batch,
-                )
+                if backend == "ncnn":
+                    upscaler = NcnnUpscaler.from_descriptor(
+                        loaded.descriptor, model_store.store().cache_dir / "ncnn-exports", tile=settings.tile,
+                        overlap=settings.tile_overlap,
+                    )
+                else:
+                    upscaler = Upscaler(
+                        loaded.descriptor, choice, tile=settings.tile, overlap=settings.tile_overlap,
+                        batch=settings.batch, compile=settings.compile,
+                    )
 
             def produce(tmp: Path, upstream: ChunkRecord = upstream) -> ChunkContent:
+                nonlocal model_seconds, write_wait_seconds
                 result = upscale_chunk(
                     upstream.path, tmp, upscaler, steps, expected_frames=upstream.frame_count,
                     bit_depth=upstream.bit_depth,
                 )
+                model_seconds += result.model_seconds
+                write_wait_seconds += result.write_wait_seconds
                 return ChunkContent(result.frame_count, upstream.pts, result.width, result.height, result.bit_depth)
 
             before = upscaler.model_calls
@@ -259,6 +278,10 @@ def upscaled_chunks(
     precision = upscaler.precision if upscaler else choice.precision
     context.add_output_metadata(
         {
+            "backend": backend,
+            "backend_reason": backend_reason,
+            "model_seconds": round(model_seconds, 2),
+            "waited_on_writer_seconds": round(write_wait_seconds, 2),
             "model": selection.model_id,
             "weights_source": selection.source,
             "plan": describe_plan(steps),
@@ -278,6 +301,7 @@ def upscaled_chunks(
         "note": selection.note,
         "device": choice.device,
         "precision": precision,
+        "backend": backend,
         "model_calls": calls,
         "scale": settings.scale,
     }

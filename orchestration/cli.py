@@ -76,7 +76,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         chunk=ChunkPlanConfig(chunk_seconds=args.chunk_seconds, scene_detection=not args.no_scene_detection),
         upscale=UpscaleConfig(
             model=args.model, model_path=args.model_path, scale=args.scale, tile=args.tile,
-            tile_overlap=args.tile_overlap, batch=args.batch,
+            tile_overlap=args.tile_overlap, batch=args.batch, backend=args.backend, compile=args.compile,
         ),
         encode=EncodeConfig(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt),
         device=args.device,
@@ -251,11 +251,11 @@ def cmd_models_info(args: argparse.Namespace) -> int:
     for url in file.urls if file else ():
         lines.append(("url", url))
     for url in file.manual_urls if file else ():
-        lines.append(("browser url", f"{url} (a web page, not a direct download: save the file, then "
-                                     "`vup models import FILE`)"))
+        lines.append(("browser url", (f"{url} (a web page, not a direct download: save the file, then "
+                                      "`vup models import FILE`)")))
     if entry.package_source is not None:
-        lines.append(("package", f"{entry.package_source.pip_name}: {entry.package_source.param}, "
-                                 f"{entry.package_source.bin} (converted once on first use)"))
+        lines.append(("package", (f"{entry.package_source.pip_name}: {entry.package_source.param}, "
+                                  f"{entry.package_source.bin} (converted once on first use)")))
     if present:
         lines.append(("status", f"present ({where})"))
     elif status.available:
@@ -354,7 +354,8 @@ def cmd_models_remove(args: argparse.Namespace) -> int:
     if plan.empty:
         print(f"nothing to delete for {plan.model_id}: none of its files are in the cache ({store.cache_dir})")
         return 0
-    what = f"{plan.folder} ({len(plan.files)} files, {_human_size(plan.size)})" if plan.folder else "no files"
+    count = f"{len(plan.files)} file{'s' if len(plan.files) != 1 else ''}"
+    what = f"{plan.folder} ({count}, {_human_size(plan.size)})" if plan.folder else "no files"
     print(f"delete:   {what}" + (" and its entry in the user catalog" if plan.user else ""))
     if not args.yes:
         if not sys.stdin.isatty():
@@ -433,6 +434,11 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile-overlap", type=int, default=16, help="tile overlap in input pixels (default 16)")
     parser.add_argument("--batch", type=int, default=0, help="frames per model call, 0 = automatic")
     parser.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps, xpu or cpu")
+    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "ncnn"),
+                        help="inference engine: PyTorch, or ncnn (CPU, or Vulkan GPUs of any vendor); auto picks "
+                             "the faster here and says why")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model (off by default: slower on the CPUs measured; try it on GPUs)")
     parser.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
     parser.add_argument("--codec", default="h264", help="h264 or h265")
     parser.add_argument("--crf", type=int, default=18, help="quality, 0 (lossless) to 51 (default 18)")

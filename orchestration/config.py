@@ -27,10 +27,13 @@ class UpscaleConfig(Config):
     tile: int = 0
     tile_overlap: int = 16
     batch: int = 0
+    backend: str = "auto"
+    compile: bool = False
 
     def to_settings(self) -> UpscaleSettings:
         return UpscaleSettings(
-            model=self.model, scale=self.scale, tile=self.tile, tile_overlap=self.tile_overlap, batch=self.batch
+            model=self.model, scale=self.scale, tile=self.tile, tile_overlap=self.tile_overlap, batch=self.batch,
+            backend=self.backend, compile=self.compile,
         )
 
 

@@ -50,9 +50,11 @@ log = logging.getLogger(__name__)
 
 BACKEND_CHOICES = ("auto", "torch", "ncnn")
 PIP_INSTALL = "pip install ncnn"
-# Seconds per frame for realesr-animevideov3 (Compact 64nf 16 conv, x4) on a 480x270 input, model only,
-# measured on a 2-core AMD EPYC with AVX512-BF16; they explain choose_backend's CPU rule in its reasons.
-MEASURED_S_PER_FRAME = {"ncnn fp32": 0.51, "torch fp32": 0.76, "torch bf16": 0.26}
+# Seconds per frame for realesr-animevideov3 (Compact 64nf 16 conv, x4) on a 480x270 input, model pass only
+# (medians of interleaved runs, 2 threads, AMD EPYC with AVX512-BF16; torch bf16 = autocast + channels_last).
+# They explain choose_backend's CPU rule in its reasons. ncnn bf16 storage was ~15% faster than ncnn fp32
+# but 7 code values off, so it is not used.
+MEASURED_S_PER_FRAME = {"ncnn fp32": 0.42, "torch fp32": 0.5, "torch bf16": 0.25}
 _EXPORT_VERSION = 1  # part of the cache key of exported models: bump when export_ncnn's output changes
 _NCNN_ALLOC_FAILED = -100  # ncnn's return code when a blob cannot be allocated
 _GPU_MEMORY_SHARE = 0.6
@@ -67,7 +69,7 @@ def _import_ncnn() -> ModuleType:
     if reason is not None:
         raise SettingsError(f"upscale: the ncnn backend needs the ncnn package, but {reason}; "
                             "or use --backend torch")
-    import ncnn  # noqa: PLC0415 - optional dependency, imported where used
+    import ncnn
 
     return ncnn
 
@@ -75,7 +77,7 @@ def _import_ncnn() -> ModuleType:
 def ncnn_available() -> str | None:
     """``None`` when ``import ncnn`` works, else why not and the pip command that fixes it."""
     try:
-        import ncnn  # noqa: F401, PLC0415 - probing the optional dependency
+        import ncnn  # noqa: F401 - probing the optional dependency
     except ImportError as exc:
         return f"the ncnn package cannot be imported ({exc}); install it with: {PIP_INSTALL}"
     return None
@@ -119,7 +121,7 @@ def _vulkan_gpus() -> tuple[_Gpu, ...]:
     if not _vulkan_loader_present():
         log.debug("ncnn: no Vulkan loader library; not asking ncnn for GPUs")
         return ()
-    import ncnn  # noqa: PLC0415
+    import ncnn
 
     gpus = []
     try:
@@ -183,7 +185,8 @@ def _read_graph(param_path: Path) -> _GraphInfo:
         if layer.type == "Split" and set(layer.bottoms) & readers:
             readers.update(layer.tops)
         elif layer.type == "Reorg" and set(layer.bottoms) & readers:
-            multiple = max(multiple, layer.int_param(0, 1))
+            # spandrel pads pixel-unshuffle models to a multiple of 4 (reflect): pad alike, same borders
+            multiple = math.lcm(multiple, layer.int_param(0, 1), 4)
     return _GraphInfo(input_blob, layers[-1].tops[0], multiple)
 
 
@@ -205,7 +208,7 @@ class NcnnUpscaler:
         tile: input tile size in pixels (0 = whole frames when they fit a memory budget, else a tile size).
         overlap: overlap between tiles in input pixels, blended with the torch backend's ramps.
         fp16: fp16 storage and arithmetic (None = on a Vulkan GPU only; on the CPU ncnn keeps fp32, which is
-            exact, and bf16 storage was measured 6 code values off, so it is never used).
+            exact, and bf16 storage was measured 7 code values off, so it is never used).
 
     Raises:
         SettingsError: ncnn is not installed, Vulkan was asked for without a GPU, or a bad tile/overlap/scale.
@@ -214,7 +217,7 @@ class NcnnUpscaler:
 
     def __init__(self, param_path: str | Path, bin_path: str | Path, scale: int, *, use_vulkan: bool | None = None,
                  threads: int = 0, tile: int = 0, overlap: int = 16, fp16: bool | None = None) -> None:
-        ncnn = _import_ncnn()
+        self._ncnn = ncnn = _import_ncnn()
         if int(scale) != scale or scale < 1:
             raise SettingsError(f"upscale: ncnn model scale {scale} is not a positive whole number; pass the "
                                 "model's scale (e.g. 4)")
@@ -265,7 +268,7 @@ class NcnnUpscaler:
         opt.use_fp16_storage = self.fp16
         opt.use_fp16_packed = self.fp16
         opt.use_fp16_arithmetic = self.fp16
-        opt.use_bf16_storage = False  # measured: 0.025 max error (6 code values) on animevideov3
+        opt.use_bf16_storage = False  # measured: 0.025 max error (7 code values) on animevideov3
         if gpu is not None:
             net.set_vulkan_device(gpu.index)
         if net.load_param(str(self.param_path)) != 0 or net.load_model(str(self.bin_path)) != 0:
@@ -288,19 +291,22 @@ class NcnnUpscaler:
                              "model's real scale")
 
     def _run(self, image: np.ndarray, *, count: bool = True) -> np.ndarray:
-        """One ncnn call on ``image`` (3,h,w) float32; returns (3,h*s,w*s) (uncropped for unshuffle models)."""
-        import ncnn  # noqa: PLC0415 - imported in __init__ already; a dict lookup here
+        """One ncnn call on ``image`` (3,h,w) float32; returns (3,h*s,w*s) clamped to [0, 1].
 
+        Inputs of pixel-unshuffle graphs are padded to the graph's multiple and the output cropped back.
+        """
         _c, height, width = image.shape
         m = self._graph.multiple
         pad_h, pad_w = (-height) % m, (-width) % m
-        if pad_h or pad_w:
-            image = np.pad(image, ((0, 0), (0, pad_h), (0, pad_w)), mode="reflect")
+        if pad_h or pad_w:  # like spandrel: reflect as far as the image allows, then repeat the edge
+            reflect_h, reflect_w = min(pad_h, height - 1), min(pad_w, width - 1)
+            image = np.pad(image, ((0, 0), (0, reflect_h), (0, reflect_w)), mode="reflect")
+            image = np.pad(image, ((0, 0), (0, pad_h - reflect_h), (0, pad_w - reflect_w)), mode="edge")
         image = np.ascontiguousarray(image, dtype=np.float32)  # ncnn.Mat shares this buffer: keep it alive
         extractor = self._net.create_extractor()
         if count:
             self.model_calls += 1
-        code = extractor.input(self._graph.input_blob, ncnn.Mat(image))
+        code = extractor.input(self._graph.input_blob, self._ncnn.Mat(image))
         if code != 0:
             raise _NcnnRunError(code)
         code, out = extractor.extract(self._graph.output_blob)
@@ -312,7 +318,7 @@ class NcnnUpscaler:
                              "use --backend torch")
         if pad_h or pad_w:
             result = result[:, :height * self.scale, :width * self.scale]
-        return result
+        return np.clip(result, 0.0, 1.0, out=result)  # as spandrel's descriptor call, so resize steps agree
 
     def _auto_tile(self, height: int, width: int) -> int:
         if self.tile:
@@ -431,6 +437,8 @@ def choose_backend(requested: str, device: DeviceChoice, descriptor) -> tuple[st
     ``requested`` is ``auto``, ``torch`` or ``ncnn``. ``auto`` keeps PyTorch on CUDA/MPS/XPU; otherwise it takes
     ncnn when a Vulkan GPU exists and the model can be exported; on the CPU it takes PyTorch where the run is
     bf16 on a CPU with native bf16 (faster than ncnn) and ncnn where PyTorch would compute in fp32.
+    A CPU ``device`` with a Vulkan GPU present gets ncnn on that GPU (``NcnnUpscaler`` picks it by default);
+    pass ``use_vulkan=False`` to the upscaler to keep ncnn on the CPU.
 
     Raises:
         SettingsError: an unknown name, or ``ncnn`` asked for while ncnn is missing or cannot run the model.

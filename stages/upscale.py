@@ -29,6 +29,7 @@ from stages.errors import ChunkError, DeviceOutOfMemoryError, SettingsError
 log = logging.getLogger(__name__)
 
 SUPPORTED_SCALES = (2, 4, 8)
+BACKENDS = ("auto", "torch", "ncnn")
 MAX_OUTPUT_LONG_SIDE = 7680
 MAX_OUTPUT_SHORT_SIDE = 4320
 MIN_TILE = 64
@@ -46,9 +47,11 @@ class UpscaleSettings:
     tile: int = 0
     tile_overlap: int = 16
     batch: int = 0
+    backend: str = "auto"
+    compile: bool = False
 
     def validate(self) -> None:
-        """Raises SettingsError for an impossible scale, tile, overlap or batch."""
+        """Raises SettingsError for an impossible scale, tile, overlap, batch or backend."""
         if self.scale not in SUPPORTED_SCALES:
             raise SettingsError(f"upscale: scale {self.scale} is not supported; use 2, 4 or 8")
         if self.tile < 0 or (self.tile and (self.tile < MIN_TILE or self.tile % 8)):
@@ -63,6 +66,11 @@ class UpscaleSettings:
             )
         if self.batch < 0:
             raise SettingsError(f"upscale: batch {self.batch} is negative; use 0 (automatic) or a positive number")
+        if self.backend not in BACKENDS:
+            raise SettingsError(f"upscale: unknown backend {self.backend!r}; use one of {', '.join(BACKENDS)}")
+        if self.compile and self.backend == "ncnn":
+            raise SettingsError("upscale: compile applies to the torch backend only; drop --compile or use "
+                                "--backend torch")
 
 
 def output_size(width: int, height: int, scale: int) -> tuple[int, int]:
@@ -167,9 +175,13 @@ class Upscaler:
         tile: input tile size in pixels (0 = from free memory; whole frames when they fit).
         overlap: overlap between tiles in input pixels; blended with linear ramps.
         batch: frames (or tiles) per forward call (0 = automatic: 1 on CPU, from memory on GPUs).
+        compile: wrap the network in ``torch.compile`` (inductor). Off by default: on the reference CPU it was
+            slower than eager bf16 and took over a minute to compile (README, "torch.compile"). If compiling
+            fails, the run goes on eagerly with a warning.
     """
 
-    def __init__(self, descriptor, device: DeviceChoice, *, tile: int = 0, overlap: int = 16, batch: int = 0) -> None:
+    def __init__(self, descriptor, device: DeviceChoice, *, tile: int = 0, overlap: int = 16, batch: int = 0,
+                 compile: bool = False) -> None:
         if descriptor.input_channels != 3 or descriptor.output_channels != 3:
             raise SettingsError(
                 f"upscale: the model takes {descriptor.input_channels} and gives {descriptor.output_channels} "
@@ -197,6 +209,18 @@ class Upscaler:
         self.tile = tile
         self.batch = batch if batch > 0 else (1 if device.kind == "cpu" else 4)
         self._per_pixel = _BYTES_PER_INPUT_PIXEL * (2 if precision == "fp32" else 1)
+        self._eager_model = descriptor.model
+        self.compiled = False
+        if compile:
+            self._compile()
+
+    def _compile(self) -> None:
+        """Replace the network's forward with a ``torch.compile`` one (compiled lazily on the first call)."""
+        try:
+            self.descriptor.model.forward = torch.compile(self._eager_model.forward, dynamic=False)
+            self.compiled = True
+        except Exception as exc:  # noqa: BLE001 - compile support varies by platform; eager always works
+            log.warning("upscale: torch.compile is not available here (%s); running eagerly", exc)
 
     def _auto_tile(self, height: int, width: int) -> int:
         if self.tile:
@@ -219,8 +243,19 @@ class Upscaler:
         if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         self.model_calls += 1
-        with torch.inference_mode(), self._autocast():
-            out = self.descriptor(x)
+        try:
+            with torch.inference_mode(), self._autocast():
+                out = self.descriptor(x)
+        except Exception as exc:
+            if not self.compiled or _is_oom(exc):
+                raise
+            # A compile failure (no C++ compiler, unsupported op) shows up on the first call: run eagerly.
+            log.warning("upscale: torch.compile failed (%s: %s); running eagerly", type(exc).__name__,
+                        str(exc).splitlines()[0] if str(exc) else "")
+            del self.descriptor.model.forward
+            self.compiled = False
+            with torch.inference_mode(), self._autocast():
+                out = self.descriptor(x)
         return out.float().contiguous()
 
     def _forward_batched(self, x: torch.Tensor, batch: int) -> torch.Tensor:

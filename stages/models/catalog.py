@@ -152,6 +152,7 @@ _ANIMEVIDEO_FILE = ModelFile(
     "realesr-animevideov3.pth", (f"{_RELEASES}/v0.2.5.0/realesr-animevideov3.pth",), 2504012,
     "b8a8376811077954d82ca3fcf476f1ac3da3e8a68a4f4d71363008000a18b75d")
 _SWINIR = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0"
+_KIM2091 = "https://github.com/Kim2091/Kim2091-Models/releases/download"
 _OMDB_MIRROR = "https://objectstorage.us-phoenix-1.oraclecloud.com/n/ax6ygfvpvzka/b/open-modeldb-files/o"
 _MIRROR_NOTE = (" The direct URL is OpenModelDB's own file mirror (bucket open-modeldb-files), not the author's; "
                 "its sha256 is pinned, so a changed mirror file is refused.")
@@ -165,6 +166,7 @@ _SWINIR_LIGHT_NOTE = (" Official SwinIR release v0.0 (Apache-2.0), lightweight m
 _SPAN_NOTE = (" The SPAN authors' own pretrained weights (hongyuanyu/SPAN, Apache-2.0), trained on "
               "bicubic-downscaled DF2K: fast and clean, but they do not remove compression." + _MIRROR_NOTE
               + " The author's Google Drive link (a web page, not a direct download) is listed for reference.")
+_SPAN_DRIVE = "https://drive.google.com/file/d/1iYUA2TzKuxI0vzmA-UXr_nB43XgPOXUg/view?usp=sharing"
 _DRIVE_NOTE = ("Google Drive only: a Drive link opens a web page, not the file, so the store cannot download it. "
                "Open the link in a browser, save the file, then run `vup models import FILE`: a file with the "
                "catalog's sha256 is recognised as this model. The Drive file is assumed to be the one OpenModelDB "
@@ -292,8 +294,7 @@ _ENTRIES = (
         license="Apache-2.0",
         file=ModelFile("2x-spanx2-ch48.pth", (f"{_OMDB_MIRROR}/2x-spanx2-ch48.pth",), 8942586,
                        "0b20caeea7af5507ec3bdc63ff5a141a28506279d2cfec909c417ecb308d3f93",
-                       manual_urls=("https://drive.google.com/file/d/1iYUA2TzKuxI0vzmA-UXr_nB43XgPOXUg/view"
-                                    "?usp=sharing",)),
+                       manual_urls=(_SPAN_DRIVE,)),
         description="Clean sources, x2, very fast (SPAN); sharp but does not remove compression.",
         tags=("clean", "fast", "pretrain"), notes=_OMDB_ONLY + _SPAN_NOTE),
     ModelEntry(
@@ -301,8 +302,7 @@ _ENTRIES = (
         license="Apache-2.0",
         file=ModelFile("4x-spanx4-ch48.pth", (f"{_OMDB_MIRROR}/4x-spanx4-ch48.pth",), 9004922,
                        "c79e716b8eb24182c1d7fcc74fa10ae074bdb34fee7c6e67c73053ff5498c667",
-                       manual_urls=("https://drive.google.com/file/d/1iYUA2TzKuxI0vzmA-UXr_nB43XgPOXUg/view"
-                                    "?usp=sharing",)),
+                       manual_urls=(_SPAN_DRIVE,)),
         description="Clean sources, x4, very fast (SPAN); sharp but does not remove compression.",
         tags=("clean", "fast", "pretrain"), notes=_OMDB + _SPAN_NOTE),
     ModelEntry(
@@ -320,8 +320,7 @@ _ENTRIES = (
         id="realplksr-pretrain-v4-x4", task="super-resolution", architecture="RealPLKSR", scale=4,
         family="realplksr-pretrain-v4", license="CC0-1.0",
         file=ModelFile("4x-RealPLKSR_Pretrain_V4.pth",
-                       ("https://github.com/Kim2091/Kim2091-Models/releases/download/4x-RealPLKSR_Pretrain_V4/"
-                        "4x-RealPLKSR_Pretrain_V4.pth",), 29678402,
+                       (_KIM2091 + "/4x-RealPLKSR_Pretrain_V4/4x-RealPLKSR_Pretrain_V4.pth",), 29678402,
                        "7d67b22f0c5b60f4167d94e89b7b56f74bdf994bb8fb199769b9d945c681a1ae"),
         description="Clean sources, x4, large-kernel CNN (RealPLKSR pretrain by Kim2091); mid speed.",
         tags=("clean", "pretrain"),

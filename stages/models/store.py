@@ -47,12 +47,22 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from spandrel import ImageModelDescriptor, ModelLoader, UnsupportedModelError
 
-from stages.errors import DownloadError, ModelError, SettingsError, WeightsUnavailableError
+from stages.errors import (
+    DownloadError,
+    ModelError,
+    SettingsError,
+    WeightsUnavailableError,
+)
 from stages.models.catalog import CATALOG, ModelEntry, PackageSource
 from stages.models.download import download_file, sha256_file
 from stages.models.ncnn import convert_ncnn
 from stages.models.resized import with_output_scale
-from stages.models.user_catalog import ImportResult, UserCatalog, UserModel, import_model
+from stages.models.user_catalog import (
+    ImportResult,
+    UserCatalog,
+    UserModel,
+    import_model,
+)
 
 __all__ = [
     "APP_NAME",
@@ -206,6 +216,12 @@ def _package_files(source: PackageSource) -> tuple[Path, Path] | str:
         if param.is_file() and weights.is_file():
             return param, weights
     return f"package {source.pip_name} is installed but has no {source.param} / {source.bin}"
+
+
+def describe_exception(exc: BaseException, limit: int = 300) -> str:
+    """``Type: message`` on one line, at most ``limit`` characters (torch's errors span many lines)."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _package_version(source: PackageSource) -> str:
@@ -398,7 +414,7 @@ class ModelStore:
         try:
             with safe_open(str(path), framework="pt") as handle:
                 metadata = json.loads((handle.metadata() or {}).get(_METADATA_KEY, "{}"))
-        except Exception as exc:  # safetensors raises its own error types for a bad header
+        except Exception as exc:  # noqa: BLE001 (safetensors raises its own error types for a bad header)
             return f"cannot be read ({exc})"
         if not isinstance(metadata, dict):
             return "has unreadable conversion metadata"
@@ -709,7 +725,7 @@ class ModelStore:
             raise ModelError(f"model store: {path} is not a model architecture spandrel knows; use a "
                              "super-resolution .pth/.safetensors from a supported architecture") from exc
         except Exception as exc:  # a foreign file can fail in torch, pickle or safetensors in many ways
-            raise ModelError(f"model store: cannot load {path} ({type(exc).__name__}: {exc}); check that it is an "
+            raise ModelError(f"model store: cannot load {path} ({describe_exception(exc)}); check that it is an "
                              "uncorrupted .pth/.safetensors model file, or delete it so it is fetched again") from exc
         if not isinstance(descriptor, ImageModelDescriptor):
             raise ModelError(f"model store: {path} is a {descriptor.purpose} model; only image-to-image "
@@ -867,8 +883,8 @@ class ModelStore:
             found = _package_files(entry.package_source)
             if not isinstance(found, str):
                 pip = entry.package_source.pip_name
-                kept.append((found[1], f"shipped by the {pip} package: not deleted (`pip uninstall {pip}` "
-                                       "removes it for every model it ships)"))
+                kept.append((found[1], (f"shipped by the {pip} package, not deleted; `pip uninstall {pip}` "
+                                        "removes it along with every model it ships")))
         folder = self.user_catalog.model_dir(entry.id) if entry.is_user else self.cache_dir / entry.id
         files: tuple[Path, ...] = ()
         if folder.exists() or folder.is_symlink():

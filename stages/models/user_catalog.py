@@ -95,6 +95,11 @@ def sanitize_id(text: str) -> str:
     return cleaned
 
 
+def _describe(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
@@ -139,7 +144,7 @@ class UserModel:
     def from_json(cls, data: Any) -> UserModel:
         """Parse one record; ValueError (with the reason) when it is malformed."""
         if not isinstance(data, dict):
-            raise ValueError("a record is not an object")
+            raise ValueError("a record is not an object")  # noqa: TRY004 (a malformed file)
         try:
             ncnn = NcnnFiles(**data["ncnn"]) if data.get("ncnn") else None
             record = cls(
@@ -153,7 +158,7 @@ class UserModel:
                 ncnn=ncnn, tags=tuple(str(t) for t in data.get("tags", ("user",))),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"record {data.get('id', '?')!r} is malformed ({type(exc).__name__}: {exc})") from None
+            raise ValueError(f"record {data.get('id', '?')!r} is malformed ({_describe(exc)})") from None
         names = [record.weights] + ([record.ncnn.param, record.ncnn.bin] if record.ncnn else [])
         if not _ID_PATTERN.fullmatch(record.id) or any(Path(n).name != n or n in ("", ".", "..") for n in names):
             raise ValueError(f"record {record.id!r} has an unsafe id or file name")
@@ -227,7 +232,7 @@ class UserCatalog:
                              "(it was written by a newer version?)")
         models = data.get("models")
         if not isinstance(models, list):
-            raise ValueError("its 'models' is not a list")
+            raise ValueError("its 'models' is not a list")  # noqa: TRY004 (a malformed file)
         records: dict[str, UserModel] = {}
         for item in models:
             record = UserModel.from_json(item)
@@ -332,7 +337,7 @@ def _check_runs(descriptor: ImageModelDescriptor, scale: int, label: str) -> Non
             out = descriptor(image)
     except Exception as exc:  # a foreign network can fail in many ways
         raise ModelError(f"models import: {label} loads but fails on a {side}x{side} test image "
-                         f"({type(exc).__name__}: {exc}); it cannot be used") from exc
+                         f"({_describe(exc)}); it cannot be used") from exc
     expected = (1, 3, side * scale, side * scale)
     if tuple(out.shape) != expected:
         raise ModelError(f"models import: {label} turned a {side}x{side} test image into {tuple(out.shape)}, "
@@ -388,7 +393,7 @@ def _load_ncnn(param: Path, bin_path: Path | None, label: str):
         descriptor = ModelLoader(device="cpu").load_from_state_dict(state)
     except Exception as exc:
         raise ModelError(f"models import: {label} converts, but spandrel cannot load the result "
-                         f"({type(exc).__name__}: {exc})") from exc
+                         f"({_describe(exc)})") from exc
     if not isinstance(descriptor, ImageModelDescriptor):
         raise ModelError(f"models import: {label} is not an image-to-image model")
     return weights, state, info, descriptor.eval()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from orchestration.cli import main
 from stages.ffmpeg import run_ffmpeg
@@ -105,7 +106,29 @@ def test_probe_and_models_list(clips, capsys):
     assert '"frame_count": 10' in capsys.readouterr().out
     assert main(["models", "list"]) == 0
     listing = capsys.readouterr().out
-    assert "realesr-animevideov3" in listing and "realesrgan-x4plus" in listing
+    for model_id in ("realesr-animevideov3", "realesrgan-x4plus", "swinir-real-m-x4-gan", "span-x2-ch48",
+                     "compact-rybu-x4", "realplksr-gan-x4"):
+        assert f" {model_id} " in listing
+
+
+def test_enhance_with_an_imported_model(clips, tmp_path, monkeypatch, capsys):
+    """`vup models import` a tiny x2 network, then `vup enhance --model <its id>` uses it."""
+    from spandrel.architectures.Compact import Compact
+
+    monkeypatch.setenv("VUP_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    weights = tmp_path / "My Tiny x2.pth"
+    torch.save(Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=2).state_dict(), weights)
+    assert main(["models", "import", str(weights), "--id", "tiny-x2", "-q"]) == 0
+    assert "imported:     tiny-x2" in capsys.readouterr().out
+    out = tmp_path / "out.mp4"
+    code = main(["enhance", str(clips["good"]), "-o", str(out), "--model", "tiny-x2", "--scale", "2",
+                 "--preset", "ultrafast", "--workspace", str(tmp_path / "ws")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-2000:]
+    assert "with tiny-x2 (user)" in captured.err
+    result = probe_video(out)
+    assert (result.width, result.height) == (96, 64) and result.frame_count == probe_video(clips["good"]).frame_count
 
 
 def test_enhance_as_a_user_runs_it(clips, tmp_path):

