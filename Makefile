@@ -30,7 +30,7 @@ dev: venv
 	$(VENV)/bin/vup dev
 
 bench: venv
-	$(PY) -m benchmarks.throughput
+	$(PY) -m benchmarks.side_by_side
 
 clean:
 	rm -rf $(VENV) build *.egg-info

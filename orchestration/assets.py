@@ -31,7 +31,7 @@ from stages.fsutil import atomic_write_text, sha256_file
 from stages.chunking import ChunkSpec, detect_scene_cuts, extract_chunk, plan_chunks
 from stages.chunkio import read_frames
 from stages.encode import EncodeInput, encode_video
-from stages.metrics import FLICKER_DEFINITION, FlickerMeter, lanczos_upscale, mean_ignoring_nan, write_report
+from stages.metrics import FLICKER_DEFINITION, FlickerMeter, lanczos_luma, mean_ignoring_nan, write_report
 from stages.model_selection import select_model
 from stages.probe import VideoInfo, frame_timestamps, probe_video
 from stages.ncnn_backend import NcnnUpscaler, choose_backend
@@ -43,7 +43,7 @@ videos_partitions = DynamicPartitionsDefinition(name="videos")
 FRAMES_VERSION = "1"
 UPSCALE_VERSION = "1"
 ENCODE_VERSION = "1"
-METRICS_VERSION = "1"
+METRICS_VERSION = "2"
 SCENES_VERSION = "1"
 
 GROUP = "enhance"
@@ -449,13 +449,13 @@ def metrics_report(
         out_meter, lz_meter = FlickerMeter(), FlickerMeter()
         index = 0
         for src, fin in zip(sources, finals, strict=True):
-            lanczos = lanczos_upscale(read_frames(src.path), fin.width, fin.height)
-            for out_frame, lz_frame, pts in zip(read_frames(fin.path), lanczos, fin.pts, strict=False):
+            lanczos = lanczos_luma(read_frames(src.path), fin.width, fin.height)
+            for out_frame, lz_luma, pts in zip(read_frames(fin.path), lanczos, fin.pts, strict=False):
                 frame_cols["frame"].append(index)
                 frame_cols["chunk"].append(fin.index)
                 frame_cols["time_s"].append(float((pts - info.start_pts) * tb))
                 frame_cols["flicker_output"].append(out_meter.add(out_frame))
-                frame_cols["flicker_lanczos"].append(lz_meter.add(lz_frame))
+                frame_cols["flicker_lanczos"].append(lz_meter.add_luma(lz_luma))
                 frame_cols["mean_luma_output"].append(out_meter.last_mean_luma)
                 index += 1
         chunk_cols = {

@@ -408,14 +408,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_enhance(args)
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from benchmarks import throughput
+BENCHMARKS = {
+    "throughput": "benchmarks.throughput",
+    "side-by-side": "benchmarks.side_by_side",
+    "memory": "benchmarks.memory",
+}
 
-    name, *rest = args.bench_args or ["throughput"]
-    if name != "throughput":
-        print(f"error: bench: unknown benchmark {name!r}; available: throughput", file=sys.stderr)
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    name, *rest = args.bench_args or ["side-by-side"]
+    if name not in BENCHMARKS:
+        print(f"error: bench: unknown benchmark {name!r}; available: {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
-    return throughput.main(rest)
+    return importlib.import_module(BENCHMARKS[name]).main(rest)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -517,7 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     bench = sub.add_parser("bench", help="benchmarks (print figures)")
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER,
+                       help="side-by-side (default), throughput or memory, then that benchmark's arguments")
     bench.set_defaults(func=cmd_bench, workspace=None, quiet=False, verbose=False)
     return parser
 

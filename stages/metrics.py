@@ -53,7 +53,10 @@ class FlickerMeter:
 
     def add(self, frame: np.ndarray) -> float:
         """Flicker against the previous frame (NaN for the first frame); ``last_mean_luma`` is the frame's mean."""
-        current = luma(frame)
+        return self.add_luma(luma(frame))
+
+    def add_luma(self, current: np.ndarray) -> float:
+        """:meth:`add` for a frame already reduced to its luma (``HxW`` float32 in [0, 1])."""
         value = math.nan if self._previous is None else flicker_pair(self._previous, current)
         self._previous = current
         self.last_mean_luma = float(current.mean())
@@ -64,6 +67,16 @@ def lanczos_upscale(frames: Iterable[np.ndarray], width: int, height: int) -> It
     """Lanczos (OpenCV ``INTER_LANCZOS4``) resize of each frame to ``width``x``height``: the non-AI baseline."""
     for frame in frames:
         yield cv2.resize(frame, (width, height), interpolation=cv2.INTER_LANCZOS4)
+
+
+def lanczos_luma(frames: Iterable[np.ndarray], width: int, height: int) -> Iterator[np.ndarray]:
+    """Luma of the lanczos baseline: the source's luma resized with ``INTER_LANCZOS4`` to ``width``x``height``.
+
+    Luma is linear in RGB, so this equals the luma of :func:`lanczos_upscale` up to its 8/16-bit rounding and
+    clipping, at a third of the resize work (one channel instead of three).
+    """
+    for frame in frames:
+        yield np.clip(cv2.resize(luma(frame), (width, height), interpolation=cv2.INTER_LANCZOS4), 0.0, 1.0)
 
 
 def mean_ignoring_nan(values: Sequence[float]) -> float | None:

@@ -150,3 +150,11 @@ def test_enhance_as_a_user_runs_it(clips, tmp_path):
     assert result.frame_count == source.frame_count and len(result.audio_streams) == 1
     assert (tmp_path / "ws" / "dagster" / "dagster.yaml").exists()
     assert "Traceback" not in proc.stderr
+
+
+def test_bench_unknown_name_is_a_one_line_error(capsys):
+    from orchestration.cli import main
+
+    assert main(["bench", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: bench: unknown benchmark 'nope'") and "side-by-side" in err

@@ -48,3 +48,13 @@ def test_write_report(tmp_path):
     assert pq.read_table(files.frames_parquet).num_rows == 2
     assert pq.read_table(files.chunks_parquet).column("frames").to_pylist() == [2]
     assert json.loads(open(files.summary_json).read())["flicker"] == 0.1
+
+
+def test_lanczos_luma_equals_luma_of_lanczos_upscale():
+    from stages.metrics import lanczos_luma
+
+    rng = np.random.default_rng(3)
+    smooth = (np.clip(rng.random((9, 11, 3)) * 0.5 + 0.25, 0, 1) * 255).astype(np.uint8)
+    a = next(lanczos_luma([smooth], 44, 36))
+    b = luma(next(lanczos_upscale([smooth], 44, 36)))
+    assert a.shape == (36, 44) and np.abs(a - b).max() < 3 / 255  # only 8-bit rounding differs
