@@ -26,15 +26,20 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _rss_mib() -> float:
-    """Current resident set size of this process, from /proc (0 where there is no /proc)."""
+def _rss_mib(field: str = "VmRSS") -> float:
+    """Resident set size of this process (``VmRSS``) or its peak (``VmHWM``), from /proc; 0 without /proc."""
     try:
         for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+def _peak_rss_mib() -> float:
+    """Peak RSS of this process alone: VmHWM (ru_maxrss can carry the parent's peak over fork + exec)."""
+    return _rss_mib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _worker(args: argparse.Namespace) -> dict:
@@ -74,7 +79,7 @@ def _worker(args: argparse.Namespace) -> dict:
         upto = [rss for t, rss in samples if t <= q * samples[-1][0]] or [samples[0][1]]
         quarters.append(round(max(upto), 1))
     return {"seconds_of_video": args.seconds, "frames": frames, "job_s": round(seconds, 1),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_rss_mib": round(_peak_rss_mib(), 1),
             "rss_by_quarter_mib": quarters}
 
 
@@ -127,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         print(json.dumps(_worker(args)))
         return 0
+    runs = [_run_child(args, args.short), _run_child(args, args.long)]
     from stages.device import cpu_name
 
-    runs = [_run_child(args, args.short), _run_child(args, args.long)]
     result = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.memory", *(argv or sys.argv[1:])]),

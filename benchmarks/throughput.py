@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> dict:
     from orchestration.config import ChunkPlanConfig, UpscaleConfig
     from orchestration.runner import EnhanceRequest, run_enhance
     from orchestration.workspace import Workspace
-    from stages.chunkio import read_frames
     from stages.chunking import ChunkSpec, extract_chunk
+    from stages.chunkio import read_frames
     from stages.device import choose_device, cpu_name
     from stages.model_selection import select_model
     from stages.models.store import ModelStore

@@ -24,18 +24,34 @@ from dagster import (
 )
 
 from orchestration.config import ChunkPlanConfig, EncodeConfig, UpscaleConfig
-from orchestration.resources import DeviceResource, ModelStoreResource, WorkspaceResource
+from orchestration.resources import (
+    DeviceResource,
+    ModelStoreResource,
+    WorkspaceResource,
+)
 from orchestration.workspace import lookup_video
 from stages.chunk_store import ChunkContent, ChunkRecord, content_key
-from stages.fsutil import atomic_write_text, sha256_file
 from stages.chunking import ChunkSpec, detect_scene_cuts, extract_chunk, plan_chunks
 from stages.chunkio import read_frames
 from stages.encode import EncodeInput, encode_video
-from stages.metrics import FLICKER_DEFINITION, FlickerMeter, lanczos_luma, mean_ignoring_nan, write_report
+from stages.fsutil import atomic_write_text, sha256_file
+from stages.metrics import (
+    FLICKER_DEFINITION,
+    FlickerMeter,
+    lanczos_luma,
+    mean_ignoring_nan,
+    write_report,
+)
 from stages.model_selection import select_model
-from stages.probe import VideoInfo, frame_timestamps, probe_video
 from stages.ncnn_backend import NcnnUpscaler, choose_backend
-from stages.upscale import Upscaler, describe_plan, output_size, plan_scale, upscale_chunk
+from stages.probe import VideoInfo, frame_timestamps, probe_video
+from stages.upscale import (
+    Upscaler,
+    describe_plan,
+    output_size,
+    plan_scale,
+    upscale_chunk,
+)
 
 videos_partitions = DynamicPartitionsDefinition(name="videos")
 
@@ -255,10 +271,10 @@ def upscaled_chunks(
                         batch=settings.batch, compile=settings.compile,
                     )
 
-            def produce(tmp: Path, upstream: ChunkRecord = upstream) -> ChunkContent:
+            def produce(tmp: Path, upstream: ChunkRecord = upstream, engine=upscaler) -> ChunkContent:
                 nonlocal model_seconds, write_wait_seconds
                 result = upscale_chunk(
-                    upstream.path, tmp, upscaler, steps, expected_frames=upstream.frame_count,
+                    upstream.path, tmp, engine, steps, expected_frames=upstream.frame_count,
                     bit_depth=upstream.bit_depth,
                 )
                 model_seconds += result.model_seconds
@@ -479,6 +495,7 @@ def metrics_report(
             "model_note": upscaled_chunks.get("note"),
             "device": upscaled_chunks["device"],
             "precision": upscaled_chunks["precision"],
+            "backend": upscaled_chunks.get("backend", "torch"),
             "timings_s": {"extract": sum(chunk_cols["extract_s"]), "upscale": sum(chunk_cols["upscale_s"]),
                           "encode": encoded_video.get("seconds", 0.0)},
             "flicker": {"output": flicker_out, "lanczos_baseline": flicker_lz,

@@ -17,7 +17,11 @@ log = logging.getLogger("vup")
 
 
 def _workspace(args: argparse.Namespace):
-    from orchestration.workspace import Workspace, default_workspace, prepare_dagster_home
+    from orchestration.workspace import (
+        Workspace,
+        default_workspace,
+        prepare_dagster_home,
+    )
 
     root = Path(args.workspace).expanduser() if args.workspace else default_workspace()
     workspace = Workspace(root.resolve()).ensure()
@@ -109,7 +113,8 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     print(f"output:   {outcome.output}")
     print(f"          {report['output']['width']}x{report['output']['height']}, {report['output']['frames']} frames, "
           f"{report['output']['duration_s']:.3f} s, {report['output']['codec']}")
-    print(f"model:    {report.get('model')} ({report.get('plan')}) on {report.get('device')} {report.get('precision')}")
+    print(f"model:    {report.get('model')} ({report.get('plan')}) on {report.get('device')} {report.get('precision')}"
+          f" ({report.get('backend', 'torch')})")
     if flicker.get("output") is not None:
         ratio = flicker.get("ratio")
         print(f"flicker:  {flicker['output']:.4f} (lanczos {flicker['lanczos_baseline']:.4f}, ratio "

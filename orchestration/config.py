@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from dagster import Config
 
@@ -22,7 +22,7 @@ class UpscaleConfig(Config):
     """Which model, at which scale, with which tiling."""
 
     model: str = DEFAULT_UPSCALE_MODEL
-    model_path: Optional[str] = None
+    model_path: str | None = None
     scale: int = 4
     tile: int = 0
     tile_overlap: int = 16
@@ -43,8 +43,8 @@ class EncodeConfig(Config):
     codec: str = "h264"
     crf: int = 18
     preset: str = "medium"
-    pix_fmt: Optional[str] = None
-    output_path: Optional[str] = None
+    pix_fmt: str | None = None
+    output_path: str | None = None
 
     def to_settings(self) -> EncodeSettings:
         return EncodeSettings(codec=self.codec, crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt)

@@ -7,7 +7,11 @@ from pathlib import Path
 from dagster import AssetSelection, Definitions, FilesystemIOManager, define_asset_job
 
 from orchestration.assets import ENHANCE_ASSETS, GROUP
-from orchestration.resources import DeviceResource, ModelStoreResource, WorkspaceResource
+from orchestration.resources import (
+    DeviceResource,
+    ModelStoreResource,
+    WorkspaceResource,
+)
 from orchestration.workspace import Workspace, default_workspace
 
 enhance_job = define_asset_job(

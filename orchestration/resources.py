@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from dagster import ConfigurableResource
 
@@ -15,7 +14,7 @@ from stages.models.store import ModelStore
 class WorkspaceResource(ConfigurableResource):
     """Where all state lives: chunk store, registered videos, outputs, reports."""
 
-    root: Optional[str] = None
+    root: str | None = None
 
     def workspace(self) -> Workspace:
         return Workspace(Path(self.root) if self.root else default_workspace()).ensure()
@@ -24,8 +23,8 @@ class WorkspaceResource(ConfigurableResource):
 class ModelStoreResource(ConfigurableResource):
     """Finds model weights (explicit path, user cache, VUP_MODELS_DIR, a weights package, download)."""
 
-    cache_dir: Optional[str] = None
-    models_dir: Optional[str] = None
+    cache_dir: str | None = None
+    models_dir: str | None = None
     allow_download: bool = True
 
     def store(self) -> ModelStore:

@@ -14,7 +14,12 @@ from typing import Any
 from dagster import DagsterEventType, DagsterInstance
 from dagster._core.utils import make_new_run_id
 
-from orchestration.config import ChunkPlanConfig, EncodeConfig, UpscaleConfig, enhance_run_config
+from orchestration.config import (
+    ChunkPlanConfig,
+    EncodeConfig,
+    UpscaleConfig,
+    enhance_run_config,
+)
 from orchestration.definitions import build_definitions
 from orchestration.resources import DeviceResource, ModelStoreResource
 from orchestration.workspace import Workspace, prepare_dagster_home, register_video

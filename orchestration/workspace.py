@@ -14,8 +14,8 @@ from pathlib import Path
 import platformdirs
 
 from stages.chunk_store import ChunkStore
-from stages.fsutil import atomic_write_text, sha256_file
 from stages.errors import InputError
+from stages.fsutil import atomic_write_text, sha256_file
 
 APP_NAME = "video-upscaler-pro"
 PARTITION_KEY_LENGTH = 16

@@ -31,7 +31,14 @@ from stages.chunking import ColorConversion, color_conversion
 from stages.chunkio import read_frames
 from stages.errors import ChunkError, EncodeError, ProbeError, SettingsError
 from stages.ffmpeg import find_ffmpeg, run_ffmpeg
-from stages.probe import COLOR_MATRICES, COLOR_PRIMARIES, COLOR_RANGES, COLOR_TRANSFERS, VideoInfo, probe_video
+from stages.probe import (
+    COLOR_MATRICES,
+    COLOR_PRIMARIES,
+    COLOR_RANGES,
+    COLOR_TRANSFERS,
+    VideoInfo,
+    probe_video,
+)
 
 logger = logging.getLogger(__name__)
 

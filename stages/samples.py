@@ -42,7 +42,7 @@ def make_sample_clip(
     width: int = 320,
     height: int = 180,
     seconds: float = 2.0,
-    fps: int | float | Fraction = 24,
+    fps: float | Fraction = 24,
     audio: bool = True,
     subtitles: bool = False,
     bit_depth: int = 8,
@@ -137,7 +137,7 @@ def make_sample_clip(
     return out
 
 
-def _as_rate(fps: int | float | Fraction) -> Fraction:
+def _as_rate(fps: float | Fraction) -> Fraction:
     if isinstance(fps, bool) or not isinstance(fps, int | float | Fraction) or not fps > 0:
         raise SettingsError(f"samples: fps must be a positive number, got {fps!r}")
     if isinstance(fps, Fraction):
@@ -180,7 +180,7 @@ def _load_photo(name: str) -> np.ndarray:
         raise SettingsError(f"samples: unknown image {name!r}; use a skimage.data photo such as 'astronaut'")
     try:
         array = np.asarray(loader())
-    except Exception as exc:  # noqa: BLE001 - some loaders need a download; say which instead of a traceback
+    except Exception as exc:
         raise SettingsError(f"samples: image {name!r} is not available offline ({exc}); use 'astronaut'") from exc
     if array.ndim == 2:
         array = np.stack([array] * 3, axis=-1)

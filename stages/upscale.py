@@ -302,7 +302,7 @@ class Upscaler:
         while True:
             try:
                 return self._forward_tiled(x, tile, batch)
-            except Exception as exc:  # noqa: BLE001 - only OOM is handled, the rest re-raised
+            except Exception as exc:
                 if not _is_oom(exc):
                     raise
                 if self.device.kind == "cuda":
@@ -333,7 +333,7 @@ class Upscaler:
 
 def apply_scale_plan(frames: Sequence[np.ndarray], steps: Sequence[ScaleStep],
                      model_pass: Callable[[torch.Tensor], torch.Tensor],
-                     device: torch.device = torch.device("cpu")) -> list[np.ndarray]:
+                     device: torch.device | str = "cpu") -> list[np.ndarray]:
     """Run a scale plan on frames (``HxWx3`` uint8/uint16, same shape) with any backend's ``model_pass``.
 
     ``model_pass`` takes and returns ``(N,3,h,w)`` float32 tensors in [0, 1] (the output ``scale`` times

@@ -9,7 +9,6 @@ same ``.part`` at once (where the platform has ``fcntl``).
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import logging
 import os
@@ -19,13 +18,13 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm import tqdm
 
 from stages.errors import DownloadError
-from stages.fsutil import fsync_dir, sha256_file
+from stages.fsutil import file_lock, fsync_dir, sha256_file
 
 __all__ = ["download_file", "sha256_file"]
 
@@ -38,22 +37,6 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 class _Interrupted(Exception):
     """The transfer stopped before the end; the .part is kept and may be resumed."""
-
-
-@contextlib.contextmanager
-def _locked(dest: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``<dest>.lock`` (no-op without fcntl)."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(dest.with_suffix(dest.suffix + ".lock"), "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _describe_size(size: int | None) -> str:
@@ -212,7 +195,7 @@ def download_file(urls: Sequence[str], dest: Path, *, size: int | None, sha256: 
         raise DownloadError(f"download: cannot create {dest.parent} ({exc}); choose a writable cache folder "
                             "(VUP_CACHE_DIR)") from exc
     part = dest.with_suffix(dest.suffix + ".part")
-    with _locked(dest):
+    with file_lock(dest.with_suffix(dest.suffix + ".lock")):
         if sha256 is not None and dest.is_file() and (size is None or dest.stat().st_size == size) \
                 and sha256_file(dest) == sha256.lower():
             return dest

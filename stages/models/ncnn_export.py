@@ -22,8 +22,6 @@ ncnn storage rules (as in :mod:`stages.models.ncnn`): a Convolution weight blob 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +30,7 @@ import torch
 from torch import nn
 
 from stages.errors import ModelError
-from stages.fsutil import fsync_dir
+from stages.fsutil import atomic_write_bytes, fsync_dir
 
 __all__ = ["INPUT_BLOB", "OUTPUT_BLOB", "export_ncnn", "ncnn_supported"]
 
@@ -378,19 +376,6 @@ def _emit_rrdb(plan: _RrdbPlan, graph: _Graph) -> None:
     graph.conv(plan.last, h, "conv_last", top=OUTPUT_BLOB)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export_ncnn(model: object, param_path: str | Path, bin_path: str | Path, *, fp16_weights: bool = True) -> None:
     """Write ``model`` (a spandrel ``ImageModelDescriptor`` or its module) as an ncnn .param/.bin pair.
 
@@ -414,8 +399,8 @@ def export_ncnn(model: object, param_path: str | Path, bin_path: str | Path, *, 
     param_path, bin_path = Path(param_path), Path(bin_path)
     for folder in {param_path.parent, bin_path.parent}:
         folder.mkdir(parents=True, exist_ok=True)
-    _write_atomic(bin_path, bytes(graph.weights))
-    _write_atomic(param_path, text.encode("utf-8"))
+    atomic_write_bytes(bin_path, bytes(graph.weights))
+    atomic_write_bytes(param_path, text.encode("utf-8"))
     for folder in {param_path.parent, bin_path.parent}:
         fsync_dir(folder)
     if graph.fp32_fallbacks:

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stages.errors import ModelError, SettingsError, WeightsUnavailableError
-from stages.fsutil import atomic_write_text, fsync_dir, sha256_file
+from stages.fsutil import atomic_write_text, file_lock, fsync_dir, sha256_file
 from stages.models.catalog import ModelEntry, ModelFile
 
 if TYPE_CHECKING:
@@ -283,29 +283,13 @@ class UserCatalog:
     def editing(self) -> Iterator[dict[str, UserModel]]:
         """Lock the catalog, yield its records (strictly read) for changes, then write them atomically."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        with _locked(self.cache_dir / f".{CATALOG_FILENAME}.lock"):
+        with file_lock(self.cache_dir / f".{CATALOG_FILENAME}.lock"):
             records = self._read_strict()
             yield records
             payload = {"schema": SCHEMA, "version": SCHEMA_VERSION,
                        "models": [record.to_json() for record in records.values()]}
             atomic_write_text(self.path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
         self._signature = None
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """An exclusive lock on ``lock_path`` (no-op where fcntl is missing)."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(lock_path, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 # ------------------------------------------------------------------------------------------- import

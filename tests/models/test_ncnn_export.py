@@ -12,8 +12,8 @@ from spandrel import ImageModelDescriptor, ModelLoader
 from spandrel.architectures.Compact import Compact
 from spandrel.architectures.ESRGAN import ESRGAN
 
+from stages import fsutil
 from stages.errors import ModelError
-from stages.models import ncnn_export
 from stages.models.ncnn import NcnnModelInfo, convert_ncnn, parse_param
 from stages.models.ncnn_export import export_ncnn, ncnn_supported
 
@@ -169,12 +169,12 @@ def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
             raise OSError("disk full")
         real_replace(src, dst)
 
-    monkeypatch.setattr(ncnn_export.os, "replace", failing_replace)
+    monkeypatch.setattr(fsutil.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         export_ncnn(_compact(), param, weights)
     assert param.read_text() == "old param\n"  # never half-written
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.param"]  # no temp files left
-    monkeypatch.setattr(ncnn_export.os, "replace", real_replace)
+    monkeypatch.setattr(fsutil.os, "replace", real_replace)
     export_ncnn(_compact(), param, weights)
     assert convert_ncnn(param, weights)[1].architecture == "SRVGGNetCompact"
 

@@ -10,8 +10,17 @@ import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
 from orchestration.assets import ENHANCE_ASSETS
-from orchestration.config import ChunkPlanConfig, EncodeConfig, UpscaleConfig, enhance_run_config
-from orchestration.resources import DeviceResource, ModelStoreResource, WorkspaceResource
+from orchestration.config import (
+    ChunkPlanConfig,
+    EncodeConfig,
+    UpscaleConfig,
+    enhance_run_config,
+)
+from orchestration.resources import (
+    DeviceResource,
+    ModelStoreResource,
+    WorkspaceResource,
+)
 from orchestration.runner import EnhanceRequest, run_enhance
 from orchestration.workspace import register_video
 from stages.probe import probe_video

@@ -8,7 +8,14 @@ import math
 import numpy as np
 import pyarrow.parquet as pq
 
-from stages.metrics import FlickerMeter, flicker_pair, lanczos_upscale, luma, mean_ignoring_nan, write_report
+from stages.metrics import (
+    FlickerMeter,
+    flicker_pair,
+    lanczos_upscale,
+    luma,
+    mean_ignoring_nan,
+    write_report,
+)
 
 
 def test_luma_range_and_weights():

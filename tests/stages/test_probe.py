@@ -13,7 +13,13 @@ import pytest
 
 from stages.errors import InputError, ProbeError
 from stages.ffmpeg import run_ffmpeg
-from stages.probe import AudioStreamInfo, SubtitleStreamInfo, VideoInfo, frame_timestamps, probe_video
+from stages.probe import (
+    AudioStreamInfo,
+    SubtitleStreamInfo,
+    VideoInfo,
+    frame_timestamps,
+    probe_video,
+)
 from stages.samples import make_sample_clip
 
 

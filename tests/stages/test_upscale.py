@@ -13,8 +13,8 @@ from stages.device import DeviceChoice
 from stages.errors import ChunkError, DeviceOutOfMemoryError, SettingsError
 from stages.upscale import (
     ScaleStep,
-    UpscaleSettings,
     Upscaler,
+    UpscaleSettings,
     describe_plan,
     output_size,
     plan_scale,
