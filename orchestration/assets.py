@@ -252,6 +252,7 @@ def upscaled_chunks(
                 "precision": choice.precision,
                 "device": choice.kind,
                 "backend": backend,
+                "compiled": bool(settings.compile and backend == "torch"),
                 "version": UPSCALE_VERSION,
             },
         )
