@@ -46,6 +46,7 @@ from stages.model_selection import select_model
 from stages.ncnn_backend import NcnnUpscaler, choose_backend
 from stages.probe import VideoInfo, frame_timestamps, probe_video
 from stages.upscale import (
+    NO_UPSCALE,
     Upscaler,
     describe_plan,
     output_size,
@@ -224,6 +225,13 @@ def upscaled_chunks(
     settings = config.to_settings()
     settings.validate()
     output_size(info.width, info.height, settings.scale)
+    if settings.scale == NO_UPSCALE:
+        context.log.info("upscale: scale 1, no model: the decoded frames pass through")
+        records = _records(frame_chunks)
+        context.add_output_metadata({"model": "none", "chunks_computed": 0, "chunks_reused": len(records),
+                                     "model_calls": 0, "backend": "none"})
+        return {"records": [r.to_dict() for r in records], "model": "none", "plan": "none (x1)", "note": None,
+                "device": "none", "precision": "none", "backend": "none", "model_calls": 0, "scale": 1}
     selection = select_model(model_store.store(), settings.model, settings.scale, config.model_path)
     if selection.note:
         context.log.warning(selection.note)

@@ -87,15 +87,19 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         precision=args.precision,
     )
     info = validate_request(request)
-    # Fetch (convert or download) the weights here, with a progress bar, before the run starts.
-    selection = select_model(ModelStore(progress=not args.quiet), args.model, args.scale, args.model_path)
-    if selection.note and not args.quiet:
-        print(selection.note, file=sys.stderr)
     out_w, out_h = info.width * args.scale, info.height * args.scale
+    if args.scale == 1:
+        using = "no upscaling (scale 1)"
+    else:
+        # Fetch (convert or download) the weights here, with a progress bar, before the run starts.
+        selection = select_model(ModelStore(progress=not args.quiet), args.model, args.scale, args.model_path)
+        if selection.note and not args.quiet:
+            print(selection.note, file=sys.stderr)
+        using = f"with {selection.model_id} ({selection.source})"
     if not args.quiet:
         print(
             f"{request.input.name}: {info.width}x{info.height} {info.avg_fps:.3f} fps, {info.frame_count} frames "
-            f"-> {out_w}x{out_h} with {selection.model_id} ({selection.source})",
+            f"-> {out_w}x{out_h} {using}",
             file=sys.stderr,
         )
     progress = _Progress(info.frame_count, enabled=not args.quiet)
@@ -441,7 +445,7 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--model", default=DEFAULT_UPSCALE_MODEL, help="catalog id (see `vup models list`)")
     parser.add_argument("--model-path", help="any .pth/.safetensors model spandrel recognises (wins over --model)")
-    parser.add_argument("--scale", type=int, default=4, help="2, 4 or 8 (default 4)")
+    parser.add_argument("--scale", type=int, default=4, help="2, 4 or 8 (default 4); 1 = no upscaling")
     parser.add_argument("--tile", type=int, default=0, help="input tile size in pixels, 0 = automatic")
     parser.add_argument("--tile-overlap", type=int, default=16, help="tile overlap in input pixels (default 16)")
     parser.add_argument("--batch", type=int, default=0, help="frames per model call, 0 = automatic")

@@ -29,6 +29,7 @@ from stages.errors import ChunkError, DeviceOutOfMemoryError, SettingsError
 log = logging.getLogger(__name__)
 
 SUPPORTED_SCALES = (2, 4, 8)
+NO_UPSCALE = 1  # scale 1: no model, the frames pass through (interpolation-only or re-encode jobs)
 BACKENDS = ("auto", "torch", "ncnn")
 MAX_OUTPUT_LONG_SIDE = 7680
 MAX_OUTPUT_SHORT_SIDE = 4320
@@ -52,8 +53,8 @@ class UpscaleSettings:
 
     def validate(self) -> None:
         """Raises SettingsError for an impossible scale, tile, overlap, batch or backend."""
-        if self.scale not in SUPPORTED_SCALES:
-            raise SettingsError(f"upscale: scale {self.scale} is not supported; use 2, 4 or 8")
+        if self.scale != NO_UPSCALE and self.scale not in SUPPORTED_SCALES:
+            raise SettingsError(f"upscale: scale {self.scale} is not supported; use 2, 4 or 8 (or 1: no upscaling)")
         if self.tile < 0 or (self.tile and (self.tile < MIN_TILE or self.tile % 8)):
             suggestion = max(MIN_TILE, int(math.ceil(max(self.tile, 1) / 8) * 8))
             raise SettingsError(

@@ -201,3 +201,15 @@ def test_ncnn_backend_end_to_end_matches_torch(workspace, tiny_clip, tmp_path):
     for a_path, b_path in by_start.values():
         for a, b in zip(read_frames(a_path), read_frames(b_path), strict=True):
             assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+
+
+def test_scale_one_passes_frames_through_without_a_model(workspace, tiny_clip, tmp_path):
+    """--scale 1 (interpolation-only or re-encode jobs): no model is loaded, the output keeps the source size."""
+    out = tmp_path / "same.mp4"
+    outcome = run_enhance(workspace, _request(tiny_clip, out, scale=1, model="no-such-model"))
+    assert outcome.success, outcome.error
+    source, result = probe_video(tiny_clip), probe_video(out)
+    assert (result.width, result.height, result.frame_count) == (source.width, source.height, source.frame_count)
+    meta = _metadata(DagsterInstance.get(), "upscaled_chunks", outcome.partition_key)
+    assert meta["model"] == "none" and meta["model_calls"] == 0
+    assert outcome.report["model"] == "none"
