@@ -63,10 +63,14 @@ def test_plan_scale_refuses_non_sr_model():
         plan_scale(4, 1)
 
 
-@pytest.mark.parametrize("scale", [0, 1, 3, 16, -4])
+@pytest.mark.parametrize("scale", [0, 3, 16, -4])
 def test_settings_refuse_impossible_scale(scale):
     with pytest.raises(SettingsError, match="use 2, 4 or 8"):
         UpscaleSettings(scale=scale).validate()
+
+
+def test_scale_one_means_no_upscaling():
+    UpscaleSettings(scale=1).validate()
 
 
 def test_settings_refuse_bad_tile():
