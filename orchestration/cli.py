@@ -148,7 +148,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
-_TASK_SHORT = {"super-resolution": "sr"}
+_TASK_SHORT = {"super-resolution": "sr", "frame-interpolation": "vfi"}
 
 
 def _human_size(size: int | None) -> str:
@@ -247,7 +247,8 @@ def cmd_models_info(args: argparse.Namespace) -> int:
         ("id", entry.id + ("  (imported by you)" if entry.is_user else "")),
         ("description", entry.description),
         ("task", entry.task),
-        ("architecture", f"{entry.architecture} (spandrel: {entry.spandrel_arch})"),
+        ("architecture", f"{entry.architecture} (spandrel: {entry.spandrel_arch})" if entry.spandrel_arch
+         else f"{entry.architecture} (the project's own implementation)"),
         ("scale", scale),
         ("family", entry.family),
         ("licence", entry.license),

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stages.errors import SettingsError
 from stages.models.store import LoadedModel, ModelStore
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,9 @@ def select_model(store: ModelStore, model: str, scale: int, model_path: str | No
         return ModelSelection(model_id, int(loaded.descriptor.scale), loaded.weights.sha256, "explicit", note,
                               store, Path(model_path), loaded)
     entry = store.entry(model)
+    if not entry.uses_spandrel:
+        raise SettingsError(f"model: {entry.id} is a {entry.task} model, not an upscaler; pick a super-resolution "
+                            "model (`vup models list`, task sr) for --model")
     note = None
     if entry.scale != scale:
         sibling = store.family_variants(entry.family).get(scale)

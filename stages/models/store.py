@@ -57,6 +57,7 @@ from stages.models.catalog import CATALOG, ModelEntry, PackageSource
 from stages.models.download import download_file, sha256_file
 from stages.models.ncnn import convert_ncnn
 from stages.models.resized import with_output_scale
+from stages.models.rife.load import load_rife
 from stages.models.user_catalog import (
     ImportResult,
     UserCatalog,
@@ -368,7 +369,17 @@ class ModelStore:
         return digest
 
     def _load_check(self, entry: ModelEntry, path: Path) -> tuple[str | None, str]:
-        """Load ``path`` as ``entry`` on the CPU: (the problem or None, what it loaded as)."""
+        """Load ``path`` as ``entry`` on the CPU: (the problem or None, what it loaded as).
+
+        Spandrel models are checked for architecture and scale; RIFE models load with the project's RIFE loader
+        as the entry's version (strictly, key for key).
+        """
+        if not entry.uses_spandrel:
+            try:
+                rife = load_rife(path, version=entry.variant)
+            except (ModelError, SettingsError) as exc:
+                return str(exc), ""
+            return None, f"loads as {rife.architecture}"
         try:
             descriptor = self.match_entry(entry, self.load_descriptor(path), path)
         except ModelError as exc:
@@ -699,7 +710,8 @@ class ModelStore:
 
         Raises SettingsError for an unknown id, WeightsUnavailableError / DownloadError as in :meth:`resolve`
         (or for a path that does not exist), ModelError when the file is not a supported image model or does
-        not match the catalog.
+        not match the catalog, or when the id is a frame-interpolation model (RIFE loads with
+        ``stages.models.rife.load_rife(store.resolve(id).path)``).
         """
         if self._is_path(model):
             path = Path(model).expanduser()
@@ -710,6 +722,10 @@ class ModelStore:
             weights = ResolvedWeights(path.stem, path, "explicit", self._sha256(path))
         else:
             entry = self.entry(str(model))
+            if not entry.uses_spandrel:
+                raise ModelError(f"model store: {entry.id} is a {entry.task} model ({entry.architecture}), not an "
+                                 "upscaler; use the interpolation loader: stages.models.rife.load_rife("
+                                 f"store.resolve({entry.id!r}).path, version={entry.variant!r})")
             weights = self.resolve(entry.id)
         descriptor = self.load_descriptor(weights.path)
         if entry is not None:
@@ -774,7 +790,8 @@ class ModelStore:
         Size and sha256 against the catalog where it knows them, else size and a load check (architecture and
         scale, on the CPU) plus the sha256 recorded at download; converted package files against the checksum
         recorded at conversion; package files not converted yet by converting them in memory; imported models
-        against the size and sha256 recorded at import. One result per file; a single failed result saying
+        against the size and sha256 recorded at import. A frame-interpolation (RIFE) file is also loaded with
+        the RIFE loader, even when its sha256 matches. One result per file; a single failed result saying
         so when nothing is on this machine. Raises SettingsError for an unknown id.
         """
         entry = self.entry(model_id)
@@ -816,7 +833,13 @@ class ModelStore:
             if digest != expected.sha256.lower():
                 return VerifyResult(entry.id, False, source, path,
                                     f"sha256 {digest} is not the catalog's {expected.sha256.lower()}{where}")
-            return VerifyResult(entry.id, True, source, path, "size and sha256 match the catalog")
+            if entry.uses_spandrel:
+                return VerifyResult(entry.id, True, source, path, "size and sha256 match the catalog")
+            problem, loaded = self._load_check(entry, path)  # a project loader: check it reads the official file
+            if problem is not None:
+                return VerifyResult(entry.id, False, source, path,
+                                    f"sha256 matches the catalog, but the load check failed: {problem}")
+            return VerifyResult(entry.id, True, source, path, f"size and sha256 match the catalog; {loaded}")
         recorded = self._recorded_checksum(path)
         if recorded is not None and digest != recorded:
             return VerifyResult(entry.id, False, source, path,

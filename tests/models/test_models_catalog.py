@@ -14,8 +14,11 @@ from spandrel import MAIN_REGISTRY
 from stages.errors import SettingsError
 from stages.models.catalog import (
     CATALOG,
+    DEFAULT_INTERPOLATION_MODEL,
     DEFAULT_UPSCALE_MODEL,
     SPANDREL_ARCHITECTURES,
+    TASK_FRAME_INTERPOLATION,
+    TASK_SUPER_RESOLUTION,
     ModelEntry,
     family_variants,
     get_entry,
@@ -52,6 +55,16 @@ PINNED = {
     "realplksr-pretrain-v4-x4": (29678402, "7d67b22f0c5b60f4167d94e89b7b56f74bdf994bb8fb199769b9d945c681a1ae"),
     "realplksr-gan-x4": (29678402, "bc7ed4f8fb54ebd7721e07bbf275109c1b7a19886b152808db4647f4f411b220"),
 }
+# From section 4 of ../shared/models/CATALOG-FACTS.md (flownet.pkl sha256, size, vs-rife padding multiple).
+RIFE_PINNED = {
+    "rife-4.6": ("4.6", 32, 21273159, "008646e761f0e67cb77f0c6c44cfe3c3e5a05d9d9465311b9681ca650ce030db"),
+    "rife-4.25": ("4.25", 64, 24636301, "6615790efd627772917205db291f51cd392528a157ecbb2ecaeec3bff8eb6de2"),
+    "rife-4.25-lite": ("4.25.lite", 128, None, "81cdba223fe72a120130cc8552e5d2ecac824259d406f0c15323b3decf96b8b1"),
+    "rife-4.26": ("4.26", 64, 24636301, "45c7f74156704769dc9f85cfcaf8552e1e926f9399dcfa3a553dee88fac6f53f"),
+    "rife-4.26-heavy": ("4.26.heavy", 64, None, "4cc518e172156ad6207b9c7a43364f518832d83a4325d484240493a9e2980537"),
+}
+SR_ENTRIES = [entry for entry in CATALOG.values() if entry.task == TASK_SUPER_RESOLUTION]
+RIFE_ENTRIES = [entry for entry in CATALOG.values() if entry.task == TASK_FRAME_INTERPOLATION]
 LICENCES = {
     "BSD-3-Clause": "realesr", "Apache-2.0": "swinir|span", "CC0-1.0": "rybu|realplksr",
 }
@@ -67,7 +80,12 @@ def test_required_models_and_default_are_present() -> None:
     assert get_entry(DEFAULT_UPSCALE_MODEL).package_source is not None
 
 
-@pytest.mark.parametrize("entry", list(CATALOG.values()), ids=list(CATALOG))
+def test_every_entry_has_a_known_task() -> None:
+    assert {entry.task for entry in CATALOG.values()} == {TASK_SUPER_RESOLUTION, TASK_FRAME_INTERPOLATION}
+    assert len(SR_ENTRIES) + len(RIFE_ENTRIES) == len(CATALOG)
+
+
+@pytest.mark.parametrize("entry", SR_ENTRIES, ids=[entry.id for entry in SR_ENTRIES])
 def test_entry_fields_are_complete(entry: ModelEntry) -> None:
     assert CATALOG[entry.id] is entry
     assert re.fullmatch(r"[a-z0-9][a-z0-9.-]*", entry.id) and entry.id != "user"
@@ -110,6 +128,40 @@ def test_entry_fields_are_complete(entry: ModelEntry) -> None:
         assert entry.package_source.param.endswith(".param") and entry.package_source.bin.endswith(".bin")
 
 
+@pytest.mark.parametrize("entry", RIFE_ENTRIES, ids=[entry.id for entry in RIFE_ENTRIES])
+def test_interpolation_entry_fields_are_complete(entry: ModelEntry) -> None:
+    assert CATALOG[entry.id] is entry and entry.origin == "builtin" and entry.id.startswith("rife-")
+    assert entry.architecture == "RIFE" and entry.spandrel_arch == "" and not entry.uses_spandrel
+    assert entry.scale == 1 and entry.native_scale is None and entry.package_source is None
+    assert entry.family == entry.id  # one entry per family: family_variants() is keyed by scale
+    assert entry.license == "MIT" and "Practical-RIFE" in entry.notes
+    assert entry.description.startswith("Frame interpolation") and len(entry.description) < 120
+    assert entry.tags and set(entry.tags) <= KNOWN_TAGS
+    assert entry.notes and "\n" not in entry.notes
+    assert entry.variant and entry.size_multiple in (32, 64, 128)
+    file = entry.file
+    assert file is not None and file.filename.endswith(".pkl") and entry.direct_download
+    assert file.urls[0].rsplit("/", 1)[1] == file.filename and not file.manual_urls
+    for url in file.urls:
+        parts = urllib.parse.urlsplit(url)
+        assert parts.scheme == "https" and parts.netloc not in BROWSER_ONLY_HOSTS
+    assert file.sha256 is not None and re.fullmatch(r"[0-9a-f]{64}", file.sha256)
+    if file.size is None:
+        assert "size unknown" in entry.notes
+
+
+def test_rife_entries_match_catalog_facts() -> None:
+    assert DEFAULT_INTERPOLATION_MODEL == "rife-4.25"
+    assert {entry.id for entry in RIFE_ENTRIES} == set(RIFE_PINNED)
+    for model_id, (version, multiple, size, sha256) in RIFE_PINNED.items():
+        entry = get_entry(model_id)
+        assert entry.file is not None
+        assert (entry.variant, entry.size_multiple, entry.file.size, entry.file.sha256) == (
+            version, multiple, size, sha256)
+        assert f"multiples of {multiple}" in entry.notes
+        assert entry.file.urls[0] == f"https://github.com/HolyWu/vs-rife/releases/download/model/flownet_v{version}.pkl"
+
+
 def test_pinned_sizes_and_hashes_match_catalog_facts() -> None:
     for model_id, (size, sha256) in PINNED.items():
         file = get_entry(model_id).file
@@ -142,6 +194,9 @@ def test_unknown_architecture_is_refused() -> None:
     with pytest.raises(SettingsError, match="no spandrel id"):
         ModelEntry(id="x", task="super-resolution", architecture="Mystery", scale=2, family="x", file=None,
                    license="MIT", description="x", tags=())
+    interpolation = ModelEntry(id="x", task=TASK_FRAME_INTERPOLATION, architecture="RIFE", scale=1, family="x",
+                               file=None, license="MIT", description="x", tags=(), variant="4.25")
+    assert interpolation.spandrel_arch == "" and not interpolation.uses_spandrel
     explicit = ModelEntry(id="x", task="super-resolution", architecture="Mystery", scale=2, family="x", file=None,
                           license="MIT", description="x", tags=(), spandrel_arch="DAT")
     assert explicit.spandrel_arch == "DAT"
