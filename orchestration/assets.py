@@ -6,11 +6,14 @@ chunks whose key it changes.
 """
 
 
+import hashlib
 import json
+import math
 import os
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ from dagster import (
     asset,
 )
 
-from orchestration.config import ChunkPlanConfig, EncodeConfig, UpscaleConfig
+from orchestration.config import ChunkPlanConfig, EncodeConfig, InterpolateConfig, TemporalConfig, UpscaleConfig
 from orchestration.resources import (
     DeviceResource,
     ModelStoreResource,
@@ -33,6 +36,7 @@ from orchestration.workspace import lookup_video
 from stages.chunk_store import ChunkContent, ChunkRecord, content_key
 from stages.chunking import ChunkSpec, detect_scene_cuts, extract_chunk, plan_chunks
 from stages.chunkio import read_frames
+from stages.models.catalog import DEFAULT_INTERPOLATION_MODEL
 from stages.encode import EncodeInput, encode_video
 from stages.fsutil import atomic_write_text, sha256_file
 from stages.metrics import (
@@ -45,6 +49,19 @@ from stages.metrics import (
 from stages.model_selection import select_model
 from stages.ncnn_backend import NcnnUpscaler, choose_backend
 from stages.probe import VideoInfo, frame_timestamps, probe_video
+from stages.interpolate import CODE_VERSION as INTERPOLATE_VERSION
+from stages.interpolate import (
+    chunk_output_frames,
+    find_duplicates,
+    interpolate_chunk,
+    make_interpolator,
+    plan_output_frames,
+    rational_fps,
+    timeline_seconds,
+)
+from stages.interpolate import choose_method as choose_interpolation
+from stages.temporal import TEMPORAL_VERSION, TemporalFilter, cohere_chunk, last_frame
+from stages.temporal import choose_method as choose_temporal
 from stages.upscale import (
     NO_UPSCALE,
     Upscaler,
@@ -332,20 +349,211 @@ def upscaled_chunks(
     }
 
 
-@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"})
-def interpolated_chunks(context: AssetExecutionContext, upscaled_chunks: dict[str, Any]) -> dict[str, Any]:
-    """New frames between pairs, never across a scene cut. Frame interpolation is not part of this version
-    yet: the chunks pass through unchanged (same records, same files)."""
-    context.add_output_metadata({"method": "none (pass-through)", "chunks": len(upscaled_chunks["records"])})
-    return {"records": upscaled_chunks["records"], "method": "none"}
+def _rife_factory(store, device_choice) -> tuple[bool, Any]:
+    """Whether RIFE weights are on this machine (never downloads here), and a factory for its interpolator."""
+    entry = store.entry(DEFAULT_INTERPOLATION_MODEL)
+    status = store.status(entry.id)
+    present = status.available and status.source not in ("download", None)
+
+    def factory():
+        from stages.models.rife import RifeInterpolator
+        from stages.models.rife.load import load_rife
+
+        model = load_rife(store.resolve(entry.id).path, version=entry.variant)
+        precision = "fp16" if device_choice.kind == "cuda" else "fp32"
+        return RifeInterpolator(model, device=device_choice.device, precision=precision)
+
+    return present, factory
+
+
+@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"}, pool="gpu")
+def interpolated_chunks(
+    context: AssetExecutionContext,
+    config: InterpolateConfig,
+    workspace: WorkspaceResource,
+    model_store: ModelStoreResource,
+    device: DeviceResource,
+    video_probe: dict[str, Any],
+    chunk_plan: dict[str, Any],
+    frame_chunks: dict[str, Any],
+    upscaled_chunks: dict[str, Any],
+) -> dict[str, Any]:
+    """New frames between pairs (stages.interpolate) at a factor or a target fps (at most 120), on the source's
+    real timestamps (VFR in, constant rate out), never across a scene cut (the nearer frame is repeated), with
+    optional duplicate-frame removal. RIFE when its weights are present, else the optical-flow interpolator
+    (DIS flow both ways, occlusion-aware splatting); blend and ffmpeg minterpolate are baselines. The last
+    pairs of a chunk use the first frame of the next chunk, so joined chunks have no missing or doubled frame.
+    Pass-through when interpolation is off."""
+    settings = config.to_settings()
+    info = VideoInfo.from_dict(video_probe["info"])
+    source_fps = rational_fps(info.avg_fps)
+    out_fps = settings.validate(source_fps)
+    inputs = _records(upscaled_chunks)
+    if not settings.enabled or out_fps == source_fps:
+        context.add_output_metadata({"method": "none (pass-through)", "chunks": len(inputs),
+                                     "source_fps": float(source_fps)})
+        return {"records": upscaled_chunks["records"], "method": "none", "interpolated": False}
+    ws = workspace.workspace()
+    store = ws.chunk_store()
+    choice = device.choose()
+    rife_present, rife_factory = _rife_factory(model_store.store(), choice)
+    method, reason = choose_interpolation(settings.method, rife_present, choice.kind)
+    context.log.info(f"interpolate: {source_fps} fps -> {out_fps} fps; {reason}")
+    interpolator = make_interpolator(method, flow_preset=settings.flow_preset, rife_factory=rife_factory)
+    stamps = _cached_timestamps(ws.cache / video_probe["video"]["sha256"], video_probe["video"]["path"], info)
+    times, end = timeline_seconds(stamps, info.time_base, info.end_pts, nominal_fps=source_fps)
+    chunk_starts = [r.start_frame for r in inputs]
+    duplicates: set[int] = set()
+    if settings.dedup:
+        sources = _records(frame_chunks)
+        duplicates = find_duplicates((f for r in sources for f in read_frames(r.path)), settings.dedup_threshold)
+        context.log.info(f"interpolate: {len(duplicates)} duplicate frames dropped before interpolation")
+    plan = plan_output_frames(times, end, out_fps, chunk_plan.get("scene_cuts", []), duplicates, keep=chunk_starts)
+    per_chunk = chunk_output_frames(plan, chunk_starts)
+    start_pts = round(Fraction(int(stamps[0])) * info.time_base * out_fps)
+    records: list[ChunkRecord] = []
+    computed = synthesized = 0
+    for position, upstream in enumerate(inputs):
+        following = inputs[position + 1] if position + 1 < len(inputs) else None
+        frames_plan = per_chunk[position]
+        plan_digest = hashlib.sha256(json.dumps([asdict(f) for f in frames_plan]).encode()).hexdigest()
+        key = content_key(
+            "interpolated",
+            {"upstream": upstream.key, "next": following.key if following else None, "plan": plan_digest,
+             "interpolator": interpolator.key, "version": INTERPOLATE_VERSION},
+        )
+        started = time.perf_counter()
+        record = store.get("interpolated", key)
+        reused = record is not None
+        if record is None:
+            next_first = next(iter(read_frames(following.path))) if following is not None else None
+            pts = tuple(start_pts + f.index for f in frames_plan)
+
+            def produce(tmp: Path, upstream: ChunkRecord = upstream, frames_plan=frames_plan, next_first=next_first,
+                        pts: tuple[int, ...] = pts) -> ChunkContent:
+                nonlocal synthesized
+                result = interpolate_chunk(upstream.path, tmp, frames_plan, upstream.start_frame, next_first,
+                                           interpolator, bit_depth=upstream.bit_depth)
+                synthesized += result.interpolated
+                return ChunkContent(result.frame_count, pts, result.width, result.height, result.bit_depth)
+
+            record = store.put("interpolated", key, produce, index=upstream.index, start_frame=frames_plan[0].index,
+                               params={"method": method, "fps": str(out_fps)})
+            computed += 1
+        records.append(record)
+        _report_progress(context, "interpolate", upstream.index, len(inputs), record.frame_count, reused,
+                         time.perf_counter() - started)
+    context.add_output_metadata({
+        "method": method, "reason": reason, "source_fps": float(source_fps), "output_fps": float(out_fps),
+        "frames_out": sum(r.frame_count for r in records), "frames_synthesized": synthesized,
+        "duplicates_dropped": len(duplicates), "chunks_computed": computed,
+        "chunks_reused": len(records) - computed,
+    })
+    return {"records": [r.to_dict() for r in records], "method": method, "interpolated": True,
+            "fps": str(out_fps), "source_fps": str(source_fps), "start_pts": start_pts,
+            "end_pts": start_pts + len(plan)}
 
 
 @asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"})
-def coherent_chunks(context: AssetExecutionContext, interpolated_chunks: dict[str, Any]) -> dict[str, Any]:
-    """Temporal-coherence pass against flicker. Not part of this version yet: the chunks pass through
-    unchanged (same records, same files)."""
-    context.add_output_metadata({"method": "none (pass-through)", "chunks": len(interpolated_chunks["records"])})
-    return {"records": interpolated_chunks["records"], "method": "none"}
+def coherent_chunks(
+    context: AssetExecutionContext,
+    config: TemporalConfig,
+    workspace: WorkspaceResource,
+    device: DeviceResource,
+    chunk_plan: dict[str, Any],
+    frame_chunks: dict[str, Any],
+    interpolated_chunks: dict[str, Any],
+) -> dict[str, Any]:
+    """Temporal-coherence pass against flicker (stages.temporal): `flow` warps the previous output onto each
+    frame with optical flow from the low-resolution source and blends it where a confidence mask trusts it;
+    `ema` is a motion-gated moving average; `none` passes the chunks through. Chunks are processed in order and
+    each starts from the previous chunk's last output frame, so the pass is continuous across chunk boundaries;
+    a chunk's key includes the previous coherent chunk's key, so a cached chunk is only reused with the same
+    history."""
+    settings = config.to_settings()
+    settings.validate()
+    inputs = _records(interpolated_chunks)
+    timing = {k: interpolated_chunks[k] for k in _TIMING_KEYS if k in interpolated_chunks}
+    if settings.method == "none":
+        context.add_output_metadata({"method": "none (pass-through)", "chunks": len(inputs)})
+        return {"records": interpolated_chunks["records"], "method": "none", **timing}
+    ws = workspace.workspace()
+    store = ws.chunk_store()
+    first = inputs[0]
+    method, reason = choose_temporal(settings.method, device.choose().kind, first.width, first.height,
+                                     _free_memory())
+    context.log.info(f"temporal: {reason}")
+    resolved = replace(settings, method=method)
+    # Low-resolution analysis frames exist when every output frame is a source frame (no interpolation).
+    sources = _records(frame_chunks) if not interpolated_chunks.get("interpolated") else None
+    cuts = set(chunk_plan.get("scene_cuts", []))
+    records: list[ChunkRecord] = []
+    computed = 0
+    blended: list[float] = []
+    for position, upstream in enumerate(inputs):
+        lr = sources[position] if sources is not None else None
+        previous = records[-1] if records else None
+        key = content_key(
+            "coherent",
+            {"upstream": upstream.key, "lr": lr.key if lr else None, "previous": previous.key if previous else None,
+             "settings": asdict(resolved), "version": TEMPORAL_VERSION},
+        )
+        started = time.perf_counter()
+        record = store.get("coherent", key)
+        reused = record is not None
+        if record is None:
+            if previous is None:
+                filt = TemporalFilter(resolved)
+            elif lr is not None:
+                filt = TemporalFilter.from_state(resolved, last_frame(previous.path),
+                                                 last_frame(sources[position - 1].path))
+            else:
+                filt = TemporalFilter.from_state(resolved, last_frame(previous.path),
+                                                 prev_hr=last_frame(inputs[position - 1].path))
+            chunk_cuts = ({c - lr.start_frame for c in cuts if lr.start_frame <= c < lr.start_frame + lr.frame_count}
+                          if lr is not None else set())
+
+            def produce(tmp: Path, upstream: ChunkRecord = upstream, lr: ChunkRecord | None = lr,
+                        filt: TemporalFilter = filt, chunk_cuts: set[int] = chunk_cuts) -> ChunkContent:
+                result = cohere_chunk(upstream.path, lr.path if lr else None, tmp, filt,
+                                      cuts_in_chunk=frozenset(chunk_cuts), bit_depth=upstream.bit_depth,
+                                      expected_frames=upstream.frame_count)
+                blended.append(result.blended_fraction)
+                return ChunkContent(result.frame_count, upstream.pts, result.width, result.height, result.bit_depth)
+
+            record = store.put("coherent", key, produce, index=upstream.index, start_frame=upstream.start_frame,
+                               params={"method": method})
+            computed += 1
+        records.append(record)
+        _report_progress(context, "coherence", upstream.index, len(inputs), record.frame_count, reused,
+                         time.perf_counter() - started)
+    context.add_output_metadata({
+        "method": method, "reason": reason, "chunks_computed": computed, "chunks_reused": len(records) - computed,
+        "blended_fraction": round(float(np.mean(blended)), 3) if blended else None,
+    })
+    return {"records": [r.to_dict() for r in records], "method": method, **timing}
+
+
+_TIMING_KEYS = ("interpolated", "fps", "source_fps", "start_pts", "end_pts")
+
+
+def _output_timing(info: VideoInfo, chunks: dict[str, Any]) -> VideoInfo:
+    """The source's VideoInfo, retimed to the constant output rate when frames were interpolated (time base
+    1/fps, one tick per frame); unchanged otherwise. Audio and subtitles still come from the source."""
+    if not chunks.get("interpolated"):
+        return info
+    fps = Fraction(chunks["fps"])
+    frames = sum(r.frame_count for r in _records(chunks))
+    return replace(info, time_base_num=fps.denominator, time_base_den=fps.numerator,
+                   start_pts=int(chunks["start_pts"]), end_pts=int(chunks["end_pts"]), avg_fps=float(fps),
+                   real_fps=float(fps), is_vfr=False, frame_count=frames)
+
+
+def _free_memory() -> int:
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
 
 
 def _deliver(cached: Path, target: Path) -> None:
@@ -375,7 +583,7 @@ def encoded_video(
     """The final video: chunks joined frame-exactly, encoded (H.264/H.265), with every audio and subtitle
     stream, the colour metadata, rotation and timing of the source. Cached by content key."""
     ws = workspace.workspace()
-    info = VideoInfo.from_dict(video_probe["info"])
+    info = _output_timing(VideoInfo.from_dict(video_probe["info"]), coherent_chunks)
     source = video_probe["video"]
     settings = config.to_settings()
     settings.validate()
@@ -455,7 +663,8 @@ def metrics_report(
     device, precision, timings, and the no-reference flicker score of the output next to a lanczos upscale
     of the same source (ratio near 1 = no added flicker)."""
     ws = workspace.workspace()
-    info = VideoInfo.from_dict(video_probe["info"])
+    source_info = VideoInfo.from_dict(video_probe["info"])
+    info = _output_timing(source_info, coherent_chunks)
     sources, upscaled, finals = _records(frame_chunks), _records(upscaled_chunks), _records(coherent_chunks)
     key = content_key(
         "metrics",
@@ -472,15 +681,25 @@ def metrics_report(
         frame_cols: dict[str, list] = {k: [] for k in ("frame", "chunk", "time_s", "flicker_output",
                                                          "flicker_lanczos", "mean_luma_output")}
         out_meter, lz_meter = FlickerMeter(), FlickerMeter()
+        lz_values: list[float] = []
         index = 0
+        interpolated = bool(coherent_chunks.get("interpolated"))
         for src, fin in zip(sources, finals, strict=True):
             lanczos = lanczos_luma(read_frames(src.path), fin.width, fin.height)
-            for out_frame, lz_luma, pts in zip(read_frames(fin.path), lanczos, fin.pts, strict=False):
+            if interpolated:
+                # the output has more frames than the source: the baseline runs over the source frames alone
+                lz_values.extend(lz_meter.add_luma(lz_luma) for lz_luma in lanczos)
+                lanczos = iter(())
+            for out_frame, pts in zip(read_frames(fin.path), fin.pts, strict=False):
+                lz_luma = next(lanczos, None)
                 frame_cols["frame"].append(index)
                 frame_cols["chunk"].append(fin.index)
                 frame_cols["time_s"].append(float((pts - info.start_pts) * tb))
                 frame_cols["flicker_output"].append(out_meter.add(out_frame))
-                frame_cols["flicker_lanczos"].append(lz_meter.add_luma(lz_luma))
+                lz_value = lz_meter.add_luma(lz_luma) if lz_luma is not None else math.nan
+                if lz_luma is not None:
+                    lz_values.append(lz_value)
+                frame_cols["flicker_lanczos"].append(lz_value)
                 frame_cols["mean_luma_output"].append(out_meter.last_mean_luma)
                 index += 1
         chunk_cols = {
@@ -490,12 +709,16 @@ def metrics_report(
             "upscale_s": [r.seconds for r in upscaled],
         }
         flicker_out = mean_ignoring_nan(frame_cols["flicker_output"])
-        flicker_lz = mean_ignoring_nan(frame_cols["flicker_lanczos"])
+        flicker_lz = mean_ignoring_nan(lz_values)
         summary = {
             "partition": context.partition_key,
             "source": video_probe["video"]["path"],
-            "input": {"width": info.width, "height": info.height, "frames": info.frame_count,
-                      "fps": info.avg_fps, "duration_s": info.duration, "vfr": info.is_vfr},
+            "input": {"width": source_info.width, "height": source_info.height, "frames": source_info.frame_count,
+                      "fps": source_info.avg_fps, "duration_s": source_info.duration, "vfr": source_info.is_vfr},
+            "interpolation": {"method": coherent_chunks.get("interpolated") and "yes" or "none",
+                              "output_fps": float(Fraction(coherent_chunks["fps"])) if coherent_chunks.get("fps")
+                              else None},
+            "temporal": coherent_chunks.get("method", "none"),
             "output": {"path": encoded_video["path"], "width": encoded_video["width"],
                        "height": encoded_video["height"], "frames": encoded_video["frame_count"],
                        "duration_s": encoded_video["duration"], "codec": encoded_video["codec"]},

@@ -34,11 +34,13 @@ class _Progress:
     """One tqdm bar per stage, fed by the run's per-chunk events; a stage's bar opens when the one before it
     is full, so its clock starts when the stage does."""
 
-    STAGES = ("frames", "upscale", "encode")
-    LABELS = {"frames": "decode ", "upscale": "upscale", "encode": "encode "}
+    LABELS = {"frames": "decode ", "upscale": "upscale", "interpolate": "interp ", "coherence": "coherence",
+              "encode": "encode "}
 
-    def __init__(self, total_frames: int, enabled: bool) -> None:
-        self.total = total_frames
+    def __init__(self, totals: dict[str, int], enabled: bool) -> None:
+        """``totals``: frames each stage will report, in stage order (stages that do no work are left out)."""
+        self.totals = dict(totals)
+        self.stages = tuple(self.totals)
         self.enabled = enabled
         self.bars: dict[str, object] = {}
 
@@ -48,7 +50,8 @@ class _Progress:
         if stage not in self.bars:
             for other in self.bars.values():
                 other.close()
-            self.bars[stage] = tqdm(total=self.total, desc=self.LABELS.get(stage, stage), unit="frame", leave=True)
+            total = self.totals.get(stage, 0) or None
+            self.bars[stage] = tqdm(total=total, desc=self.LABELS.get(stage, stage), unit="frame", leave=True)
         return self.bars[stage]
 
     def __call__(self, event: dict) -> None:
@@ -59,8 +62,8 @@ class _Progress:
         bar.update(int(event.get("frames", 0)))
         if event.get("reused"):
             bar.set_postfix_str("cached")
-        if bar.n >= self.total and stage in self.STAGES[:-1]:
-            self._bar(self.STAGES[self.STAGES.index(stage) + 1])
+        if stage in self.stages[:-1] and bar.n >= self.totals[stage]:
+            self._bar(self.stages[self.stages.index(stage) + 1])
 
     def close(self) -> None:
         for bar in self.bars.values():
@@ -68,7 +71,7 @@ class _Progress:
 
 
 def cmd_enhance(args: argparse.Namespace) -> int:
-    from orchestration.config import ChunkPlanConfig, EncodeConfig, UpscaleConfig
+    from orchestration.config import ChunkPlanConfig, EncodeConfig, InterpolateConfig, TemporalConfig, UpscaleConfig
     from orchestration.runner import EnhanceRequest, run_enhance, validate_request
     from stages.model_selection import select_model
     from stages.models.store import ModelStore
@@ -83,6 +86,11 @@ def cmd_enhance(args: argparse.Namespace) -> int:
             tile_overlap=args.tile_overlap, batch=args.batch, backend=args.backend, compile=args.compile,
         ),
         encode=EncodeConfig(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt),
+        temporal=TemporalConfig(method=args.temporal, strength=args.temporal_strength),
+        interpolate=InterpolateConfig(
+            method=args.interp_method if (args.interpolate or args.fps) else "none",
+            factor=args.interpolate, fps=args.fps, dedup=args.dedup,
+        ),
         device=args.device,
         precision=args.precision,
     )
@@ -102,7 +110,26 @@ def cmd_enhance(args: argparse.Namespace) -> int:
             f"-> {out_w}x{out_h} {using}",
             file=sys.stderr,
         )
-    progress = _Progress(info.frame_count, enabled=not args.quiet)
+    out_frames = info.frame_count
+    interp = request.interpolate.to_settings()
+    if interp.enabled:
+        from stages.interpolate import rational_fps
+
+        source_fps = rational_fps(info.avg_fps)
+        out_fps = interp.output_fps(source_fps)
+        out_frames = max(1, round(info.duration * out_fps))
+        if not args.quiet:
+            print(f"interpolation: {float(source_fps):.3f} fps -> {float(out_fps):.3f} fps ({interp.method})",
+                  file=sys.stderr)
+    totals = {"frames": info.frame_count}
+    if args.scale != 1:
+        totals["upscale"] = info.frame_count
+    if interp.enabled:
+        totals["interpolate"] = out_frames
+    if args.temporal != "none":
+        totals["coherence"] = out_frames
+    totals["encode"] = out_frames
+    progress = _Progress(totals, enabled=not args.quiet)
     try:
         outcome = run_enhance(workspace, request, on_event=progress, log_level="DEBUG" if args.verbose else "WARNING")
     finally:
@@ -457,6 +484,19 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the model (off by default: slower on the CPUs measured; try it on GPUs)")
     parser.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
+    parser.add_argument("--interpolate", type=int, default=None, metavar="N",
+                        help="frame interpolation by a factor of 2, 4 or 8 (output never above 120 fps)")
+    parser.add_argument("--fps", default=None, help="frame interpolation to a target rate, e.g. 60 or 59.94 (<= 120)")
+    parser.add_argument("--interp-method", default="auto",
+                        choices=("auto", "rife", "flow", "blend", "minterpolate"),
+                        help="auto: RIFE when its weights are present, else optical flow (default)")
+    parser.add_argument("--dedup", action="store_true",
+                        help="drop duplicate frames before interpolating (anime on twos, screen recordings)")
+    parser.add_argument("--temporal", default="none", choices=("none", "ema", "flow", "auto", "seedvr2"),
+                        help="temporal coherence against flicker: flow (optical flow from the source, occlusion-"
+                             "aware), ema (motion-gated average), auto, none (default); seedvr2 is not available yet")
+    parser.add_argument("--temporal-strength", type=float, default=0.6,
+                        help="flow: largest weight of the previous frame (default 0.6)")
     parser.add_argument("--codec", default="h264", help="h264 or h265")
     parser.add_argument("--crf", type=int, default=18, help="quality, 0 (lossless) to 51 (default 18)")
     parser.add_argument("--preset", default="medium", help="x264/x265 preset (default medium)")

@@ -7,6 +7,8 @@ from typing import Any
 from dagster import Config
 
 from stages.encode import EncodeSettings
+from stages.interpolate import InterpolationSettings, rational_fps
+from stages.temporal import TemporalSettings
 from stages.models.catalog import DEFAULT_UPSCALE_MODEL
 from stages.upscale import UpscaleSettings
 
@@ -37,6 +39,33 @@ class UpscaleConfig(Config):
         )
 
 
+class InterpolateConfig(Config):
+    """Frame interpolation: method, and a factor (2, 4, 8) or a target fps (never above 120)."""
+
+    method: str = "none"
+    factor: int | None = None
+    fps: str | None = None  # e.g. "60", "59.94" or "60000/1001"
+    dedup: bool = False
+    flow_preset: str = "medium"
+
+    def to_settings(self) -> InterpolationSettings:
+        return InterpolationSettings(
+            method=self.method, factor=self.factor,
+            target_fps=rational_fps(self.fps) if self.fps is not None else None,
+            dedup=self.dedup, flow_preset=self.flow_preset,
+        )
+
+
+class TemporalConfig(Config):
+    """Temporal coherence against flicker: none, ema, flow or auto (seedvr2 is listed but unavailable)."""
+
+    method: str = "none"
+    strength: float = 0.6
+
+    def to_settings(self) -> TemporalSettings:
+        return TemporalSettings(method=self.method, strength=self.strength)
+
+
 class EncodeConfig(Config):
     """Codec, quality and where the result goes (default: under the workspace's outputs)."""
 
@@ -54,11 +83,15 @@ def enhance_run_config(
     chunk: ChunkPlanConfig | None = None,
     upscale: UpscaleConfig | None = None,
     encode: EncodeConfig | None = None,
+    temporal: TemporalConfig | None = None,
+    interpolate: InterpolateConfig | None = None,
 ) -> dict[str, Any]:
-    """Run config for ``enhance_job`` from the three config objects (defaults where None)."""
+    """Run config for ``enhance_job`` from the config objects (defaults where None)."""
     ops = {
         "chunk_plan": {"config": (chunk or ChunkPlanConfig()).model_dump()},
         "upscaled_chunks": {"config": (upscale or UpscaleConfig()).model_dump()},
+        "interpolated_chunks": {"config": (interpolate or InterpolateConfig()).model_dump()},
+        "coherent_chunks": {"config": (temporal or TemporalConfig()).model_dump()},
         "encoded_video": {"config": (encode or EncodeConfig()).model_dump()},
     }
     return {"ops": ops}

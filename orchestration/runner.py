@@ -17,6 +17,8 @@ from dagster._core.utils import make_new_run_id
 from orchestration.config import (
     ChunkPlanConfig,
     EncodeConfig,
+    InterpolateConfig,
+    TemporalConfig,
     UpscaleConfig,
     enhance_run_config,
 )
@@ -26,6 +28,7 @@ from orchestration.workspace import Workspace, prepare_dagster_home, register_vi
 from stages.device import validate_device_settings
 from stages.errors import SettingsError
 from stages.probe import VideoInfo, probe_video
+from stages.interpolate import rational_fps
 from stages.upscale import output_size
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,8 @@ class EnhanceRequest:
     chunk: ChunkPlanConfig = field(default_factory=ChunkPlanConfig)
     upscale: UpscaleConfig = field(default_factory=UpscaleConfig)
     encode: EncodeConfig = field(default_factory=EncodeConfig)
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    interpolate: InterpolateConfig = field(default_factory=InterpolateConfig)
     device: str = "auto"
     precision: str = "auto"
 
@@ -68,6 +73,8 @@ def validate_request(request: EnhanceRequest) -> VideoInfo:
     settings.validate()
     output_size(info.width, info.height, settings.scale)
     request.encode.to_settings().validate()
+    request.temporal.to_settings().validate()
+    request.interpolate.to_settings().validate(rational_fps(info.avg_fps))
     if request.chunk.chunk_seconds <= 0:
         raise SettingsError(f"chunks: --chunk-seconds {request.chunk.chunk_seconds} must be above 0; use 10")
     validate_device_settings(request.device, request.precision)
@@ -133,7 +140,8 @@ def run_enhance(
         try:
             outcome["result"] = job.execute_in_process(
                 run_config={
-                    **enhance_run_config(request.chunk, request.upscale, encode),
+                    **enhance_run_config(request.chunk, request.upscale, encode, request.temporal,
+                                        request.interpolate),
                     "loggers": {"console": {"config": {"log_level": log_level}}},
                 },
                 instance=instance,

@@ -213,3 +213,92 @@ def test_scale_one_passes_frames_through_without_a_model(workspace, tiny_clip, t
     meta = _metadata(DagsterInstance.get(), "upscaled_chunks", outcome.partition_key)
     assert meta["model"] == "none" and meta["model_calls"] == 0
     assert outcome.report["model"] == "none"
+
+
+def test_flow_coherence_end_to_end_is_continuous_across_chunks(workspace, tiny_clip, tmp_path):
+    """--temporal flow: every chunk is coherence-filtered, starting from the previous chunk's last output frame,
+    so processing chunk by chunk equals one pass over the whole video; a rerun reuses every coherent chunk."""
+    import numpy as np
+
+    from orchestration.config import TemporalConfig
+    from stages.chunkio import read_frames
+    from stages.temporal import TemporalFilter, TemporalSettings
+
+    request = EnhanceRequest(**{**_request(tiny_clip, tmp_path / "flow.mp4").__dict__,
+                                "temporal": TemporalConfig(method="flow")})
+    outcome = run_enhance(workspace, request)
+    assert outcome.success, outcome.error
+    instance = DagsterInstance.get()
+    meta = _metadata(instance, "coherent_chunks", outcome.partition_key)
+    assert meta["method"] == "flow" and meta["chunks_computed"] >= 3
+    assert probe_video(tmp_path / "flow.mp4").frame_count == probe_video(tiny_clip).frame_count
+
+    store = workspace.chunk_store()
+
+    def stage_frames(stage: str) -> list:
+        manifests = sorted((json.loads(p.read_text()) for p in (store.root / stage).glob("*.json")),
+                           key=lambda m: m["start_frame"])
+        return [frame for m in manifests for frame in read_frames(m["path"])]
+
+    upscaled, sources, coherent = stage_frames("upscaled"), stage_frames("frames"), stage_frames("coherent")
+    one_pass = TemporalFilter(TemporalSettings(method="flow"))
+    expected = [one_pass.process(hr, lr) for hr, lr in zip(upscaled, sources, strict=True)]
+    assert len(coherent) == len(expected)
+    assert all(np.array_equal(a, b) for a, b in zip(coherent, expected, strict=True))
+
+    again = run_enhance(workspace, EnhanceRequest(**{**request.__dict__, "output": tmp_path / "again.mp4"}))
+    assert again.success, again.error
+    assert _metadata(instance, "coherent_chunks", outcome.partition_key)["chunks_computed"] == 0
+
+
+def test_interpolation_x2_doubles_fps_keeps_duration_and_joins_chunks_exactly(workspace, tiny_clip, tmp_path):
+    """--interpolate 2 (flow): twice the frames at twice the rate, same duration within one output frame, audio
+    kept; across chunk boundaries no frame is missing or doubled: every even output frame is the matching
+    upscaled source frame and every odd one a new frame between two consecutive ones."""
+    import numpy as np
+
+    from orchestration.config import InterpolateConfig, TemporalConfig
+    from stages.chunkio import read_frames
+
+    out = tmp_path / "x2.mp4"
+    request = EnhanceRequest(**{**_request(tiny_clip, out, scale=2).__dict__,
+                                "interpolate": InterpolateConfig(method="flow", factor=2),
+                                "temporal": TemporalConfig(method="none")})
+    outcome = run_enhance(workspace, request)
+    assert outcome.success, outcome.error
+    source, result = probe_video(tiny_clip), probe_video(out)
+    assert result.frame_count == 2 * source.frame_count
+    assert abs(result.avg_fps - 2 * source.avg_fps) < 0.01
+    assert abs(result.duration - source.duration) <= 1 / result.avg_fps + 1e-6
+    assert len(result.audio_streams) == 1
+    meta = _metadata(DagsterInstance.get(), "interpolated_chunks", outcome.partition_key)
+    assert meta["method"] == "flow" and meta["frames_out"] == 2 * source.frame_count and meta["chunks_computed"] >= 3
+
+    store = workspace.chunk_store()
+
+    def stage_frames(stage: str) -> list:
+        manifests = sorted((json.loads(p.read_text()) for p in (store.root / stage).glob("*.json")),
+                           key=lambda m: m["start_frame"])
+        return [frame for m in manifests for frame in read_frames(m["path"])]
+
+    upscaled, interpolated = stage_frames("upscaled"), stage_frames("interpolated")
+    assert len(interpolated) == 2 * len(upscaled)
+    for k, frame in enumerate(upscaled):
+        assert np.array_equal(interpolated[2 * k], frame)
+    for k in range(len(upscaled) - 1):
+        middle = interpolated[2 * k + 1].astype(int)
+        lo = np.minimum(upscaled[k], upscaled[k + 1]).astype(int) - 40
+        hi = np.maximum(upscaled[k], upscaled[k + 1]).astype(int) + 40
+        assert ((middle >= lo) & (middle <= hi)).mean() > 0.95  # a frame between its neighbours, not a copy of
+        assert not np.array_equal(interpolated[2 * k + 1], upscaled[k])  # the previous one
+
+
+def test_interpolation_above_120_fps_is_refused_before_any_work(workspace, tiny_clip, tmp_path):
+    from orchestration.config import InterpolateConfig
+    from orchestration.runner import validate_request
+    from stages.errors import SettingsError
+
+    request = EnhanceRequest(**{**_request(tiny_clip, tmp_path / "never.mp4").__dict__,
+                                "interpolate": InterpolateConfig(method="flow", fps="144")})
+    with pytest.raises(SettingsError, match="120"):
+        validate_request(request)
