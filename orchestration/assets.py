@@ -26,7 +26,13 @@ from dagster import (
     asset,
 )
 
-from orchestration.config import ChunkPlanConfig, EncodeConfig, InterpolateConfig, TemporalConfig, UpscaleConfig
+from orchestration.config import (
+    ChunkPlanConfig,
+    EncodeConfig,
+    InterpolateConfig,
+    TemporalConfig,
+    UpscaleConfig,
+)
 from orchestration.resources import (
     DeviceResource,
     ModelStoreResource,
@@ -36,20 +42,10 @@ from orchestration.workspace import lookup_video
 from stages.chunk_store import ChunkContent, ChunkRecord, content_key
 from stages.chunking import ChunkSpec, detect_scene_cuts, extract_chunk, plan_chunks
 from stages.chunkio import read_frames
-from stages.models.catalog import DEFAULT_INTERPOLATION_MODEL
 from stages.encode import EncodeInput, encode_video
 from stages.fsutil import atomic_write_text, sha256_file
-from stages.metrics import (
-    FLICKER_DEFINITION,
-    FlickerMeter,
-    lanczos_luma,
-    mean_ignoring_nan,
-    write_report,
-)
-from stages.model_selection import select_model
-from stages.ncnn_backend import NcnnUpscaler, choose_backend
-from stages.probe import VideoInfo, frame_timestamps, probe_video
 from stages.interpolate import CODE_VERSION as INTERPOLATE_VERSION
+from stages.interpolate import choose_method as choose_interpolation
 from stages.interpolate import (
     chunk_output_frames,
     find_duplicates,
@@ -59,7 +55,17 @@ from stages.interpolate import (
     rational_fps,
     timeline_seconds,
 )
-from stages.interpolate import choose_method as choose_interpolation
+from stages.metrics import (
+    FLICKER_DEFINITION,
+    FlickerMeter,
+    lanczos_luma,
+    mean_ignoring_nan,
+    write_report,
+)
+from stages.model_selection import select_model
+from stages.models.catalog import DEFAULT_INTERPOLATION_MODEL
+from stages.ncnn_backend import NcnnUpscaler, choose_backend
+from stages.probe import VideoInfo, frame_timestamps, probe_video
 from stages.temporal import TEMPORAL_VERSION, TemporalFilter, cohere_chunk, last_frame
 from stages.temporal import choose_method as choose_temporal
 from stages.upscale import (

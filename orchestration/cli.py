@@ -71,7 +71,13 @@ class _Progress:
 
 
 def cmd_enhance(args: argparse.Namespace) -> int:
-    from orchestration.config import ChunkPlanConfig, EncodeConfig, InterpolateConfig, TemporalConfig, UpscaleConfig
+    from orchestration.config import (
+        ChunkPlanConfig,
+        EncodeConfig,
+        InterpolateConfig,
+        TemporalConfig,
+        UpscaleConfig,
+    )
     from orchestration.runner import EnhanceRequest, run_enhance, validate_request
     from stages.model_selection import select_model
     from stages.models.store import ModelStore

@@ -8,8 +8,8 @@ from dagster import Config
 
 from stages.encode import EncodeSettings
 from stages.interpolate import InterpolationSettings, rational_fps
-from stages.temporal import TemporalSettings
 from stages.models.catalog import DEFAULT_UPSCALE_MODEL
+from stages.temporal import TemporalSettings
 from stages.upscale import UpscaleSettings
 
 

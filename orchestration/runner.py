@@ -27,8 +27,8 @@ from orchestration.resources import DeviceResource, ModelStoreResource
 from orchestration.workspace import Workspace, prepare_dagster_home, register_video
 from stages.device import validate_device_settings
 from stages.errors import SettingsError
-from stages.probe import VideoInfo, probe_video
 from stages.interpolate import rational_fps
+from stages.probe import VideoInfo, probe_video
 from stages.upscale import output_size
 
 log = logging.getLogger(__name__)
