@@ -83,7 +83,7 @@ videos_partitions = DynamicPartitionsDefinition(name="videos")
 FRAMES_VERSION = "1"
 UPSCALE_VERSION = "1"
 ENCODE_VERSION = "1"
-METRICS_VERSION = "2"
+METRICS_VERSION = "3"
 SCENES_VERSION = "1"
 
 GROUP = "enhance"
@@ -737,7 +737,10 @@ def metrics_report(
             "timings_s": {"extract": sum(chunk_cols["extract_s"]), "upscale": sum(chunk_cols["upscale_s"]),
                           "encode": encoded_video.get("seconds", 0.0)},
             "flicker": {"output": flicker_out, "lanczos_baseline": flicker_lz,
-                        "ratio": (flicker_out / flicker_lz) if flicker_out is not None and flicker_lz else None,
+                        "ratio": (flicker_out / flicker_lz) if flicker_out is not None and flicker_lz and not interpolated
+                      else None,
+                      "note": ("output and baseline have different frame rates (interpolated): their flicker "
+                               "scores are not comparable, so no ratio") if interpolated else None,
                         "definition": FLICKER_DEFINITION},
             "frames_measured": index,
         }
