@@ -302,3 +302,47 @@ def test_interpolation_above_120_fps_is_refused_before_any_work(workspace, tiny_
                                 "interpolate": InterpolateConfig(method="flow", fps="144")})
     with pytest.raises(SettingsError, match="120"):
         validate_request(request)
+
+
+def test_vfr_source_interpolated_to_a_constant_rate(workspace, tmp_path):
+    """A VFR source is interpolated on its real timestamps to a constant 30 fps with the same duration."""
+    from orchestration.config import InterpolateConfig
+    from stages.samples import make_sample_clip
+
+    clip = make_sample_clip(tmp_path / "vfr.mkv", width=64, height=48, seconds=1.5, fps=12, vfr=True, audio=True)
+    source = probe_video(clip)
+    assert source.is_vfr
+    out = tmp_path / "cfr30.mp4"
+    request = EnhanceRequest(**{**_request(clip, out, scale=1).__dict__,
+                                "interpolate": InterpolateConfig(method="flow", fps="30")})
+    outcome = run_enhance(workspace, request)
+    assert outcome.success, outcome.error
+    result = probe_video(out)
+    assert not result.is_vfr and abs(result.avg_fps - 30) < 0.01
+    assert abs(result.duration - source.duration) <= 1 / 30 + 1e-6
+    assert result.frame_count == round(source.duration * 30)
+
+
+def test_interpolation_never_crosses_a_scene_cut(workspace, tmp_path):
+    """At a scene cut the nearer frame is repeated: no output frame is a mix of the two scenes."""
+    import numpy as np
+
+    from orchestration.config import InterpolateConfig
+    from stages.chunkio import read_frames
+    from stages.samples import make_sample_clip
+
+    clip = make_sample_clip(tmp_path / "cut.mp4", width=64, height=48, seconds=2.0, fps=12, scene_cut_at=1.0)
+    request = EnhanceRequest(**{**_request(clip, tmp_path / "cut_x4.mp4", scale=1).__dict__,
+                                "chunk": ChunkPlanConfig(chunk_seconds=10.0),
+                                "interpolate": InterpolateConfig(method="blend", factor=4)})
+    outcome = run_enhance(workspace, request)
+    assert outcome.success, outcome.error
+    store = workspace.chunk_store()
+    sources = [f for p in sorted((store.root / "frames").glob("*.json"))
+               for f in read_frames(json.loads(p.read_text())["path"])]
+    outputs = [f for p in sorted((store.root / "interpolated").glob("*.json"))
+               for f in read_frames(json.loads(p.read_text())["path"])]
+    assert len(outputs) == 4 * len(sources)
+    cut = 12  # first frame of the second scene
+    for frame in outputs[4 * (cut - 1):4 * cut]:  # everything between the last frame before the cut and the cut
+        assert np.array_equal(frame, sources[cut - 1]) or np.array_equal(frame, sources[cut])
