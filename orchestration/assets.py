@@ -17,6 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from dagster import (
     AssetExecutionContext,
@@ -58,8 +59,10 @@ from stages.interpolate import (
 from stages.metrics import (
     FLICKER_DEFINITION,
     FlickerMeter,
+    WarpErrorMeter,
     lanczos_luma,
     mean_ignoring_nan,
+    quality_summary,
     write_report,
 )
 from stages.model_selection import select_model
@@ -83,7 +86,7 @@ videos_partitions = DynamicPartitionsDefinition(name="videos")
 FRAMES_VERSION = "1"
 UPSCALE_VERSION = "1"
 ENCODE_VERSION = "1"
-METRICS_VERSION = "3"
+METRICS_VERSION = "4"
 SCENES_VERSION = "1"
 
 GROUP = "enhance"
@@ -687,17 +690,35 @@ def metrics_report(
         frame_cols: dict[str, list] = {k: [] for k in ("frame", "chunk", "time_s", "flicker_output",
                                                          "flicker_lanczos", "mean_luma_output")}
         out_meter, lz_meter = FlickerMeter(), FlickerMeter()
+        ew_out, ew_lz = WarpErrorMeter(), WarpErrorMeter()
+        frame_cols["warp_error_output"], frame_cols["warp_error_lanczos"] = [], []
         lz_values: list[float] = []
+        ew_lz_values: list[float] = []
         index = 0
         interpolated = bool(coherent_chunks.get("interpolated"))
         for src, fin in zip(sources, finals, strict=True):
-            lanczos = lanczos_luma(read_frames(src.path), fin.width, fin.height)
+            size = _analysis_size(fin.width, fin.height)
+            src_frames = list(read_frames(src.path)) if not interpolated else None
+            lanczos = lanczos_luma(iter(src_frames) if src_frames is not None else read_frames(src.path),
+                                   fin.width, fin.height)
             if interpolated:
                 # the output has more frames than the source: the baseline runs over the source frames alone
                 lz_values.extend(lz_meter.add_luma(lz_luma) for lz_luma in lanczos)
                 lanczos = iter(())
-            for out_frame, pts in zip(read_frames(fin.path), fin.pts, strict=False):
+                for src_frame in read_frames(src.path):
+                    ew_lz_values.append(ew_lz.add(_lanczos_small(src_frame, size), source=src_frame))
+            for position, (out_frame, pts) in enumerate(zip(read_frames(fin.path), fin.pts, strict=False)):
                 lz_luma = next(lanczos, None)
+                src_frame = src_frames[position] if src_frames is not None and position < len(src_frames) else None
+                small = cv2.resize(out_frame, size, interpolation=cv2.INTER_AREA) if size != (fin.width, fin.height) \
+                    else out_frame
+                frame_cols["warp_error_output"].append(ew_out.add(small, source=src_frame))
+                if src_frame is not None:
+                    value = ew_lz.add(_lanczos_small(src_frame, size), source=src_frame)
+                    ew_lz_values.append(value)
+                    frame_cols["warp_error_lanczos"].append(value)
+                else:
+                    frame_cols["warp_error_lanczos"].append(math.nan)
                 frame_cols["frame"].append(index)
                 frame_cols["chunk"].append(fin.index)
                 frame_cols["time_s"].append(float((pts - info.start_pts) * tb))
@@ -716,6 +737,8 @@ def metrics_report(
         }
         flicker_out = mean_ignoring_nan(frame_cols["flicker_output"])
         flicker_lz = mean_ignoring_nan(lz_values)
+        ratio = (flicker_out / flicker_lz) if flicker_out is not None and flicker_lz and not interpolated else None
+        ew_output, ew_lanczos = mean_ignoring_nan(frame_cols["warp_error_output"]), mean_ignoring_nan(ew_lz_values)
         summary = {
             "partition": context.partition_key,
             "source": video_probe["video"]["path"],
@@ -737,14 +760,18 @@ def metrics_report(
             "timings_s": {"extract": sum(chunk_cols["extract_s"]), "upscale": sum(chunk_cols["upscale_s"]),
                           "encode": encoded_video.get("seconds", 0.0)},
             "flicker": {"output": flicker_out, "lanczos_baseline": flicker_lz,
-                        "ratio": (flicker_out / flicker_lz) if flicker_out is not None and flicker_lz and not interpolated
-                      else None,
+                        "ratio": ratio,
                       "note": ("output and baseline have different frame rates (interpolated): their flicker "
                                "scores are not comparable, so no ratio") if interpolated else None,
                         "definition": FLICKER_DEFINITION},
+            "warp_error": {"output": ew_output, "lanczos_baseline": ew_lanczos,
+                           "ratio": (ew_output / ew_lanczos) if ew_output is not None and ew_lanczos else None,
+                           "definition": WARP_ERROR_REPORT_DEFINITION},
+            "quality": quality_summary({}, ratio),
             "frames_measured": index,
         }
-        summary["files"] = asdict(write_report(folder, frame_cols, chunk_cols, summary))
+        summary["files"] = asdict(write_report(folder, frame_cols, chunk_cols, summary,
+                                               plot_title=f"{Path(video_probe['video']['path']).name}: per frame"))
     atomic_write_text(ws.reports / context.partition_key / "latest.json", json.dumps(summary, indent=2, default=str))
     flicker = summary["flicker"]
     context.add_output_metadata(
@@ -754,10 +781,52 @@ def metrics_report(
             "flicker_output": flicker["output"],
             "flicker_lanczos": flicker["lanczos_baseline"],
             "flicker_ratio": flicker["ratio"],
+            "warp_error_output": summary["warp_error"]["output"],
+            "warp_error_lanczos": summary["warp_error"]["lanczos_baseline"],
+            "grade": (summary.get("quality") or {}).get("grade", {}).get("grade") if isinstance(
+                (summary.get("quality") or {}).get("grade"), dict) else None,
+            "summary": MetadataValue.md(_summary_markdown(summary)),
+            **({"plot": MetadataValue.path(summary["files"]["plots"][0])}
+               if summary.get("files", {}).get("plots") else {}),
+            "frames_table": MetadataValue.path(summary["files"]["frames_parquet"]),
             "upscale_s": round(summary["timings_s"]["upscale"], 2),
         }
     )
     return summary
+
+
+WARP_ERROR_REPORT_DEFINITION = (
+    "E_warp(t) = mean over pixels visible in both frames of the squared RGB error (values in [0,1]) between frame t "
+    "and frame t-1 warped onto it; flow (DIS) and visibility mask from the low-resolution source pair, scaled up; "
+    "frames area-downscaled to a long side of at most 960 px first; for an interpolated output the flow comes "
+    "from its own frames. Video score = mean over pairs. Lower = more temporally consistent (blur also lowers it)."
+)
+_ANALYSIS_LONG_SIDE = 960
+
+
+def _analysis_size(width: int, height: int) -> tuple[int, int]:
+    scale = min(1.0, _ANALYSIS_LONG_SIDE / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _lanczos_small(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return cv2.resize(frame, size, interpolation=cv2.INTER_LANCZOS4)
+
+
+def _summary_markdown(summary: dict[str, Any]) -> str:
+    flicker, warp = summary["flicker"], summary["warp_error"]
+
+    def fmt(value: Any) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    rows = [("frames", summary["frames_measured"]),
+            ("flicker output / lanczos / ratio",
+             f"{fmt(flicker['output'])} / {fmt(flicker['lanczos_baseline'])} / {fmt(flicker['ratio'])}"),
+            ("E_warp output / lanczos / ratio",
+             f"{fmt(warp['output'])} / {fmt(warp['lanczos_baseline'])} / {fmt(warp['ratio'])}"),
+            ("model", f"{summary['model']} ({summary['plan']})"), ("temporal", summary.get("temporal")),
+            ("interpolation", summary.get("interpolation"))]
+    return "| figure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 
 ENHANCE_ASSETS = [

@@ -156,6 +156,15 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         ratio = flicker.get("ratio")
         print(f"flicker:  {flicker['output']:.4f} (lanczos {flicker['lanczos_baseline']:.4f}, ratio "
               f"{ratio:.3f})" if ratio is not None else f"flicker:  {flicker['output']:.4f}")
+    warp = report.get("warp_error") or {}
+    if warp.get("output") is not None:
+        base = warp.get("lanczos_baseline")
+        print(f"E_warp:   {warp['output']:.5f}" + (f" (lanczos {base:.5f})" if base is not None else ""))
+    if report.get("temporal") and report.get("temporal") != "none":
+        print(f"temporal: {report['temporal']}")
+    grade = ((report.get("quality") or {}).get("grade") or {})
+    if isinstance(grade, dict) and grade.get("grade"):
+        print(f"grade:    {grade['grade']} ({grade.get('grade_en')}; from {', '.join(grade.get('limiting', []))})")
     print(f"report:   {Path(files.get('summary_json', '')).parent}")
     print(f"dagster:  {workspace.dagster_home} (run {outcome.run_id}, partition {outcome.partition_key}; "
           "`vup dev` opens the UI)")
@@ -455,6 +464,7 @@ BENCHMARKS = {
     "throughput": "benchmarks.throughput",
     "side-by-side": "benchmarks.side_by_side",
     "memory": "benchmarks.memory",
+    "quality": "benchmarks.quality",
 }
 
 

@@ -7,6 +7,11 @@ from pathlib import Path
 from dagster import AssetSelection, Definitions, FilesystemIOManager, define_asset_job
 
 from orchestration.assets import ENHANCE_ASSETS, GROUP
+from orchestration.benchmark_assets import (
+    BENCHMARK_ASSETS,
+    benchmark_job,
+    benchmark_schedule,
+)
 from orchestration.resources import (
     DeviceResource,
     ModelStoreResource,
@@ -29,8 +34,9 @@ def build_definitions(
     """Definitions for a workspace (default: ``VUP_WORKSPACE`` or the per-user data directory)."""
     workspace = Workspace(default_workspace() if workspace_root is None else Path(workspace_root))
     return Definitions(
-        assets=ENHANCE_ASSETS,
-        jobs=[enhance_job],
+        assets=[*ENHANCE_ASSETS, *BENCHMARK_ASSETS],
+        jobs=[enhance_job, benchmark_job],
+        schedules=[benchmark_schedule],
         resources={
             "workspace": WorkspaceResource(root=str(workspace.root)),
             "model_store": model_store or ModelStoreResource(),
