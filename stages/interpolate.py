@@ -20,9 +20,7 @@ import itertools
 import logging
 import math
 import os
-import queue
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -44,6 +42,7 @@ from stages.flow import (
     to_gray8,
     warp,
 )
+from stages.pipelining import prefetch
 
 logger = logging.getLogger(__name__)
 
@@ -843,50 +842,6 @@ class InterpolatedChunk:
     interpolated: int
 
 
-def _prefetch(iterator: Iterator[np.ndarray], depth: int = 4) -> Iterator[np.ndarray]:
-    """Decode in a background thread (bounded queue) so interpolation does not wait on I/O; closing the
-    returned generator stops the thread."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def worker() -> None:
-        try:
-            for item in iterator:
-                if not put(item):
-                    return
-            put(done)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put(exc)
-        finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
-
-    thread = threading.Thread(target=worker, name="interpolate-decode", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-
-
 class _FrameSource:
     """Sequential access by source index to a chunk's frames plus the next chunk's first frame."""
 
@@ -968,7 +923,7 @@ def interpolate_chunk(
     total = len(frames_plan)
     written = interpolated = 0
     width = height = 0
-    frames = _prefetch(read_frames(source_path))
+    frames = prefetch(read_frames(source_path), depth=4, name="interpolate-decode")
     source = _FrameSource(frames, first_index, next_first_frame, source_path.name)
     writer: ChunkWriter | None = None
     try:

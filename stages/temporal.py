@@ -60,6 +60,7 @@ from stages.chunkio import ChunkWriter, frame_dtype, read_frames, storage_depth
 from stages.errors import ChunkError, SettingsError
 from stages.flow import DIS_PRESETS, consistency_mask, dis_flow, resize_flow, warp
 from stages.metrics import luma
+from stages.pipelining import prefetch
 
 log = logging.getLogger(__name__)
 
@@ -474,55 +475,13 @@ class CoherentChunk:
     blended_fraction: float = 0.0
 
 
-_END = object()
-
-
-def _prefetch(iterator: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.ndarray]:
-    """Decode in a background thread through a bounded queue; errors surface in the consumer."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def offer(item: object) -> bool:
-        """Put ``item`` unless the consumer has stopped; False when it has."""
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def worker() -> None:
-        try:
-            for item in iterator:
-                if not offer(item):
-                    return
-            offer(_END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            offer(exc)
-
-    thread = threading.Thread(target=worker, name="temporal-decode", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _END:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-
-
 def _lockstep(hr_path: str | Path, lr_path: str | Path | None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    hr_frames = _prefetch(read_frames(hr_path))
+    hr_frames = prefetch(read_frames(hr_path), name="temporal-decode")
     if lr_path is None:
         for hr in hr_frames:
             yield hr, None
         return
-    lr_frames = _prefetch(read_frames(lr_path))
+    lr_frames = prefetch(read_frames(lr_path), name="temporal-decode")
     hr_count = lr_count = 0
     while True:
         hr = next(hr_frames, None)

@@ -12,7 +12,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from fractions import Fraction
@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from stages.chunkio import ChunkWriter, read_frames
 from stages.device import DeviceChoice
 from stages.errors import ChunkError, DeviceOutOfMemoryError, SettingsError
+from stages.pipelining import prefetch
 
 log = logging.getLogger(__name__)
 
@@ -372,31 +373,6 @@ class UpscaledChunk:
     write_wait_seconds: float = 0.0
 
 
-def _prefetch(iterator: Iterator[np.ndarray], depth: int) -> Iterator[np.ndarray]:
-    """Decode in a background thread (bounded queue) so the model does not wait on I/O."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-
-    def worker() -> None:
-        try:
-            for item in iterator:
-                q.put(item)
-            q.put(done)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            q.put(exc)
-
-    thread = threading.Thread(target=worker, name="chunk-decode", daemon=True)
-    thread.start()
-    while True:
-        item = q.get()
-        if item is done:
-            break
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-    thread.join()
-
-
 class _BackgroundWriter:
     """Writes upscaled frames to a ChunkWriter in a thread fed by a bounded queue, so the model does not wait
     on encoding. Errors are raised in the caller at the next ``put`` or at ``finish``."""
@@ -499,7 +475,7 @@ def upscale_chunk(
             if progress:
                 progress(done, expected_frames or done)
 
-        for frame in _prefetch(read_frames(in_path), depth=max(2, upscaler.batch * 2)):
+        for frame in prefetch(read_frames(in_path), depth=max(2, upscaler.batch * 2), name="chunk-decode"):
             pending.append(frame)
             if len(pending) >= upscaler.batch:
                 flush()
