@@ -31,6 +31,7 @@ from orchestration.config import (
     ChunkPlanConfig,
     EncodeConfig,
     InterpolateConfig,
+    MetricsConfig,
     TemporalConfig,
     UpscaleConfig,
 )
@@ -41,7 +42,13 @@ from orchestration.resources import (
 )
 from orchestration.workspace import lookup_video
 from stages.chunk_store import ChunkContent, ChunkRecord, content_key
-from stages.chunking import ChunkSpec, detect_scene_cuts, extract_chunk, plan_chunks
+from stages.chunking import (
+    ChunkSpec,
+    decode_video_rgb,
+    detect_scene_cuts,
+    extract_chunk,
+    plan_chunks,
+)
 from stages.chunkio import read_frames
 from stages.encode import EncodeInput, encode_video
 from stages.fsutil import atomic_write_text, sha256_file
@@ -59,10 +66,14 @@ from stages.interpolate import (
 from stages.metrics import (
     FLICKER_DEFINITION,
     FlickerMeter,
+    VmafUnavailableError,
     WarpErrorMeter,
     lanczos_luma,
     mean_ignoring_nan,
+    psnr,
     quality_summary,
+    ssim,
+    vmaf,
     write_report,
 )
 from stages.model_selection import select_model
@@ -661,6 +672,7 @@ def encoded_video(
 @asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"})
 def metrics_report(
     context: AssetExecutionContext,
+    config: MetricsConfig,
     workspace: WorkspaceResource,
     video_probe: dict[str, Any],
     frame_chunks: dict[str, Any],
@@ -678,7 +690,9 @@ def metrics_report(
     key = content_key(
         "metrics",
         {"sources": [r.key for r in sources], "finals": [r.key for r in finals],
-         "output": encoded_video["sha256"], "version": METRICS_VERSION},
+         "output": encoded_video["sha256"], "version": METRICS_VERSION,
+         "reference": sha256_file(config.reference_path) if config.reference_path else None,
+         "vmaf": config.vmaf},
     )
     folder = ws.reports / context.partition_key / key
     summary_file = folder / "summary.json"
@@ -735,6 +749,9 @@ def metrics_report(
             "extract_s": [r.seconds for r in sources],
             "upscale_s": [r.seconds for r in upscaled],
         }
+        reference_note = None
+        if config.reference_path:
+            reference_note = _full_reference(context, config, finals, frame_cols, encoded_video)
         flicker_out = mean_ignoring_nan(frame_cols["flicker_output"])
         flicker_lz = mean_ignoring_nan(lz_values)
         ratio = (flicker_out / flicker_lz) if flicker_out is not None and flicker_lz and not interpolated else None
@@ -767,7 +784,9 @@ def metrics_report(
             "warp_error": {"output": ew_output, "lanczos_baseline": ew_lanczos,
                            "ratio": (ew_output / ew_lanczos) if ew_output is not None and ew_lanczos else None,
                            "definition": WARP_ERROR_REPORT_DEFINITION},
-            "quality": quality_summary({}, ratio),
+            "quality": quality_summary({k: v for k, v in frame_cols.items()
+                                        if k.startswith(("psnr", "ssim", "vmaf"))}, ratio),
+            "reference": {"path": config.reference_path, "note": reference_note} if config.reference_path else None,
             "frames_measured": index,
         }
         summary["files"] = asdict(write_report(folder, frame_cols, chunk_cols, summary,
@@ -793,6 +812,45 @@ def metrics_report(
         }
     )
     return summary
+
+
+def _full_reference(context: AssetExecutionContext, config: MetricsConfig, finals: list[ChunkRecord],
+                    frame_cols: dict[str, list], encoded_video: dict[str, Any]) -> str | None:
+    """PSNR/SSIM (Y and RGB) of every output frame against the matching frame of the user's reference video,
+    and VMAF of the encoded output against it; adds per-frame columns; returns a note on what was adjusted."""
+    notes = []
+    reference = decode_video_rgb(config.reference_path, bit_depth=finals[0].bit_depth)
+    width, height = finals[0].width, finals[0].height
+    count = sum(r.frame_count for r in finals)
+    columns: dict[str, list[float]] = {"psnr_y": [], "psnr_rgb": [], "ssim_y": [], "ssim_rgb": []}
+    resized = False
+    for record in finals:
+        for out_frame in read_frames(record.path):
+            ref = next(reference, None)
+            if ref is None:
+                break
+            if ref.shape[:2] != (height, width):
+                ref = cv2.resize(ref, (width, height), interpolation=cv2.INTER_AREA)
+                resized = True
+            for channel in ("y", "rgb"):
+                columns[f"psnr_{channel}"].append(psnr(ref, out_frame, channel))
+                columns[f"ssim_{channel}"].append(ssim(ref, out_frame, channel))
+    measured = len(columns["psnr_y"])
+    if resized:
+        notes.append(f"the reference was resized (area) to {width}x{height}")
+    if measured < count:
+        notes.append(f"the reference has {measured} frames, the output {count}: the last {count - measured} "
+                     "output frames have no reference")
+    for name, values in columns.items():
+        frame_cols[name] = values + [math.nan] * (count - measured)
+    if config.vmaf:
+        try:
+            result = vmaf(config.reference_path, encoded_video["cached_path"])
+            frame_cols["vmaf"] = (result.per_frame + [math.nan] * count)[:count]
+        except VmafUnavailableError as exc:
+            notes.append(str(exc))
+    context.log.info(f"metrics: full-reference figures against {config.reference_path} ({measured} frames)")
+    return "; ".join(notes) or None
 
 
 WARP_ERROR_REPORT_DEFINITION = (

@@ -75,6 +75,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         ChunkPlanConfig,
         EncodeConfig,
         InterpolateConfig,
+        MetricsConfig,
         TemporalConfig,
         UpscaleConfig,
     )
@@ -93,6 +94,10 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         ),
         encode=EncodeConfig(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt),
         temporal=TemporalConfig(method=args.temporal, strength=args.temporal_strength),
+        metrics=MetricsConfig(
+            reference_path=str(Path(args.reference).expanduser().resolve()) if args.reference else None,
+            vmaf=not args.no_vmaf,
+        ),
         interpolate=InterpolateConfig(
             method=args.interp_method if (args.interpolate or args.fps) else "none",
             factor=args.interpolate, fps=args.fps, dedup=args.dedup,
@@ -513,6 +518,10 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
                              "aware), ema (motion-gated average), auto, none (default); seedvr2 is not available yet")
     parser.add_argument("--temporal-strength", type=float, default=0.6,
                         help="flow: largest weight of the previous frame (default 0.6)")
+    parser.add_argument("--reference", default=None, metavar="VIDEO",
+                        help="a reference video at the output size (e.g. the original before degradation): the "
+                             "report adds PSNR/SSIM (Y, RGB) per frame, VMAF and a grade")
+    parser.add_argument("--no-vmaf", action="store_true", help="with --reference: skip VMAF (faster)")
     parser.add_argument("--codec", default="h264", help="h264 or h265")
     parser.add_argument("--crf", type=int, default=18, help="quality, 0 (lossless) to 51 (default 18)")
     parser.add_argument("--preset", default="medium", help="x264/x265 preset (default medium)")

@@ -56,6 +56,13 @@ class InterpolateConfig(Config):
         )
 
 
+class MetricsConfig(Config):
+    """Full-reference figures against a reference video the user supplies (PSNR, SSIM on Y and RGB, VMAF)."""
+
+    reference_path: str | None = None
+    vmaf: bool = True
+
+
 class TemporalConfig(Config):
     """Temporal coherence against flicker: none, ema, flow or auto (seedvr2 is listed but unavailable)."""
 
@@ -85,6 +92,7 @@ def enhance_run_config(
     encode: EncodeConfig | None = None,
     temporal: TemporalConfig | None = None,
     interpolate: InterpolateConfig | None = None,
+    metrics: MetricsConfig | None = None,
 ) -> dict[str, Any]:
     """Run config for ``enhance_job`` from the config objects (defaults where None)."""
     ops = {
@@ -93,5 +101,6 @@ def enhance_run_config(
         "interpolated_chunks": {"config": (interpolate or InterpolateConfig()).model_dump()},
         "coherent_chunks": {"config": (temporal or TemporalConfig()).model_dump()},
         "encoded_video": {"config": (encode or EncodeConfig()).model_dump()},
+        "metrics_report": {"config": (metrics or MetricsConfig()).model_dump()},
     }
     return {"ops": ops}

@@ -18,6 +18,7 @@ from orchestration.config import (
     ChunkPlanConfig,
     EncodeConfig,
     InterpolateConfig,
+    MetricsConfig,
     TemporalConfig,
     UpscaleConfig,
     enhance_run_config,
@@ -47,6 +48,7 @@ class EnhanceRequest:
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
     interpolate: InterpolateConfig = field(default_factory=InterpolateConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     device: str = "auto"
     precision: str = "auto"
 
@@ -75,6 +77,8 @@ def validate_request(request: EnhanceRequest) -> VideoInfo:
     request.encode.to_settings().validate()
     request.temporal.to_settings().validate()
     request.interpolate.to_settings().validate(rational_fps(info.avg_fps))
+    if request.metrics.reference_path:
+        probe_video(request.metrics.reference_path)  # a missing or unreadable reference fails here, before any work
     if request.chunk.chunk_seconds <= 0:
         raise SettingsError(f"chunks: --chunk-seconds {request.chunk.chunk_seconds} must be above 0; use 10")
     validate_device_settings(request.device, request.precision)
@@ -141,7 +145,7 @@ def run_enhance(
             outcome["result"] = job.execute_in_process(
                 run_config={
                     **enhance_run_config(request.chunk, request.upscale, encode, request.temporal,
-                                        request.interpolate),
+                                        request.interpolate, request.metrics),
                     "loggers": {"console": {"config": {"log_level": log_level}}},
                 },
                 instance=instance,

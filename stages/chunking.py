@@ -23,7 +23,7 @@ from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
 from stages.chunkio import ChunkWriter, storage_depth
 from stages.errors import ChunkError, InputError, SettingsError
-from stages.probe import VideoInfo
+from stages.probe import VideoInfo, probe_video
 
 logger = logging.getLogger(__name__)
 
@@ -418,3 +418,20 @@ def _decode_from(source: Path, info: VideoInfo, target: int | None) -> Iterator[
             raise InputError(
                 f"extract: decoding {source.name} failed ({exc}); the file is damaged, re-export it"
             ) from exc
+
+
+def decode_video_rgb(path: str | Path, bit_depth: int | None = None) -> Iterator[np.ndarray]:
+    """Every frame of the first video stream of ``path`` as RGB (``uint8``, or ``uint16`` above 8 bits), with the
+    file's own colour matrix and range (as the chunks are made), in decode order.
+
+    Raises:
+        InputError / ProbeError: the file is missing or not a video (see :func:`stages.probe.probe_video`).
+    """
+    info = probe_video(path)
+    conversion = color_conversion(info)
+    depth = info.bit_depth if bit_depth is None else bit_depth
+    with av.open(str(path)) as container:
+        stream = container.streams[info.stream_index]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            yield frame_to_rgb(frame, conversion, depth)

@@ -346,3 +346,35 @@ def test_interpolation_never_crosses_a_scene_cut(workspace, tmp_path):
     cut = 12  # first frame of the second scene
     for frame in outputs[4 * (cut - 1):4 * cut]:  # everything between the last frame before the cut and the cut
         assert np.array_equal(frame, sources[cut - 1]) or np.array_equal(frame, sources[cut])
+
+
+def test_user_reference_adds_full_reference_figures_and_a_grade(workspace, tmp_path):
+    """--reference: the report gets per-frame PSNR/SSIM (Y, RGB), VMAF and a grade against the user's video."""
+    from orchestration.config import MetricsConfig
+    from stages.samples import make_sample_clip
+
+    reference = make_sample_clip(tmp_path / "ref.mp4", width=128, height=96, seconds=1.0, fps=12)
+    low = make_sample_clip(tmp_path / "low.mp4", width=64, height=48, seconds=1.0, fps=12)
+    request = EnhanceRequest(**{**_request(low, tmp_path / "up.mp4", scale=2).__dict__,
+                                "metrics": MetricsConfig(reference_path=str(reference), vmaf=True)})
+    outcome = run_enhance(workspace, request)
+    assert outcome.success, outcome.error
+    summary = outcome.report
+    frames = pq.read_table(summary["files"]["frames_parquet"]).to_pydict()
+    assert {"psnr_y", "psnr_rgb", "ssim_y", "ssim_rgb", "vmaf"} <= set(frames)
+    assert all(15 < v < 60 for v in frames["psnr_y"]) and all(0 < v <= 1 for v in frames["ssim_y"])
+    quality = summary["quality"]
+    assert quality["psnr_y"] > 15 and quality["grade"]["grade"] in ("Excellent", "Très bon", "Bon", "Acceptable",
+                                                                      "Insuffisant")
+    assert summary["reference"]["path"] == str(reference)
+
+
+def test_missing_reference_is_refused_before_any_work(workspace, tiny_clip, tmp_path):
+    from orchestration.config import MetricsConfig
+    from orchestration.runner import validate_request
+    from stages.errors import StageError
+
+    request = EnhanceRequest(**{**_request(tiny_clip, tmp_path / "x.mp4").__dict__,
+                                "metrics": MetricsConfig(reference_path=str(tmp_path / "nope.mp4"))})
+    with pytest.raises(StageError, match="nope.mp4"):
+        validate_request(request)
