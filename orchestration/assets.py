@@ -50,6 +50,7 @@ from stages.chunking import (
     plan_chunks,
 )
 from stages.chunkio import read_frames
+from stages.device import host_free_memory
 from stages.encode import EncodeInput, encode_video
 from stages.fsutil import atomic_write_text, sha256_file
 from stages.interpolate import CODE_VERSION as INTERPOLATE_VERSION
@@ -501,7 +502,7 @@ def coherent_chunks(
     store = ws.chunk_store()
     first = inputs[0]
     method, reason = choose_temporal(settings.method, device.choose().kind, first.width, first.height,
-                                     _free_memory())
+                                     host_free_memory())
     context.log.info(f"temporal: {reason}")
     resolved = replace(settings, method=method)
     # Low-resolution analysis frames exist when every output frame is a source frame (no interpolation).
@@ -567,13 +568,6 @@ def _output_timing(info: VideoInfo, chunks: dict[str, Any]) -> VideoInfo:
     return replace(info, time_base_num=fps.denominator, time_base_den=fps.numerator,
                    start_pts=int(chunks["start_pts"]), end_pts=int(chunks["end_pts"]), avg_fps=float(fps),
                    real_fps=float(fps), is_vfr=False, frame_count=frames)
-
-
-def _free_memory() -> int:
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
 
 
 def _deliver(cached: Path, target: Path) -> None:

@@ -155,3 +155,11 @@ def choose_device(preference: str = "auto", precision: str = "auto") -> DeviceCh
     choice = DeviceChoice("cpu", chosen, cpu_name(), threads, None, f"{prefix}CPU with {threads} threads, {why}")
     log.info("device: %s", choice.reason)
     return choice
+
+
+def host_free_memory() -> int:
+    """Bytes of host memory free now (``sysconf``); 4 GiB where the platform cannot tell."""
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import queue
 import threading
 import time
@@ -23,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from stages.chunkio import ChunkWriter, read_frames
-from stages.device import DeviceChoice
+from stages.device import DeviceChoice, host_free_memory
 from stages.errors import ChunkError, DeviceOutOfMemoryError, SettingsError
 from stages.pipelining import prefetch
 
@@ -162,10 +161,7 @@ def _available_memory(device: DeviceChoice) -> int:
     if device.kind == "cuda":
         free, _total = torch.cuda.mem_get_info(device.torch_device)
         return int(free)
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
+    return host_free_memory()
 
 
 class Upscaler:
