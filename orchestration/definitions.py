@@ -12,6 +12,7 @@ from orchestration.benchmark_assets import (
     benchmark_job,
     benchmark_schedule,
 )
+from orchestration.inbox import ENHANCE_JOB, INBOX_SENSORS
 from orchestration.resources import (
     DeviceResource,
     ModelStoreResource,
@@ -20,7 +21,7 @@ from orchestration.resources import (
 from orchestration.workspace import Workspace, default_workspace
 
 enhance_job = define_asset_job(
-    "enhance_job",
+    ENHANCE_JOB,
     selection=AssetSelection.groups(GROUP),
     description="Probe, chunk, upscale, (interpolate, cohere), encode and report one video (one partition).",
 )
@@ -37,6 +38,7 @@ def build_definitions(
         assets=[*ENHANCE_ASSETS, *BENCHMARK_ASSETS],
         jobs=[enhance_job, benchmark_job],
         schedules=[benchmark_schedule],
+        sensors=INBOX_SENSORS,
         resources={
             "workspace": WorkspaceResource(root=str(workspace.root)),
             "model_store": model_store or ModelStoreResource(),

@@ -76,6 +76,20 @@ class Workspace:
         return self.root / "cache"
 
     @property
+    def inbox(self) -> Path:
+        """The watched folder (``VUP_INBOX`` if set, else ``<workspace>/inbox``); see orchestration/inbox.py."""
+        env = os.environ.get("VUP_INBOX")
+        return Path(env).expanduser() if env else self.root / "inbox"
+
+    @property
+    def inbox_done(self) -> Path:
+        return self.inbox / "done"
+
+    @property
+    def inbox_failed(self) -> Path:
+        return self.inbox / "failed"
+
+    @property
     def dagster_home(self) -> Path:
         return Path(os.environ["DAGSTER_HOME"]) if os.environ.get("DAGSTER_HOME") else self.root / "dagster"
 
