@@ -438,10 +438,15 @@ def cmd_dev(args: argparse.Namespace) -> int:
     print(f"Dagster UI on http://{args.host}:{args.port} (instance {workspace.dagster_home}); Ctrl-C stops it",
           file=sys.stderr)
     process = subprocess.Popen(command, env=env)
+
+    def on_terminate(_signum, _frame) -> None:
+        raise KeyboardInterrupt  # `kill` / a service manager stops it the same way as Ctrl-C
+
+    previous = signal.signal(signal.SIGTERM, on_terminate)
     try:
         return process.wait()
     except KeyboardInterrupt:
-        # Ctrl-C: let `dagster dev` stop its webserver, daemon and code server, then make sure it is gone.
+        # Ctrl-C or SIGTERM: let `dagster dev` stop its webserver, daemon and code server, then make sure it is gone.
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=30)
@@ -449,6 +454,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
             process.kill()
             process.wait()
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
