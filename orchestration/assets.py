@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, replace
 from fractions import Fraction
 from pathlib import Path
@@ -706,35 +707,36 @@ def metrics_report(
         interpolated = bool(coherent_chunks.get("interpolated"))
         for src, fin in zip(sources, finals, strict=True):
             size = _analysis_size(fin.width, fin.height)
-            src_frames = list(read_frames(src.path)) if not interpolated else None
-            lanczos = lanczos_luma(iter(src_frames) if src_frames is not None else read_frames(src.path),
-                                   fin.width, fin.height)
+
+            def baseline(src_frame: np.ndarray, fin: ChunkRecord = fin, size: tuple[int, int] = size
+                         ) -> tuple[float, float]:
+                """Flicker and E_warp of the lanczos upscale of one source frame (both meters advance)."""
+                flicker = lz_meter.add_luma(next(lanczos_luma([src_frame], fin.width, fin.height)))
+                warp = ew_lz.add(_lanczos_small(src_frame, size), source=src_frame)
+                lz_values.append(flicker)
+                ew_lz_values.append(warp)
+                return flicker, warp
+
             if interpolated:
-                # the output has more frames than the source: the baseline runs over the source frames alone
-                lz_values.extend(lz_meter.add_luma(lz_luma) for lz_luma in lanczos)
-                lanczos = iter(())
+                # the output has more frames than the source: the baseline runs over the source frames alone,
+                # and the output's E_warp takes its flow from its own frames
                 for src_frame in read_frames(src.path):
-                    ew_lz_values.append(ew_lz.add(_lanczos_small(src_frame, size), source=src_frame))
-            for position, (out_frame, pts) in enumerate(zip(read_frames(fin.path), fin.pts, strict=False)):
-                lz_luma = next(lanczos, None)
-                src_frame = src_frames[position] if src_frames is not None and position < len(src_frames) else None
+                    baseline(src_frame)
+                source_frames: Iterator[np.ndarray] = iter(())
+            else:
+                source_frames = read_frames(src.path)  # streamed in step with the output: one frame in memory
+            for out_frame, pts in zip(read_frames(fin.path), fin.pts, strict=False):
+                src_frame = next(source_frames, None)
+                lz_flicker, lz_warp = baseline(src_frame) if src_frame is not None else (math.nan, math.nan)
                 small = cv2.resize(out_frame, size, interpolation=cv2.INTER_AREA) if size != (fin.width, fin.height) \
                     else out_frame
                 frame_cols["warp_error_output"].append(ew_out.add(small, source=src_frame))
-                if src_frame is not None:
-                    value = ew_lz.add(_lanczos_small(src_frame, size), source=src_frame)
-                    ew_lz_values.append(value)
-                    frame_cols["warp_error_lanczos"].append(value)
-                else:
-                    frame_cols["warp_error_lanczos"].append(math.nan)
+                frame_cols["warp_error_lanczos"].append(lz_warp)
                 frame_cols["frame"].append(index)
                 frame_cols["chunk"].append(fin.index)
                 frame_cols["time_s"].append(float((pts - info.start_pts) * tb))
                 frame_cols["flicker_output"].append(out_meter.add(out_frame))
-                lz_value = lz_meter.add_luma(lz_luma) if lz_luma is not None else math.nan
-                if lz_luma is not None:
-                    lz_values.append(lz_value)
-                frame_cols["flicker_lanczos"].append(lz_value)
+                frame_cols["flicker_lanczos"].append(lz_flicker)
                 frame_cols["mean_luma_output"].append(out_meter.last_mean_luma)
                 index += 1
         chunk_cols = {
