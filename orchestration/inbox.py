@@ -378,10 +378,10 @@ def evaluate_inbox(context: SensorEvaluationContext, workspace: Workspace) -> Se
             notes.append(f"{name}: refused: {exc}")
             continue
         try:
-            record = register_video(workspace, path)
+            record = register_video(workspace, path, sha256=digest)
         except (StageError, OSError):
             continue  # vanished since it was hashed
-        if record.sha256 != digest:
+        if _stat(path) != stat:
             waiting[name] = _stat(path) or stat  # changed while being checked: treat as still being written
             continue
         seen[digest] = {"name": name, "key": record.key, "stat": stat, "in_inbox": True}
@@ -431,11 +431,12 @@ def _inbox_file(run: Any) -> Path | None:
     return path
 
 
-def _reregister(workspace: Workspace, moved: Path | None) -> None:
-    """Point the partition at the file's new place so the run can still be re-executed."""
+def _reregister(workspace: Workspace, moved: Path | None, sha256: str | None) -> None:
+    """Point the partition at the file's new place so the run can still be re-executed (``sha256``: the
+    digest :func:`_inbox_file` has just checked, so the file is not read again)."""
     if moved is not None:
         try:
-            register_video(workspace, moved)
+            register_video(workspace, moved, sha256=sha256)
         except (StageError, OSError):
             pass
 
@@ -483,41 +484,28 @@ def finish_run(context: RunStatusSensorContext, workspace: Workspace) -> SkipRea
         reason = "the run was canceled" if status == DagsterRunStatus.CANCELED else _failure_reason(context)
         moved = move_aside(path, folder / "failed", "error", f"{reason}\nrun: {run.run_id}")
         context.log.info(f"{path.name}: run {run.run_id} did not succeed ({reason}); moved to {moved}")
-    _reregister(workspace, moved)
+    _reregister(workspace, moved, run.tags.get(TAG_SHA256))
     return None
 
 
-@run_status_sensor(
-    run_status=DagsterRunStatus.SUCCESS,
-    name="inbox_run_succeeded",
-    minimum_interval_seconds=5,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Moves the input of a successful inbox run (and its sidecar) to <inbox>/done.",
-)
-def inbox_run_succeeded(context: RunStatusSensorContext, workspace: WorkspaceResource):
-    return finish_run(context, workspace.workspace())
+def _finisher(status: DagsterRunStatus, name: str, description: str):
+    """A run status sensor that hands finished inbox runs of ``status`` to :func:`finish_run`."""
+
+    @run_status_sensor(run_status=status, name=name, minimum_interval_seconds=5,
+                       default_status=DefaultSensorStatus.RUNNING, description=description)
+    def finisher(context: RunStatusSensorContext, workspace: WorkspaceResource):
+        return finish_run(context, workspace.workspace())
+
+    return finisher
 
 
-@run_status_sensor(
-    run_status=DagsterRunStatus.FAILURE,
-    name="inbox_run_failed",
-    minimum_interval_seconds=5,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Moves the input of a failed inbox run to <inbox>/failed with NAME.error.txt (why, run id).",
-)
-def inbox_run_failed(context: RunStatusSensorContext, workspace: WorkspaceResource):
-    return finish_run(context, workspace.workspace())
-
-
-@run_status_sensor(
-    run_status=DagsterRunStatus.CANCELED,
-    name="inbox_run_canceled",
-    minimum_interval_seconds=5,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Moves the input of a canceled inbox run to <inbox>/failed with NAME.error.txt.",
-)
-def inbox_run_canceled(context: RunStatusSensorContext, workspace: WorkspaceResource):
-    return finish_run(context, workspace.workspace())
+inbox_run_succeeded = _finisher(DagsterRunStatus.SUCCESS, "inbox_run_succeeded",
+                                "Moves the input of a successful inbox run (and its sidecar) to <inbox>/done.")
+inbox_run_failed = _finisher(DagsterRunStatus.FAILURE, "inbox_run_failed",
+                             "Moves the input of a failed inbox run to <inbox>/failed with NAME.error.txt (why, "
+                             "run id).")
+inbox_run_canceled = _finisher(DagsterRunStatus.CANCELED, "inbox_run_canceled",
+                               "Moves the input of a canceled inbox run to <inbox>/failed with NAME.error.txt.")
 
 
 INBOX_SENSORS = [inbox_sensor, inbox_run_succeeded, inbox_run_failed, inbox_run_canceled]

@@ -128,12 +128,16 @@ class VideoRecord:
     sha256: str
 
 
-def register_video(workspace: Workspace, path: str | Path) -> VideoRecord:
-    """Hash ``path`` and record it under ``<workspace>/videos/<key>.json``; returns the record."""
+def register_video(workspace: Workspace, path: str | Path, sha256: str | None = None) -> VideoRecord:
+    """Hash ``path`` and record it under ``<workspace>/videos/<key>.json``; returns the record.
+
+    ``sha256``: the file's digest when the caller has just computed it (the inbox sensor), to avoid reading
+    a multi-gigabyte file twice.
+    """
     source = Path(path).expanduser().resolve()
     if not source.is_file():
         raise InputError(f"input: {path} does not exist or is not a file; check the path")
-    digest = sha256_file(source)
+    digest = sha256 or sha256_file(source)
     record = VideoRecord(
         key=digest[:PARTITION_KEY_LENGTH], path=str(source), name=source.name,
         size_bytes=source.stat().st_size, sha256=digest,
