@@ -15,7 +15,6 @@ import argparse
 import datetime as dt
 import json
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -23,14 +22,14 @@ import threading
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchmarks.common import RESULTS, command_line, maxrss_mib, versions, vm_hwm_mib
 
 
-def _rss_mib(field: str = "VmRSS") -> float:
-    """Resident set size of this process (``VmRSS``) or its peak (``VmHWM``), from /proc; 0 without /proc."""
+def _rss_mib() -> float:
+    """Current resident set size of this process (``VmRSS``), from /proc; 0 without /proc."""
     try:
         for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
-            if line.startswith(f"{field}:"):
+            if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -39,7 +38,7 @@ def _rss_mib(field: str = "VmRSS") -> float:
 
 def _peak_rss_mib() -> float:
     """Peak RSS of this process alone: VmHWM (ru_maxrss can carry the parent's peak over fork + exec)."""
-    return _rss_mib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return vm_hwm_mib() or maxrss_mib()
 
 
 def _worker(args: argparse.Namespace) -> dict:
@@ -93,15 +92,6 @@ def _run_child(args: argparse.Namespace, seconds: float) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _versions() -> dict[str, str]:
-    import av
-    import dagster
-    import torch
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "av": av.__version__,
-            "dagster": dagster.__version__}
-
-
 def to_markdown(result: dict) -> str:
     rows = [("machine", result["machine"]), ("clip", result["clip"]),
             ("command", f"`{result['command']}`"), ("versions", ", ".join(f"{k} {v}" for k, v in
@@ -137,11 +127,11 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.memory", *(argv or sys.argv[1:])]),
+        "command": command_line("benchmarks.memory", list(argv or sys.argv[1:])),
         "machine": f"{cpu_name()}, {platform.machine()}",
         "clip": f"{args.width}x{args.height} at {args.fps} fps, x{args.scale} with {args.model}, "
                 f"chunks of {args.chunk_seconds:g} s",
-        "versions": _versions(),
+        "versions": versions(("torch", "av", "dagster"), ffmpeg=False),
         "runs": runs,
         "ratio": runs[1]["peak_rss_mib"] / runs[0]["peak_rss_mib"],
     }
