@@ -50,7 +50,7 @@ from stages.chunking import (
     extract_chunk,
     plan_chunks,
 )
-from stages.chunkio import read_frames
+from stages.chunkio import first_frame, last_frame, read_frames
 from stages.device import host_free_memory
 from stages.encode import EncodeInput, encode_video
 from stages.fsutil import atomic_write_text, sha256_file
@@ -82,7 +82,7 @@ from stages.model_selection import select_model
 from stages.models.catalog import DEFAULT_INTERPOLATION_MODEL
 from stages.ncnn_backend import NcnnUpscaler, choose_backend
 from stages.probe import VideoInfo, frame_timestamps, probe_video
-from stages.temporal import TEMPORAL_VERSION, TemporalFilter, cohere_chunk, last_frame
+from stages.temporal import TEMPORAL_VERSION, TemporalFilter, cohere_chunk
 from stages.temporal import choose_method as choose_temporal
 from stages.upscale import (
     NO_UPSCALE,
@@ -448,7 +448,7 @@ def interpolated_chunks(
         record = store.get("interpolated", key)
         reused = record is not None
         if record is None:
-            next_first = next(iter(read_frames(following.path))) if following is not None else None
+            next_first = first_frame(following.path) if following is not None else None
             pts = tuple(start_pts + f.index for f in frames_plan)
 
             def produce(tmp: Path, upstream: ChunkRecord = upstream, frames_plan=frames_plan, next_first=next_first,

@@ -131,3 +131,49 @@ def count_frames(path: str | Path) -> int:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         return sum(1 for packet in container.demux(stream) if packet.size)
+
+
+def first_frame(path: str | Path) -> np.ndarray:
+    """The first frame of a chunk file (decodes only that frame; the file is closed on return).
+
+    Raises:
+        ChunkError: the file is missing, empty or cannot be decoded.
+    """
+    frames = read_frames(path)
+    try:
+        frame = next(frames, None)
+    finally:
+        frames.close()
+    if frame is None:
+        raise ChunkError(f"chunk reader: chunk {path} has no frames; delete it so it is redone")
+    return frame
+
+
+def last_frame(path: str | Path) -> np.ndarray:
+    """The last frame of a chunk file (``HxWx3`` uint8/uint16), decoding only its last packet (chunks are
+    intra-only): the state a chunk stage carries into the next chunk.
+
+    Raises:
+        ChunkError: the file is missing, empty or cannot be decoded.
+    """
+    path = Path(path)
+    try:
+        container = av.open(str(path))
+    except (OSError, av.error.FFmpegError) as exc:
+        raise ChunkError(f"chunk reader: cannot open {path}: {exc}; delete it so it is redone") from exc
+    with container:
+        stream = container.streams.video[0]
+        array_format = "rgb48le" if "16" in (stream.codec_context.pix_fmt or "") else "rgb24"
+        try:
+            last = None
+            for packet in container.demux(stream):
+                if packet.size:
+                    last = packet
+            if last is None:
+                raise ChunkError(f"chunk reader: chunk {path} has no frames; delete it so it is redone")
+            frames = list(stream.codec_context.decode(last)) + list(stream.codec_context.decode(None))
+        except av.error.FFmpegError as exc:
+            raise ChunkError(f"chunk reader: {path} is corrupt ({exc}); delete it so it is redone") from exc
+    if not frames:
+        raise ChunkError(f"chunk reader: the last frame of {path} does not decode; delete it so it is redone")
+    return frames[-1].to_ndarray(format=array_format)

@@ -52,11 +52,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
-from stages.chunkio import ChunkWriter, frame_dtype, read_frames, storage_depth
+from stages.chunkio import (
+    ChunkWriter,
+    frame_dtype,
+    last_frame,
+    read_frames,
+    storage_depth,
+)
 from stages.errors import ChunkError, SettingsError
 from stages.flow import DIS_PRESETS, consistency_mask, dis_flow, resize_flow, warp
 from stages.metrics import luma
@@ -430,36 +435,6 @@ class TemporalFilter:
         mask = cv2.GaussianBlur(cv2.erode(mask, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)), (0, 0), smooth)
         weight = mask * np.float32(s.strength)
         return self._blend(hr_f, warped, weight, hr.dtype), float(weight.mean())
-
-
-def last_frame(path: str | Path) -> np.ndarray:
-    """The last frame of a chunk file (``HxWx3`` uint8/uint16), decoding only its last packet (chunks are
-    intra-only), to seed :meth:`TemporalFilter.from_state` for the next chunk.
-
-    Raises:
-        ChunkError: the file is missing, empty or cannot be decoded.
-    """
-    path = Path(path)
-    try:
-        container = av.open(str(path))
-    except (OSError, av.error.FFmpegError) as exc:
-        raise ChunkError(f"temporal: cannot open {path}: {exc}; delete it so it is redone") from exc
-    with container:
-        stream = container.streams.video[0]
-        array_format = "rgb48le" if "16" in (stream.codec_context.pix_fmt or "") else "rgb24"
-        try:
-            last = None
-            for packet in container.demux(stream):
-                if packet.size:
-                    last = packet
-            if last is None:
-                raise ChunkError(f"temporal: chunk {path} has no frames; delete it so it is redone")
-            frames = list(stream.codec_context.decode(last)) + list(stream.codec_context.decode(None))
-        except av.error.FFmpegError as exc:
-            raise ChunkError(f"temporal: {path} is corrupt ({exc}); delete it so it is redone") from exc
-    if not frames:
-        raise ChunkError(f"temporal: the last frame of {path} does not decode; delete it so it is redone")
-    return frames[-1].to_ndarray(format=array_format)
 
 
 @dataclass(frozen=True)

@@ -85,3 +85,19 @@ def test_manifest_of_another_key_is_rejected(tmp_path):
     manifest2.write_text(manifest.read_text())
     assert store.get("frames", "k2") is None
     assert json.loads(manifest.read_text())["key"] == "k1"
+
+
+def test_first_and_last_frame_of_a_chunk(tmp_path):
+    import numpy as np
+
+    from stages.chunkio import ChunkWriter, first_frame, last_frame
+    from stages.errors import ChunkError
+
+    frames = [np.full((6, 8, 3), value, np.uint8) for value in (10, 20, 30)]
+    with ChunkWriter(tmp_path / "c.nut", 8, 6) as writer:
+        for frame in frames:
+            writer.write(frame)
+    assert np.array_equal(first_frame(tmp_path / "c.nut"), frames[0])
+    assert np.array_equal(last_frame(tmp_path / "c.nut"), frames[-1])
+    with pytest.raises(ChunkError):
+        first_frame(tmp_path / "missing.nut")
