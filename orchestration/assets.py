@@ -70,6 +70,7 @@ from stages.metrics import (
     FlickerMeter,
     VmafUnavailableError,
     WarpErrorMeter,
+    flow_with_mask,
     lanczos_luma,
     mean_ignoring_nan,
     psnr,
@@ -703,16 +704,19 @@ def metrics_report(
         frame_cols["warp_error_output"], frame_cols["warp_error_lanczos"] = [], []
         lz_values: list[float] = []
         ew_lz_values: list[float] = []
+        previous_source: np.ndarray | None = None
         index = 0
         interpolated = bool(coherent_chunks.get("interpolated"))
         for src, fin in zip(sources, finals, strict=True):
             size = _analysis_size(fin.width, fin.height)
 
-            def baseline(src_frame: np.ndarray, fin: ChunkRecord = fin, size: tuple[int, int] = size
-                         ) -> tuple[float, float]:
-                """Flicker and E_warp of the lanczos upscale of one source frame (both meters advance)."""
+            def baseline(src_frame: np.ndarray, flow_mask: tuple | None = None, fin: ChunkRecord = fin,
+                         size: tuple[int, int] = size) -> tuple[float, float]:
+                """Flicker and E_warp of the lanczos upscale of one source frame (both meters advance); with
+                ``flow_mask`` the E_warp reuses the flow already computed on the source pair."""
                 flicker = lz_meter.add_luma(next(lanczos_luma([src_frame], fin.width, fin.height)))
-                warp = ew_lz.add(_lanczos_small(src_frame, size), source=src_frame)
+                small = _lanczos_small(src_frame, size)
+                warp = ew_lz.add(small, source=src_frame) if flow_mask is None else ew_lz.add_with_flow(small, *flow_mask)
                 lz_values.append(flicker)
                 ew_lz_values.append(warp)
                 return flicker, warp
@@ -727,10 +731,18 @@ def metrics_report(
                 source_frames = read_frames(src.path)  # streamed in step with the output: one frame in memory
             for out_frame, pts in zip(read_frames(fin.path), fin.pts, strict=False):
                 src_frame = next(source_frames, None)
-                lz_flicker, lz_warp = baseline(src_frame) if src_frame is not None else (math.nan, math.nan)
                 small = cv2.resize(out_frame, size, interpolation=cv2.INTER_AREA) if size != (fin.width, fin.height) \
                     else out_frame
-                frame_cols["warp_error_output"].append(ew_out.add(small, source=src_frame))
+                if src_frame is None:
+                    lz_flicker, lz_warp = math.nan, math.nan
+                    frame_cols["warp_error_output"].append(ew_out.add(small))
+                else:
+                    # one DIS flow on the source pair serves the output's and the baseline's E_warp
+                    flow_mask = (flow_with_mask(previous_source, src_frame, size=size)
+                                 if previous_source is not None else (None, None))
+                    lz_flicker, lz_warp = baseline(src_frame, flow_mask)
+                    frame_cols["warp_error_output"].append(ew_out.add_with_flow(small, *flow_mask))
+                    previous_source = src_frame
                 frame_cols["warp_error_lanczos"].append(lz_warp)
                 frame_cols["frame"].append(index)
                 frame_cols["chunk"].append(fin.index)
