@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test test-fast dev bench clean
+.PHONY: venv demo test test-fast dev serve bench browser clean
 
 venv: $(STAMP)
 
@@ -29,8 +29,21 @@ test-fast: venv
 dev: venv
 	$(VENV)/bin/vup dev
 
+## make serve: the web page (http://127.0.0.1:7860) + Dagster UI (http://127.0.0.1:3000) + daemon; Ctrl-C stops all
+serve: venv
+	$(VENV)/bin/vup serve
+
 bench: venv
 	$(PY) -m benchmarks.side_by_side
+
+## make browser: Debian's chromium for the one real-browser test (Playwright drives it; no browser download)
+browser:
+	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version)"; \
+	elif command -v apt-get >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
+		&& /usr/bin/chromium --version; \
+	else echo "no apt-get: install Chromium at /usr/bin/chromium (or set VUP_CHROMIUM) for the browser test"; fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info

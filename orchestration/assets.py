@@ -708,6 +708,8 @@ def metrics_report(
         index = 0
         interpolated = bool(coherent_chunks.get("interpolated"))
         for src, fin in zip(sources, finals, strict=True):
+            chunk_started = time.perf_counter()
+            frames_before = index
             size = _analysis_size(fin.width, fin.height)
 
             def baseline(src_frame: np.ndarray, flow_mask: tuple | None = None, fin: ChunkRecord = fin,
@@ -751,6 +753,8 @@ def metrics_report(
                 frame_cols["flicker_lanczos"].append(lz_flicker)
                 frame_cols["mean_luma_output"].append(out_meter.last_mean_luma)
                 index += 1
+            _report_progress(context, "report", fin.index, len(finals), index - frames_before, False,
+                             time.perf_counter() - chunk_started)
         chunk_cols = {
             "chunk": [r.index for r in finals],
             "frames": [r.frame_count for r in finals],

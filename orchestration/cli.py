@@ -6,10 +6,9 @@ import argparse
 import json
 import logging
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 from stages.errors import SettingsError, StageError
 
@@ -34,8 +33,8 @@ class _Progress:
     """One tqdm bar per stage, fed by the run's per-chunk events; a stage's bar opens when the one before it
     is full, so its clock starts when the stage does."""
 
-    LABELS = {"frames": "decode ", "upscale": "upscale", "interpolate": "interp ", "coherence": "coherence",
-              "encode": "encode "}
+    LABELS: ClassVar[dict[str, str]] = {"frames": "decode ", "upscale": "upscale", "interpolate": "interp ", "coherence": "coherence",
+              "encode": "encode ", "report": "report "}
 
     def __init__(self, totals: dict[str, int], enabled: bool) -> None:
         """``totals``: frames each stage will report, in stage order (stages that do no work are left out)."""
@@ -140,6 +139,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     if args.temporal != "none":
         totals["coherence"] = out_frames
     totals["encode"] = out_frames
+    totals["report"] = out_frames
     progress = _Progress(totals, enabled=not args.quiet)
     try:
         outcome = run_enhance(workspace, request, on_event=progress, log_level="DEBUG" if args.verbose else "WARNING")
@@ -431,31 +431,17 @@ def cmd_models_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    workspace = _workspace(args)
-    env = {**os.environ, "VUP_WORKSPACE": str(workspace.root), "DAGSTER_HOME": str(workspace.dagster_home)}
-    command = [sys.executable, "-m", "dagster", "dev", "-m", "orchestration.definitions",
-               "-h", args.host, "-p", str(args.port)]
-    print(f"Dagster UI on http://{args.host}:{args.port} (instance {workspace.dagster_home}); Ctrl-C stops it",
-          file=sys.stderr)
-    process = subprocess.Popen(command, env=env)
+    from orchestration.serve import run_dev
 
-    def on_terminate(_signum, _frame) -> None:
-        raise KeyboardInterrupt  # `kill` / a service manager stops it the same way as Ctrl-C
+    return run_dev(_workspace(args), args.host, args.port)
 
-    previous = signal.signal(signal.SIGTERM, on_terminate)
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        # Ctrl-C or SIGTERM: let `dagster dev` stop its webserver, daemon and code server, then make sure it is gone.
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        return 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from orchestration.serve import run_serve
+
+    return run_serve(_workspace(args), host=args.host, port=args.port, dagster_host=args.dagster_host,
+                     dagster_port=args.dagster_port, auth=args.auth, max_upload_mb=args.max_upload_mb,
+                     quiet_dagster=args.quiet)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -596,6 +582,20 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=3000)
     _add_common(dev)
     dev.set_defaults(func=cmd_dev)
+
+    serve = sub.add_parser("serve", help="start the web page, the Dagster webserver and the daemon (Ctrl-C stops all)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="page bind address (default 127.0.0.1: this machine only; any other needs --auth)")
+    serve.add_argument("--port", type=int, default=7860, help="page port (default 7860)")
+    serve.add_argument("--dagster-host", default="127.0.0.1",
+                       help="Dagster UI bind address (default 127.0.0.1; it has no login, expose it with care)")
+    serve.add_argument("--dagster-port", type=int, default=3000, help="Dagster UI port (default 3000)")
+    serve.add_argument("--auth", default=None, metavar="USER:PASSWORD",
+                       help="require this login on the page (several: comma-separated); default $VUP_AUTH")
+    serve.add_argument("--max-upload-mb", type=float, default=None,
+                       help="largest upload in MB (default 2048, or $VUP_MAX_UPLOAD_MB)")
+    _add_common(serve)
+    serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser("demo", help="make a sample clip and enhance it end to end")
     demo.add_argument("--width", type=int, default=320)

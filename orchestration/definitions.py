@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dagster import AssetSelection, Definitions, FilesystemIOManager, define_asset_job
+from dagster import (
+    AssetSelection,
+    Definitions,
+    FilesystemIOManager,
+    define_asset_job,
+    in_process_executor,
+)
 
 from orchestration.assets import ENHANCE_ASSETS, GROUP
 from orchestration.benchmark_assets import (
@@ -24,6 +30,9 @@ enhance_job = define_asset_job(
     ENHANCE_JOB,
     selection=AssetSelection.groups(GROUP),
     description="Probe, chunk, upscale, (interpolate, cohere), encode and report one video (one partition).",
+    # The steps form a chain, so nothing would run side by side: one process per run instead of one per step
+    # saves about 7 s of start-up per step (measured: 73 s -> see README). The `gpu` pool is still enforced.
+    executor_def=in_process_executor,
 )
 
 

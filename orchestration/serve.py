@@ -1,0 +1,187 @@
+"""`vup dev` and `vup serve`: the Dagster webserver and daemon (``dagster dev``) for a workspace, and with
+`serve` the Gradio page in this process, stopped together on Ctrl-C or SIGTERM.
+
+Everything binds to 127.0.0.1 unless told otherwise. The page can be exposed with ``--host`` only together with
+authentication (``--auth USER:PASSWORD`` or ``VUP_AUTH``); the Dagster webserver, which has no login, stays on
+127.0.0.1 unless ``--dagster-host`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from orchestration.workspace import Workspace
+from stages.errors import SettingsError, StageError
+
+log = logging.getLogger(__name__)
+
+AUTH_ENV = "VUP_AUTH"
+WEBSERVER_START_SECONDS = 180.0
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_auth(value: str | None) -> list[tuple[str, str]] | None:
+    """``USER:PASSWORD[,USER:PASSWORD...]`` as Gradio's ``auth`` list; None when ``value`` is empty.
+
+    Raises:
+        SettingsError: a pair without ``:``, an empty user or an empty password.
+    """
+    if not value:
+        return None
+    pairs = []
+    for item in value.split(","):
+        user, sep, password = item.strip().partition(":")
+        if not sep or not user or not password:
+            raise SettingsError("serve: --auth must be USER:PASSWORD (several separated by commas), e.g. ana:s3cret")
+        pairs.append((user, password))
+    return pairs
+
+
+def _url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def dagster_env(workspace: Workspace) -> dict[str, str]:
+    return {**os.environ, "VUP_WORKSPACE": str(workspace.root), "DAGSTER_HOME": str(workspace.dagster_home)}
+
+
+def start_dagster(workspace: Workspace, host: str, port: int, *, quiet: bool = False) -> subprocess.Popen:
+    """Start ``dagster dev`` (webserver, daemon and code server) for the workspace."""
+    command = [sys.executable, "-m", "dagster", "dev", "-m", "orchestration.definitions", "-h", host, "-p", str(port)]
+    output = subprocess.DEVNULL if quiet else None
+    return subprocess.Popen(command, env=dagster_env(workspace), stdout=output, stderr=output)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGINT (``dagster dev`` then stops its webserver, daemon and code server), then kill after ``timeout``."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wait_for_webserver(url: str, process: subprocess.Popen, timeout: float = WEBSERVER_START_SECONDS) -> None:
+    """Wait until the Dagster webserver answers GraphQL.
+
+    Raises:
+        StageError: it exited or did not answer within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    body = json.dumps({"query": "{ version }"}).encode()
+    while True:
+        if process.poll() is not None:
+            raise StageError(f"serve: the Dagster webserver exited (code {process.returncode}); see its log above")
+        try:
+            request = urllib.request.Request(f"{url}/graphql", data=body, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise StageError(f"serve: the Dagster webserver did not answer at {url} in {timeout:.0f} s; "
+                             "is the port taken? try --dagster-port")
+        time.sleep(0.5)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill``, a service manager) stops things the way Ctrl-C does."""
+
+    def on_terminate(_signum, _frame) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_dev(workspace: Workspace, host: str, port: int) -> int:
+    """``vup dev``: the Dagster UI and daemon until Ctrl-C / SIGTERM."""
+    print(f"Dagster UI on {_url(host, port)} (instance {workspace.dagster_home}); Ctrl-C stops it", file=sys.stderr)
+    process = start_dagster(workspace, host, port)
+    with sigterm_as_interrupt():
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            stop_process(process)
+            return 0
+
+
+def run_serve(workspace: Workspace, *, host: str = "127.0.0.1", port: int = 7860, dagster_host: str = "127.0.0.1",
+              dagster_port: int = 3000, auth: str | None = None, max_upload_mb: float | None = None,
+              quiet_dagster: bool = False) -> int:
+    """``vup serve``: Dagster webserver + daemon, then the Gradio page; all stop on Ctrl-C / SIGTERM.
+
+    Raises:
+        SettingsError: a non-loopback ``host`` without authentication, or a bad ``auth`` / upload limit.
+    """
+    credentials = parse_auth(auth or os.environ.get(AUTH_ENV))
+    if not is_loopback(host) and not credentials:
+        raise SettingsError(
+            f"serve: --host {host} makes the page reachable from other machines; give a login with "
+            f"--auth USER:PASSWORD (or {AUTH_ENV}), or keep the default 127.0.0.1"
+        )
+    if max_upload_mb is not None:
+        if max_upload_mb <= 0:
+            raise SettingsError(f"serve: --max-upload-mb {max_upload_mb} must be above 0; e.g. 2048")
+        os.environ["VUP_MAX_UPLOAD_MB"] = str(max_upload_mb)
+    # Gradio: no calls home, uploads under the workspace (never the system temp folder)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ["GRADIO_TEMP_DIR"] = str(workspace.root / "tmp" / "gradio")
+    Path(os.environ["GRADIO_TEMP_DIR"]).mkdir(parents=True, exist_ok=True)
+
+    dagster_url = _url(dagster_host, dagster_port)
+    process = start_dagster(workspace, dagster_host, dagster_port, quiet=quiet_dagster)
+    app = None
+    with sigterm_as_interrupt():
+        try:
+            wait_for_webserver(dagster_url, process)
+            from ui.app import build_app, launch_options
+
+            from orchestration.service import DagsterService, max_upload_bytes
+
+            service = DagsterService(workspace, dagster_url)
+            app = build_app(service, max_upload=max_upload_bytes())
+            app.launch(server_name=host, server_port=port, auth=credentials, prevent_thread_lock=True, quiet=True,
+                       ssr_mode=False, show_error=False, **launch_options(service))
+            print(f"Video Upscaler Pro page: {_url(host, port)}" + ("  (login required)" if credentials else ""))
+            print(f"Dagster UI:              {dagster_url}  (instance {workspace.dagster_home})")
+            print("Ctrl-C stops both.", flush=True)
+            code = process.wait()
+            print(f"the Dagster webserver stopped (code {code}); stopping the page", file=sys.stderr)
+            return code or 1
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            if app is not None:
+                app.close()
+            stop_process(process)
