@@ -162,7 +162,7 @@ def accept_upload(workspace: Workspace, path: str | Path, *, original_name: str 
         raise UploadError(f"upload: {name} has no video frames; pick a file with a video stream")
     digest = sha256_file(source)
     key = digest[:16]
-    folder = workspace.root / "uploads" / key
+    folder = workspace.uploads / key
     folder.mkdir(parents=True, exist_ok=True)
     stored = folder / name
     if not (stored.is_file() and stored.stat().st_size == size):
@@ -182,7 +182,7 @@ def preview_upload(workspace: Workspace, upload: UploadInfo, seconds: float = PR
 
     if upload.info.duration <= seconds:
         return upload
-    folder = workspace.root / "uploads" / upload.key
+    folder = workspace.uploads / upload.key
     target = folder / f"{Path(upload.name).stem}_first{seconds:g}s.mp4"
     if not target.is_file():
         cut_head(upload.path, target, seconds)
@@ -305,7 +305,9 @@ def plan_output(width: int, height: int, fps: float, scale: int, interpolation: 
                 target_fps=rational_fps(target_fps) if target_fps not in (None, "") else None)
             out_fps = float(settings.validate(rational_fps(fps)))
         except SettingsError as exc:
-            error = error or str(exc).removeprefix("interpolate: ")
+            # the stage speaks in CLI flags; the page has a factor and a target-fps field
+            error = error or (str(exc).removeprefix("interpolate: ").replace("--interpolate ", "factor ")
+                              .replace("--fps ", "target fps "))
             out_fps = None
     return OutputPlan(out_w, out_h, out_fps, warning, error)
 
@@ -412,6 +414,8 @@ class RunProgress:
     error: str | None = None
     partition: str | None = None
     events: int = 0
+    kind: str | None = None
+    source: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -640,7 +644,8 @@ class DagsterService:
         elif status in ("CANCELED", "CANCELING"):
             eta = None
         return RunProgress(run_id, status, fraction, stage, elapsed, eta, output if status == "SUCCESS" else None,
-                           report, report_dir, error, run.tags.get(PARTITION_TAG), len(observations))
+                           report, report_dir, error, run.tags.get(PARTITION_TAG), len(observations),
+                           run.tags.get(TAG_KIND), run.tags.get(TAG_SOURCE))
 
     def _observations(self, run_id: str) -> list[dict[str, Any]]:
         try:

@@ -72,6 +72,11 @@ class Workspace:
         return self.root / "reports"
 
     @property
+    def uploads(self) -> Path:
+        """Files uploaded through the page: ``uploads/<content key>/<sanitised name>``."""
+        return self.root / "uploads"
+
+    @property
     def cache(self) -> Path:
         return self.root / "cache"
 

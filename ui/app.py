@@ -102,7 +102,7 @@ def format_number(value: Any) -> str:
 
 def served_folders(workspace: Any) -> list[Path]:
     """The only workspace folders the page serves files from: outputs, uploads and reports."""
-    return [workspace.outputs, workspace.root / "uploads", workspace.reports]
+    return [workspace.outputs, workspace.uploads, workspace.reports]
 
 
 def servable(path: str | Path | None, workspace: Any) -> str | None:
@@ -210,6 +210,7 @@ class PageChoices:
 
     @property
     def by_fps(self) -> bool:
+        """Whether interpolation aims at a target rate (mode ``"target fps"``) rather than a factor."""
         return str(self.interp_mode or "").strip().lower() in (MODE_FPS, "fps", "target_fps")
 
     def plan(self, upload: UploadInfo) -> OutputPlan:
@@ -837,7 +838,7 @@ def build_app(service: DagsterService, *, max_upload: int | None = None) -> gr.B
                     compare_output = gr.Video(label=I18N("output_video"), interactive=False, elem_id="compare-output")
                 metrics = gr.Dataframe(headers=["metric", "output", "lanczos baseline", "ratio"],
                                        label=I18N("metrics"), interactive=False, elem_id="metrics")
-                per_frame = gr.Image(label=I18N("per_frame"), type="filepath", interactive=False,
+                per_frame = gr.Image(label=I18N("per_frame"), type="filepath", interactive=False, visible=False,
                                      elem_id="per-frame")
                 with gr.Accordion(I18N("definitions"), open=False):
                     definitions = gr.Markdown(elem_id="definitions")
@@ -929,6 +930,8 @@ def build_app(service: DagsterService, *, max_upload: int | None = None) -> gr.B
             if not submission.run_id:
                 gr.Warning(submission.message.removeprefix(WARN))
                 return "", submission.message, {}
+            for key, value in (("model", values[0]), ("scale", values[1]), ("interp_method", values[3])):
+                remember(workspace, key, value)
             return submission.run_id, submission.message, {"run_id": submission.run_id, "kind": kind,
                                                            "source": submission.source}
 
@@ -1022,7 +1025,8 @@ def build_app(service: DagsterService, *, max_upload: int | None = None) -> gr.B
             view = compare_view(service, run_id_value, lang)
             headers = [label(lang, k) for k in ("col_metric", "col_output", "col_baseline", "col_ratio")]
             return (view.message, view.summary, gr.Slider(maximum=max(view.duration, 0.1), value=0),
-                    view.source_video, view.output_video, table(view.rows, headers), view.plot, view.definitions,
+                    view.source_video, view.output_video, table(view.rows, headers),
+                    gr.Image(value=view.plot, visible=view.plot is not None), view.definitions,
                     {"source": view.source, "output": view.output})
 
         def on_frames(state, seconds):

@@ -58,7 +58,7 @@ def test_safe_name_keeps_no_folder_and_no_odd_characters(name, expected):
 
 def test_accept_upload_stores_a_copy_under_the_workspace_and_describes_it(workspace, clip):
     upload = accept_upload(workspace, clip)
-    assert upload.path.parent.parent == workspace.root / "uploads"
+    assert upload.path.parent.parent == workspace.uploads
     assert upload.path.name == "my_clip_1.mp4" and upload.path.read_bytes() == clip.read_bytes()
     rows = dict(upload.rows())
     assert rows["resolution"] == "64x48" and rows["fps"] == "8" and "16 frames" in rows["duration"]
@@ -77,7 +77,7 @@ def test_accept_upload_refuses_bad_files_with_the_reason(workspace, tmp_path, na
     path.write_bytes(content)
     with pytest.raises(UploadError, match=message):
         accept_upload(workspace, path)
-    assert not (workspace.root / "uploads").exists() or not any((workspace.root / "uploads").rglob("*.mp4"))
+    assert not (workspace.uploads).exists() or not any((workspace.uploads).rglob("*.mp4"))
 
 
 def test_accept_upload_refuses_a_file_above_the_limit(workspace, clip, monkeypatch):
@@ -135,7 +135,7 @@ def test_build_ui_request_maps_the_page_choices_and_validates_them(workspace, cl
 def test_preview_upload_is_the_first_seconds_as_its_own_partition(workspace, clip):
     upload = accept_upload(workspace, clip)
     preview = preview_upload(workspace, upload, seconds=1.0)
-    assert preview.key != upload.key and preview.path.parent.parent == workspace.root / "uploads"
+    assert preview.key != upload.key and preview.path.parent.parent == workspace.uploads
     info = probe_video(preview.path)
     assert info.frame_count == 8 and (info.width, info.height) == (64, 48) and info.audio_streams
     assert preview_upload(workspace, upload, seconds=10.0) == upload  # already short enough

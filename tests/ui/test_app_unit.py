@@ -396,3 +396,15 @@ def test_launch_options(service):
     assert isinstance(options["i18n"], gr.I18n)
     assert set(options["i18n"].translations_dict) == {"en", "fr"}
     assert set(options["i18n"].translations_dict["en"]) == set(options["i18n"].translations_dict["fr"])
+
+
+def test_file_argument():
+    assert page.file_argument(None) == (None, None)
+    assert page.file_argument("/tmp/x.mp4") == ("/tmp/x.mp4", None)
+    assert page.file_argument({"path": "/tmp/gradio/abc/x.mp4", "orig_name": "My clip.mp4"}) == (
+        "/tmp/gradio/abc/x.mp4", "My clip.mp4")
+
+
+def test_original_name_is_kept(service, clip):
+    inspection = page.inspect_file(service.workspace, clip, original_name="My holiday.MOV")
+    assert inspection.upload is not None and inspection.upload.name == "My_holiday.mov"
