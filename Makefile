@@ -36,12 +36,12 @@ serve: venv
 bench: venv
 	$(PY) -m benchmarks.side_by_side
 
-## make browser: Debian's chromium for the one real-browser test (Playwright drives it; no browser download)
+## make browser: Debian's chromium (and an emoji font) for the real-browser test; Playwright drives it, no download
 browser:
-	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version)"; \
+	@if [ -x /usr/bin/chromium ] && [ -d /usr/share/fonts/truetype/noto ]; then echo "chromium: $$(/usr/bin/chromium --version)"; \
 	elif command -v apt-get >/dev/null; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null \
 		&& /usr/bin/chromium --version; \
 	else echo "no apt-get: install Chromium at /usr/bin/chromium (or set VUP_CHROMIUM) for the browser test"; fi
 

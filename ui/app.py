@@ -773,6 +773,8 @@ def build_app(service: DagsterService, *, max_upload: int | None = None) -> gr.B
         shown_state = gr.State("")
         compare_state = gr.State({})
         gr.Markdown(I18N("heading"), elem_id="heading")
+        # filled by the load event once the remembered settings are in place (browser automation waits for it)
+        ready = gr.HTML("", visible="hidden", elem_id="page-ready")
 
         with gr.Tabs(elem_id="tabs"):
             with gr.Tab(I18N("tab_process"), id="process"):
@@ -1015,10 +1017,13 @@ def build_app(service: DagsterService, *, max_upload: int | None = None) -> gr.B
 
         # -- Compare tab
 
-        def on_refresh_runs():
-            return gr.Dropdown(choices=finished_runs(service))
+        def on_refresh_runs(current):
+            # keep the chosen run; else pick the newest, so one click shows something
+            choices = finished_runs(service)
+            ids = [run for _label, run in choices]
+            return gr.Dropdown(choices=choices, value=current if current in ids else (ids[0] if ids else None))
 
-        compare_refresh.click(on_refresh_runs, None, [compare_run], api_visibility="private")
+        compare_refresh.click(on_refresh_runs, [compare_run], [compare_run], api_visibility="private")
 
         def on_compare(run_id_value, request: gr.Request):
             lang = lang_of(request)
@@ -1087,10 +1092,11 @@ def build_app(service: DagsterService, *, max_upload: int | None = None) -> gr.B
                 values["codec"], values["container"], values["crf"], values["chunk_seconds"],
                 msg(lang, "plan_none"),
                 gr.Dropdown(choices=finished_runs(service)),
+                '<span data-ready="1"></span>',
             )
 
         app.load(on_load, None, [model, model_info, scale, interp_method, interp_info, *settings_inputs, plan,
-                                 compare_run], api_visibility="private")
+                                 compare_run, ready], api_visibility="private")
     return app
 
 
