@@ -463,6 +463,7 @@ BENCHMARKS = {
     "side-by-side": "benchmarks.side_by_side",
     "memory": "benchmarks.memory",
     "quality": "benchmarks.quality",
+    "eta": "benchmarks.eta",
 }
 
 
