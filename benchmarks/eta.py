@@ -1,13 +1,15 @@
 """How good the page's ETA is: replay a real run's per-chunk events through the page's estimator.
 
-    python -m benchmarks.eta [--seconds 20 --width 320 --height 180 --chunk-seconds 2 --scale 4 --temporal none]
+    python -m benchmarks.eta [--runs 320x180:20:none,480x270:12:flow] [--chunk-seconds 2 --scale 4]
 
-One job runs end to end through Dagster in this process (a generated clip, the default model, a fresh
-workspace). Afterwards, for every per-chunk event the run logged, ``orchestration.service.estimate_progress``
-is given the events up to that one, as the page would have seen them, and its "seconds left" is compared with
-the time the run really took from there to its last event. Prints a Markdown table (stage, chunk, predicted and
-actual seconds left, error) with the machine, the command and the versions, and the largest error once the first
-upscale chunks are done; writes it under ``benchmarks/results/``. Not a test: nothing is asserted.
+Each clip runs end to end through Dagster in this process (generated clips, the default model, one fresh
+workspace and instance for all). Afterwards, for every per-chunk event a run logged,
+``orchestration.service.estimate_progress`` is given the events up to that one, as the page would have seen them,
+and its "seconds left" is compared with the time the run really took from there to its last event: once with the
+fixed priors, and, from the second clip on, with priors learned from the clips before (what the page uses once
+this machine has finished runs). Prints Markdown tables (stage, chunk, predicted and actual seconds left, error)
+with the machine, the command and the versions, and the largest error once the first upscale chunks are done;
+writes them under ``benchmarks/results/``. Not a test: nothing is asserted.
 """
 
 from __future__ import annotations
@@ -26,16 +28,46 @@ from benchmarks.common import RESULTS, command_line, versions
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.eta", description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--width", type=int, default=320)
-    parser.add_argument("--height", type=int, default=180)
+    parser.add_argument("--runs", default="320x180:20:none,480x270:12:flow",
+                        help="clips as WIDTHxHEIGHT:SECONDS:TEMPORAL, comma-separated, run in this order in one "
+                             "instance (default: 320x180:20:none,480x270:12:flow)")
     parser.add_argument("--fps", type=float, default=24.0)
     parser.add_argument("--chunk-seconds", type=float, default=2.0)
     parser.add_argument("--scale", type=int, default=4)
-    parser.add_argument("--temporal", default="none")
     parser.add_argument("--settle-after", type=int, default=2,
                         help="upscale chunks after which the error is summarised (default 2)")
     return parser.parse_args(argv)
+
+
+def _replay(events: list[tuple[dict, float]], stages: list[str], ratio: float, priors: dict[str, float] | None,
+            settle_after: int) -> tuple[list[dict], float | None]:
+    """The estimator's answer after each event vs the real time left; and the worst |error| once settled."""
+    from orchestration.service import estimate_progress
+
+    end = events[-1][1]
+    rows = []
+    upscale_done = 0
+    for i, (event, stamp) in enumerate(events):
+        upscale_done += event["stage"] == "upscale"
+        fraction, _stage, eta = estimate_progress([e for e, _ in events[: i + 1]], stages, ratio, priors)
+        actual = end - stamp
+        error = (eta - actual) / actual if eta is not None and actual > 0.5 else None
+        rows.append({"stage": event["stage"], "chunk": event["chunk"] + 1, "chunks": event["chunks"],
+                     "done_pct": round(100 * fraction, 1), "eta_s": None if eta is None else round(eta, 2),
+                     "actual_s": round(actual, 2), "error_pct": None if error is None else round(100 * error, 1),
+                     "settled": upscale_done >= settle_after})
+    settled = [abs(r["error_pct"]) for r in rows if r["settled"] and r["error_pct"] is not None]
+    return rows, (max(settled) if settled else None)
+
+
+def _table(rows: list[dict]) -> list[str]:
+    lines = ["| stage | chunk | done | predicted left (s) | actual left (s) | error |", "|---|---|---|---|---|---|"]
+    lines += [
+        f"| {r['stage']} | {r['chunk']}/{r['chunks']} | {r['done_pct']:.0f}% | "
+        f"{'estimating' if r['eta_s'] is None else r['eta_s']} | {r['actual_s']} | "
+        f"{'' if r['error_pct'] is None else str(r['error_pct']) + '%'} |" for r in rows if r["stage"] != "frames"
+    ]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,68 +77,64 @@ def main(argv: list[str] | None = None) -> int:
 
     from orchestration.config import ChunkPlanConfig, TemporalConfig, UpscaleConfig
     from orchestration.runner import EnhanceRequest, run_enhance
-    from orchestration.service import _stages_of, estimate_progress
+    from orchestration.service import _stages_of, learn_priors
     from orchestration.workspace import Workspace
     from stages.samples import make_sample_clip
 
-    with tempfile.TemporaryDirectory(prefix="vup-eta-") as tmp:
-        root = Path(tmp) / "ws"
-        os.environ["DAGSTER_HOME"] = str(root / "dagster")
-        clip = make_sample_clip(Path(tmp) / "clip.mp4", width=args.width, height=args.height,
-                                seconds=args.seconds, fps=args.fps, audio=False)
-        request = EnhanceRequest(input=clip, output=Path(tmp) / "out.mp4",
-                                 chunk=ChunkPlanConfig(chunk_seconds=args.chunk_seconds, scene_detection=False),
-                                 upscale=UpscaleConfig(scale=args.scale), temporal=TemporalConfig(method=args.temporal))
-        outcome = run_enhance(Workspace(root), request)
-        if not outcome.success:
-            print(f"error: the run failed: {outcome.error}", file=sys.stderr)
-            return 1
-        instance = DagsterInstance.get()
-        run = instance.get_run_by_id(outcome.run_id)
-        stages, ratio, _ = _stages_of(run.run_config)
-        records = instance.all_logs(outcome.run_id, of_type=DagsterEventType.ASSET_OBSERVATION)
-        events = [({k: v.value for k, v in r.dagster_event.event_specific_data.asset_observation.metadata.items()},
-                   r.timestamp) for r in records]
-        end = events[-1][1]
-        rows = []
-        upscale_done = 0
-        for i, (event, stamp) in enumerate(events):
-            upscale_done += event["stage"] == "upscale"
-            fraction, _stage, eta = estimate_progress([e for e, _ in events[: i + 1]], stages, ratio)
-            actual = end - stamp
-            error = (eta - actual) / actual if eta is not None and actual > 0.5 else None
-            rows.append({"stage": event["stage"], "chunk": event["chunk"] + 1, "chunks": event["chunks"],
-                         "done_pct": round(100 * fraction, 1), "eta_s": None if eta is None else round(eta, 2),
-                         "actual_s": round(actual, 2), "error_pct": None if error is None else round(100 * error, 1),
-                         "settled": upscale_done >= args.settle_after})
-    settled = [abs(r["error_pct"]) for r in rows if r["settled"] and r["error_pct"] is not None]
-    worst = max(settled) if settled else None
-    header = [
+    specs = []
+    for item in args.runs.split(","):
+        size, seconds, temporal = item.split(":")
+        width, height = (int(v) for v in size.split("x"))
+        specs.append((width, height, float(seconds), temporal))
+    results = []
+    history = []
+    lines = [
         f"# ETA accuracy ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC)",
         "",
         f"- machine: {platform.node()} ({platform.machine()}, {os.cpu_count()} cores), {platform.platform()}",
         f"- command: `{command_line('benchmarks.eta', argv)}`",
         f"- versions: {versions()}",
-        (f"- clip: {args.width}x{args.height}, {args.seconds:g} s at {args.fps:g} fps, chunks of "
-        f"{args.chunk_seconds:g} s, x{args.scale}, temporal {args.temporal}; stages {', '.join(stages)}"),
-        f"- largest |error| after {args.settle_after} upscale chunks: "
-        + (f"{worst:.1f}% (over {len(settled)} events)" if worst is not None else "n/a"),
-        "",
-        "| stage | chunk | done | predicted left (s) | actual left (s) | error |",
-        "|---|---|---|---|---|---|",
+        (f"- every clip at {args.fps:g} fps, chunks of {args.chunk_seconds:g} s, x{args.scale}, default model, CPU; "
+        "error = (predicted - actual) / actual seconds left"),
     ]
-    lines = header + [
-        f"| {r['stage']} | {r['chunk']}/{r['chunks']} | {r['done_pct']:.0f}% | "
-        f"{'estimating' if r['eta_s'] is None else r['eta_s']} | {r['actual_s']} | "
-        f"{'' if r['error_pct'] is None else str(r['error_pct']) + '%'} |" for r in rows
-    ]
+    with tempfile.TemporaryDirectory(prefix="vup-eta-") as tmp:
+        root = Path(tmp) / "ws"
+        os.environ["DAGSTER_HOME"] = str(root / "dagster")
+        for n, (width, height, seconds, temporal) in enumerate(specs):
+            clip = make_sample_clip(Path(tmp) / f"clip{n}.mp4", width=width, height=height, seconds=seconds,
+                                    fps=args.fps, audio=False)
+            request = EnhanceRequest(
+                input=clip, output=Path(tmp) / f"out{n}.mp4",
+                chunk=ChunkPlanConfig(chunk_seconds=args.chunk_seconds, scene_detection=False),
+                upscale=UpscaleConfig(scale=args.scale), temporal=TemporalConfig(method=temporal))
+            outcome = run_enhance(Workspace(root), request)
+            if not outcome.success:
+                print(f"error: the run failed: {outcome.error}", file=sys.stderr)
+                return 1
+            instance = DagsterInstance.get()
+            stages, ratio, _ = _stages_of(instance.get_run_by_id(outcome.run_id).run_config)
+            records = instance.all_logs(outcome.run_id, of_type=DagsterEventType.ASSET_OBSERVATION)
+            events = [({k: v.value for k, v in
+                        r.dagster_event.event_specific_data.asset_observation.metadata.items()}, r.timestamp)
+                      for r in records]
+            title = f"{width}x{height}, {seconds:g} s, temporal {temporal} (stages {', '.join(stages)})"
+            variants = [("fixed priors", None)]
+            if history:
+                variants.append((f"priors learned from the {len(history)} run(s) before", learn_priors(history)))
+            for name, priors in variants:
+                rows, worst = _replay(events, stages, ratio, priors, args.settle_after)
+                summary = f"{worst:.1f}%" if worst is not None else "n/a"
+                results.append({"clip": title, "priors": name, "worst_settled_pct": worst, "rows": rows})
+                lines += ["", f"## {title}, {name}", "",
+                          f"Largest |error| after {args.settle_after} upscale chunks: **{summary}**", "",
+                          *_table(rows)]
+            history.append(([e for e, _ in events], stages, ratio))
     text = "\n".join(lines)
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     (RESULTS / f"eta-{stamp}.md").write_text(text + "\n", encoding="utf-8")
-    (RESULTS / f"eta-{stamp}.json").write_text(json.dumps({"rows": rows, "worst_settled_pct": worst}, indent=2),
-                                               encoding="utf-8")
+    (RESULTS / f"eta-{stamp}.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     return 0
 
 

@@ -631,13 +631,16 @@ def encoded_video(
         total = sum(r.frame_count for r in records)
         ends = np.cumsum([r.frame_count for r in records])
         reported = [0]
+        last = [started]
 
         def progress(done: int, _total: int) -> None:
-            # one event each time the encoder has passed the end of a chunk
+            # one event each time the encoder has passed the end of a chunk, with that chunk's own seconds
             while reported[0] < len(records) and done >= ends[reported[0]]:
                 index = reported[0]
+                now = time.perf_counter()
                 _report_progress(context, "encode", index, len(records), records[index].frame_count, False,
-                                 time.perf_counter() - started)
+                                 now - last[0])
+                last[0] = now
                 reported[0] += 1
 
         encoded = encode_video(

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from dagster import DagsterEventType, DagsterInstance, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from orchestration.config import enhance_run_config
 from orchestration.inbox import (
@@ -437,9 +437,9 @@ class RunRow:
 
 STAGE_ORDER = ("frames", "upscale", "interpolate", "coherence", "encode", "report")
 # Seconds of one chunk of each stage per second of one upscale chunk, for stages not yet measured (CPU, 2 cores,
-# animevideov3 x4, 480x270 input; `python -m benchmarks.eta`). Per output frame: stages after interpolation scale
+# animevideov3 x4, 320x180 input; `python -m benchmarks.eta`). Per output frame: stages after interpolation scale
 # with the interpolation factor.
-STAGE_PRIORS = {"frames": 0.02, "upscale": 1.0, "interpolate": 0.6, "coherence": 0.4, "encode": 0.15, "report": 0.3}
+STAGE_PRIORS = {"frames": 0.02, "upscale": 1.0, "interpolate": 0.6, "coherence": 0.4, "encode": 0.28, "report": 0.36}
 
 
 @dataclass
@@ -449,16 +449,54 @@ class _StageTally:
     measured: list[float] = field(default_factory=list)
 
 
+def _chunk_mean(values: Sequence[float]) -> float | None:
+    """Typical seconds per chunk: the mean, leaving out the first chunk (model load, warm-up) once there are
+    others."""
+    if not values:
+        return None
+    steady = values[1:] if len(values) > 1 else values
+    return sum(steady) / len(steady)
+
+
+def learn_priors(runs: Sequence[tuple[Sequence[dict[str, Any]], Sequence[str], float]]) -> dict[str, float]:
+    """Stage costs relative to the upscale stage, from finished runs on this machine: for each stage, the median
+    over ``runs`` (each: its events, its stages, its frame ratio) of its mean chunk seconds over the upscale
+    stage's (divided by the frame ratio after interpolation). Stages never measured keep :data:`STAGE_PRIORS`."""
+    ratios: dict[str, list[float]] = {}
+    for events, stages, frame_ratio in runs:
+        per_stage: dict[str, list[float]] = {}
+        for event in events:
+            if not event.get("reused"):
+                per_stage.setdefault(str(event.get("stage")), []).append(float(event.get("seconds") or 0.0))
+        upscale = _chunk_mean(per_stage.get("upscale", []))
+        if not upscale:
+            continue
+        after_interp = False
+        for stage in stages:
+            after_interp = after_interp or stage == "interpolate"
+            mean = _chunk_mean(per_stage.get(stage, []))
+            if mean is not None and stage != "upscale":
+                ratios.setdefault(stage, []).append(mean / upscale / (frame_ratio if after_interp else 1.0))
+    learned = dict(STAGE_PRIORS)
+    for stage, values in ratios.items():
+        values.sort()
+        learned[stage] = values[len(values) // 2]
+    return learned
+
+
 def estimate_progress(observations: Sequence[dict[str, Any]], stages: Sequence[str],
-                      frame_ratio: float = 1.0) -> tuple[float, str, float | None]:
+                      frame_ratio: float = 1.0, priors: dict[str, float] | None = None,
+                      ) -> tuple[float, str, float | None]:
     """(fraction done, current stage, seconds left or None) from the per-chunk progress events of a run.
 
     Each event has ``stage``, ``chunk``, ``chunks``, ``frames``, ``reused``, ``seconds`` (see
-    orchestration/assets.py). A stage's remaining chunks cost its measured mean (reused chunks excluded); a stage
-    not yet measured costs its prior (:data:`STAGE_PRIORS`) times the upscale stage's mean, times
-    ``frame_ratio`` for stages after interpolation. Until one upscale chunk (or the current stage) is measured
-    there is no ETA.
+    orchestration/assets.py). A stage's remaining chunks cost its measured chunk mean (reused chunks and, once
+    there are others, the first chunk left out); a stage not yet measured costs its prior (``priors``, default
+    :data:`STAGE_PRIORS`; :func:`learn_priors` makes them from earlier runs) times the upscale stage's mean,
+    times ``frame_ratio`` for stages after interpolation. Until one upscale chunk (or the current stage) is
+    measured there is no ETA.
     """
+    priors = priors or STAGE_PRIORS
     tallies = {stage: _StageTally() for stage in stages}
     current = stages[0] if stages else ""
     chunk_count = None
@@ -479,16 +517,14 @@ def estimate_progress(observations: Sequence[dict[str, Any]], stages: Sequence[s
         tally.chunks = tally.chunks or chunk_count
         tally.done = min(tally.done, tally.chunks)
 
-    def mean(values: list[float]) -> float | None:
-        return sum(values) / len(values) if values else None
-
+    mean = _chunk_mean
     # the unit the priors multiply: the upscale stage's mean, else the latest measured stage's (priors undone)
     upscale = mean(tallies["upscale"].measured) if "upscale" in tallies else None
     if upscale is None:
         for stage in reversed(stages):
             measured = mean(tallies[stage].measured)
             if measured is not None and stage != "frames":
-                upscale = measured / STAGE_PRIORS.get(stage, 0.3)
+                upscale = measured / priors.get(stage, 0.3)
                 break
     after_interp = False
     spent = left = 0.0
@@ -503,7 +539,7 @@ def estimate_progress(observations: Sequence[dict[str, Any]], stages: Sequence[s
         if measured is not None:
             per_chunk = measured
         elif upscale is not None:
-            per_chunk = STAGE_PRIORS.get(stage, 0.3) * upscale * (frame_ratio if after_interp else 1.0)
+            per_chunk = priors.get(stage, 0.3) * upscale * (frame_ratio if after_interp else 1.0)
         else:
             per_chunk = None
         remaining = (tally.chunks or 0) - tally.done
@@ -623,7 +659,7 @@ class DagsterService:
         status = run.status.value
         stages, ratio, output = _stages_of(run.run_config)
         observations = self._observations(run_id)
-        fraction, stage, eta = estimate_progress(observations, stages, ratio)
+        fraction, stage, eta = estimate_progress(observations, stages, ratio, self.priors())
         # elapsed from the submission (queue and start-up included: what the user waited)
         start = record.create_timestamp.timestamp()
         end = record.end_time if status in TERMINAL and record.end_time else time.time()
@@ -646,6 +682,25 @@ class DagsterService:
         return RunProgress(run_id, status, fraction, stage, elapsed, eta, output if status == "SUCCESS" else None,
                            report, report_dir, error, run.tags.get(PARTITION_TAG), len(observations),
                            run.tags.get(TAG_KIND), run.tags.get(TAG_SOURCE))
+
+    def priors(self, runs: int = 5, max_age_s: float = 60.0) -> dict[str, float]:
+        """Stage cost priors learned from the last ``runs`` successful enhance runs of this instance (this
+        machine's own balance of model, encode and report work), refreshed at most every ``max_age_s``."""
+        cached = getattr(self, "_priors", None)
+        if cached is not None and time.monotonic() - cached[0] < max_age_s:
+            return cached[1]
+        history = []
+        try:
+            records = self.instance.get_run_records(
+                RunsFilter(job_name=ENHANCE_JOB, statuses=[DagsterRunStatus.SUCCESS]), limit=runs)
+            for record in records:
+                stages, ratio, _ = _stages_of(record.dagster_run.run_config)
+                history.append((self._observations(record.dagster_run.run_id), stages, ratio))
+        except Exception as exc:  # noqa: BLE001 - fixed priors then
+            log.debug("no run history for the ETA (%s)", exc)
+        learned = learn_priors(history)
+        self._priors = (time.monotonic(), learned)
+        return learned
 
     def _observations(self, run_id: str) -> list[dict[str, Any]]:
         try:

@@ -216,3 +216,20 @@ def test_system_info_names_device_memory_versions_and_dagster(workspace):
     assert {"device", "memory", "CPU", "versions", "Dagster instance", "Dagster UI"} <= set(rows)
     assert "dagster" in rows["versions"] and rows["Dagster UI"] == "http://127.0.0.1:3000"
     json.dumps(rows)
+
+
+def test_eta_leaves_out_the_warm_up_chunk_and_learns_priors_from_finished_runs():
+    from orchestration.service import learn_priors
+
+    stages = ["frames", "upscale", "encode", "report"]
+    slow_first = _events("frames", [0.1] * 4) + _events("upscale", [30.0, 10.0, 10.0])
+    _, _, eta = estimate_progress(slow_first, stages)
+    assert eta == pytest.approx(10.0 + 4 * 10.0 * (STAGE_PRIORS["encode"] + STAGE_PRIORS["report"]))
+    # a finished run on this machine where encoding cost half an upscale chunk and the report a tenth
+    finished = _events("upscale", [20.0, 10.0, 10.0]) + _events("encode", [5.0] * 3) + _events("report", [1.0] * 3)
+    learned = learn_priors([(finished, stages, 1.0)])
+    assert learned["encode"] == pytest.approx(0.5) and learned["report"] == pytest.approx(0.1)
+    assert learned["coherence"] == STAGE_PRIORS["coherence"]
+    _, _, eta = estimate_progress(slow_first, stages, priors=learned)
+    assert eta == pytest.approx(10.0 + 4 * 10.0 * 0.6)
+    assert learn_priors([]) == STAGE_PRIORS
