@@ -441,7 +441,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     return run_serve(_workspace(args), host=args.host, port=args.port, dagster_host=args.dagster_host,
                      dagster_port=args.dagster_port, auth=args.auth, max_upload_mb=args.max_upload_mb,
-                     quiet_dagster=args.quiet)
+                     dagster_log=not args.verbose)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

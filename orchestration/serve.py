@@ -67,11 +67,15 @@ def dagster_env(workspace: Workspace) -> dict[str, str]:
     return {**os.environ, "VUP_WORKSPACE": str(workspace.root), "DAGSTER_HOME": str(workspace.dagster_home)}
 
 
-def start_dagster(workspace: Workspace, host: str, port: int, *, quiet: bool = False) -> subprocess.Popen:
-    """Start ``dagster dev`` (webserver, daemon and code server) for the workspace."""
+def start_dagster(workspace: Workspace, host: str, port: int, *, log_file: Path | None = None) -> subprocess.Popen:
+    """Start ``dagster dev`` (webserver, daemon and code server) for the workspace; its output goes to
+    ``log_file`` (appended) when given, else to this terminal."""
     command = [sys.executable, "-m", "dagster", "dev", "-m", "orchestration.definitions", "-h", host, "-p", str(port)]
-    output = subprocess.DEVNULL if quiet else None
-    return subprocess.Popen(command, env=dagster_env(workspace), stdout=output, stderr=output)
+    if log_file is None:
+        return subprocess.Popen(command, env=dagster_env(workspace))
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as out:
+        return subprocess.Popen(command, env=dagster_env(workspace), stdout=out, stderr=subprocess.STDOUT)
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> None:
@@ -96,7 +100,7 @@ def wait_for_webserver(url: str, process: subprocess.Popen, timeout: float = WEB
     body = json.dumps({"query": "{ version }"}).encode()
     while True:
         if process.poll() is not None:
-            raise StageError(f"serve: the Dagster webserver exited (code {process.returncode}); see its log above")
+            raise StageError(f"serve: the Dagster webserver exited (code {process.returncode}); see its log")
         try:
             request = urllib.request.Request(f"{url}/graphql", data=body, headers={"Content-Type": "application/json"})
             with urllib.request.urlopen(request, timeout=5) as response:
@@ -138,8 +142,10 @@ def run_dev(workspace: Workspace, host: str, port: int) -> int:
 
 def run_serve(workspace: Workspace, *, host: str = "127.0.0.1", port: int = 7860, dagster_host: str = "127.0.0.1",
               dagster_port: int = 3000, auth: str | None = None, max_upload_mb: float | None = None,
-              quiet_dagster: bool = False) -> int:
+              dagster_log: bool = True) -> int:
     """``vup serve``: Dagster webserver + daemon, then the Gradio page; all stop on Ctrl-C / SIGTERM.
+
+    ``dagster_log``: Dagster's own output goes to ``<workspace>/logs/dagster.log`` (else to this terminal).
 
     Raises:
         SettingsError: a non-loopback ``host`` without authentication, or a bad ``auth`` / upload limit.
@@ -160,14 +166,14 @@ def run_serve(workspace: Workspace, *, host: str = "127.0.0.1", port: int = 7860
     Path(os.environ["GRADIO_TEMP_DIR"]).mkdir(parents=True, exist_ok=True)
 
     dagster_url = _url(dagster_host, dagster_port)
-    process = start_dagster(workspace, dagster_host, dagster_port, quiet=quiet_dagster)
+    log_file = workspace.root / "logs" / "dagster.log" if dagster_log else None
+    process = start_dagster(workspace, dagster_host, dagster_port, log_file=log_file)
     app = None
     with sigterm_as_interrupt():
         try:
             wait_for_webserver(dagster_url, process)
-            from ui.app import build_app, launch_options
-
             from orchestration.service import DagsterService, max_upload_bytes
+            from ui.app import build_app, launch_options
 
             service = DagsterService(workspace, dagster_url)
             app = build_app(service, max_upload=max_upload_bytes())
@@ -175,6 +181,8 @@ def run_serve(workspace: Workspace, *, host: str = "127.0.0.1", port: int = 7860
                        ssr_mode=False, show_error=False, **launch_options(service))
             print(f"Video Upscaler Pro page: {_url(host, port)}" + ("  (login required)" if credentials else ""))
             print(f"Dagster UI:              {dagster_url}  (instance {workspace.dagster_home})")
+            if log_file is not None:
+                print(f"Dagster log:             {log_file}")
             print("Ctrl-C stops both.", flush=True)
             code = process.wait()
             print(f"the Dagster webserver stopped (code {code}); stopping the page", file=sys.stderr)

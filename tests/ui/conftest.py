@@ -80,7 +80,9 @@ def served(tmp_path_factory) -> Served:
     while not (_answers(f"{page_url}/config") and _answers(f"{dagster_url}/server_info")):
         if process.poll() is not None or time.monotonic() > deadline:
             os.killpg(process.pid, signal.SIGKILL) if process.poll() is None else None
-            pytest.fail(f"vup serve did not come up:\n{log.read_text(errors='replace')[-3000:]}")
+            dagster_log = root / "logs" / "dagster.log"
+            detail = dagster_log.read_text(errors="replace")[-3000:] if dagster_log.exists() else ""
+            pytest.fail(f"vup serve did not come up:\n{log.read_text(errors='replace')[-3000:]}\n{detail}")
         time.sleep(1)
     yield Served(root, page_url, dagster_url, process, log)
     process.send_signal(signal.SIGTERM)
