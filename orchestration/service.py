@@ -607,15 +607,17 @@ class DagsterService:
 
     # -- submit and cancel
 
-    def submit(self, request: EnhanceRequest, *, kind: str = "process") -> str:
+    def submit(self, request: EnhanceRequest, *, kind: str = "process", sha256: str | None = None) -> str:
         """Register the input as a ``videos`` partition and submit ``enhance_job`` for it; returns the run id.
+
+        ``sha256``: the input's digest when known (an accepted upload), so a large file is not hashed again.
 
         Raises:
             StageError: the webserver cannot be reached or refused the run (message says what to do).
         """
         from dagster_graphql import DagsterGraphQLClientError
 
-        record = register_video(self.workspace, request.input)
+        record = register_video(self.workspace, request.input, sha256=sha256)
         if not self.instance.has_dynamic_partition("videos", record.key):
             self.instance.add_dynamic_partitions("videos", [record.key])
         run_config = enhance_run_config(

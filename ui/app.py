@@ -416,7 +416,7 @@ def submit_run(service: Any, file: str | Path | None, choices: PageChoices, *, k
             return refuse(plan.error)
         target = preview_upload(service.workspace, upload) if kind == "preview" else upload
         request = build_ui_request(service.workspace, target, choices.request_choices())
-        run_id = service.submit(request, kind=kind)
+        run_id = service.submit(request, kind=kind, sha256=target.sha256)
     except StageError as exc:
         return refuse(str(exc))
     except Exception as exc:  # noqa: BLE001 - shown as one line, logged with its traceback

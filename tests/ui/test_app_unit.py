@@ -32,12 +32,14 @@ class FakeService:
         self.workspace = workspace
         self.webserver_url = "http://dagster.test:3000"
         self.submitted: list[tuple[object, str]] = []
+        self.digests: list[str | None] = []
         self.cancelled: list[str] = []
         self.runs: dict[str, RunProgress] = {}
         self.rows: list[RunRow] = []
 
-    def submit(self, request, *, kind="process"):
+    def submit(self, request, *, kind="process", sha256=None):
         self.submitted.append((request, kind))
+        self.digests.append(sha256)
         return RUN_ID
 
     def cancel(self, run_id):
@@ -206,6 +208,10 @@ def test_process_submits_the_request(service, clip):
     assert request.chunk.chunk_seconds == 5
     assert request.device == "cpu" and request.precision == "fp16"
     assert request.output.suffix == ".mkv" and request.output.is_relative_to(service.workspace.outputs)
+    # the upload's digest goes along, so the service does not hash the file again
+    from stages.fsutil import sha256_file
+
+    assert service.digests == [sha256_file(request.input)]
 
 
 def test_preview_submits_a_preview_run(service, clip):
@@ -219,7 +225,7 @@ def test_preview_submits_a_preview_run(service, clip):
 def test_submit_shows_service_errors(service, clip):
     from stages.errors import StageError
 
-    def refuse(request, *, kind="process"):
+    def refuse(request, *, kind="process", sha256=None):
         raise StageError("ui: cannot reach the Dagster webserver; start everything with `vup serve`")
 
     service.submit = refuse
