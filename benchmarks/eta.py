@@ -73,9 +73,10 @@ def _table(rows: list[dict]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parse(argv)
-    from dagster import DagsterEventType, DagsterInstance
+    from dagster import DagsterInstance
 
     from orchestration.config import ChunkPlanConfig, TemporalConfig, UpscaleConfig
+    from orchestration.events import progress_events
     from orchestration.runner import EnhanceRequest, run_enhance
     from orchestration.service import _stages_of, learn_priors
     from orchestration.workspace import Workspace
@@ -113,10 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             instance = DagsterInstance.get()
             stages, ratio, _ = _stages_of(instance.get_run_by_id(outcome.run_id).run_config)
-            records = instance.all_logs(outcome.run_id, of_type=DagsterEventType.ASSET_OBSERVATION)
-            events = [({k: v.value for k, v in
-                        r.dagster_event.event_specific_data.asset_observation.metadata.items()}, r.timestamp)
-                      for r in records]
+            events = progress_events(instance, outcome.run_id)
             title = f"{width}x{height}, {seconds:g} s, temporal {temporal} (stages {', '.join(stages)})"
             variants = [("fixed priors", None)]
             if history:

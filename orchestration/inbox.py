@@ -91,6 +91,7 @@ from orchestration.config import (
     UpscaleConfig,
     enhance_run_config,
 )
+from orchestration.events import error_line
 from orchestration.resources import WorkspaceResource
 from orchestration.workspace import Workspace, register_video
 from stages.errors import SettingsError, StageError
@@ -454,12 +455,8 @@ def _failure_reason(context: RunStatusSensorContext) -> str:
         error = getattr(event.event_specific_data, "error", None) if event is not None else None
         if error is None:
             continue
-        while error.cause is not None:
-            error = error.cause
-        message = (error.message or error.cls_name or "unknown error").strip().splitlines()[0]
-        head, _, rest = message.partition(": ")
         step = f"{event.step_key}: " if event.step_key else ""
-        return step + (rest if rest and head.rsplit(".", 1)[-1] == error.cls_name else message)
+        return step + error_line(error)
     message = (context.dagster_event.message or "").strip() if context.dagster_event is not None else ""
     return message.splitlines()[0] if message else "the run failed; open the Dagster UI (vup dev) for its logs"
 

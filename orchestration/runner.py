@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagster import DagsterEventType, DagsterInstance
+from dagster import DagsterInstance
 from dagster._core.utils import make_new_run_id
 
 from orchestration.config import (
@@ -24,6 +24,7 @@ from orchestration.config import (
     enhance_run_config,
 )
 from orchestration.definitions import build_definitions
+from orchestration.events import error_line, progress_events
 from orchestration.resources import DeviceResource, ModelStoreResource
 from orchestration.workspace import Workspace, prepare_dagster_home, register_video
 from stages.device import validate_device_settings
@@ -97,13 +98,7 @@ def _error_message(result: Any) -> str:
     """The first line of the deepest error of the first failed step (our typed errors say what to do)."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            error = event.step_failure_data.error
-            while error.cause is not None:
-                error = error.cause
-            message = (error.message or error.cls_name or "unknown error").strip().splitlines()[0]
-            head, _, rest = message.partition(": ")
-            # Dagster prefixes the (possibly qualified) class name: "stages.errors.SettingsError: upscale: ..."
-            return rest if rest and head.rsplit(".", 1)[-1] == error.cls_name else message
+            return error_line(event.step_failure_data.error)
     return "the run failed; open the Dagster UI (vup dev) for its logs"
 
 
@@ -179,12 +174,7 @@ def run_enhance(
 
 
 def _forward_events(instance: DagsterInstance, run_id: str, seen: int, on_event: Callable[[dict], None]) -> int:
-    try:
-        records = instance.all_logs(run_id, of_type=DagsterEventType.ASSET_OBSERVATION)
-    except Exception:  # noqa: BLE001 - the run may not be stored yet
-        return seen
-    for entry in records[seen:]:
-        observation = entry.dagster_event.event_specific_data.asset_observation
-        on_event({k: v.value for k, v in observation.metadata.items()})
-    return len(records)
-
+    events = progress_events(instance, run_id)
+    for event, _logged in events[seen:]:
+        on_event(event)
+    return max(seen, len(events))

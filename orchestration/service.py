@@ -25,13 +25,14 @@ from urllib.parse import urlparse
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from orchestration.config import enhance_run_config
+from orchestration.events import error_line, progress_events
 from orchestration.inbox import (
     ENHANCE_JOB,
     SCHEMA,
     TAG_LAUNCHED_BY,
     TAG_SOURCE,
     build_request,
+    run_config_for,
 )
 from orchestration.runner import EnhanceRequest, validate_request
 from orchestration.workspace import Workspace, register_video
@@ -620,20 +621,16 @@ class DagsterService:
         record = register_video(self.workspace, request.input, sha256=sha256)
         if not self.instance.has_dynamic_partition("videos", record.key):
             self.instance.add_dynamic_partitions("videos", [record.key])
-        run_config = enhance_run_config(
-            request.chunk, request.upscale,
-            request.encode.model_copy(update={"output_path": str(request.output)}) if request.output else
-            request.encode,
-            request.temporal, request.interpolate, request.metrics)
+        run_config = run_config_for(request)
         run_config["resources"] = {"device": {"config": {"device": request.device, "precision": request.precision}}}
         tags = {PARTITION_TAG: record.key, TAG_SOURCE: record.name, TAG_LAUNCHED_BY: "ui", TAG_KIND: kind}
         try:
             return self._client().submit_job_execution(ENHANCE_JOB, run_config=run_config, tags=tags)
         except DagsterGraphQLClientError as exc:
-            raise StageError(f"ui: Dagster refused the run ({_first_line(exc)}); see the webserver's log") from exc
+            raise StageError(f"ui: Dagster refused the run ({first_line(exc)}); see the webserver's log") from exc
         except Exception as exc:
             raise StageError(
-                f"ui: cannot reach the Dagster webserver at {self.webserver_url} ({_first_line(exc)}); "
+                f"ui: cannot reach the Dagster webserver at {self.webserver_url} ({first_line(exc)}); "
                 "start everything with `vup serve`"
             ) from exc
 
@@ -647,7 +644,7 @@ class DagsterService:
         try:
             self._client().terminate_run(run_id)
         except Exception as exc:  # noqa: BLE001 - reported to the user
-            return f"could not cancel run {run_id[:8]}: {_first_line(exc)}"
+            return f"could not cancel run {run_id[:8]}: {first_line(exc)}"
         return f"cancelling run {run_id[:8]}"
 
     # -- read back
@@ -705,15 +702,7 @@ class DagsterService:
         return learned
 
     def _observations(self, run_id: str) -> list[dict[str, Any]]:
-        try:
-            records = self.instance.all_logs(run_id, of_type=DagsterEventType.ASSET_OBSERVATION)
-        except Exception:  # noqa: BLE001 - not stored yet
-            return []
-        out = []
-        for entry in records:
-            observation = entry.dagster_event.event_specific_data.asset_observation
-            out.append({k: v.value for k, v in observation.metadata.items()})
-        return out
+        return [event for event, _logged in progress_events(self.instance, run_id)]
 
     def _report_dir(self, run_id: str) -> str | None:
         for entry in self.instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
@@ -726,17 +715,9 @@ class DagsterService:
         """The first line of the deepest error of the first failed step, else of the run failure."""
         for entry in self.instance.all_logs(run_id, of_type={DagsterEventType.STEP_FAILURE,
                                                               DagsterEventType.RUN_FAILURE}):
-            event = entry.dagster_event
-            data = event.event_specific_data
-            error = getattr(data, "error", None)
-            if error is None:
-                continue
-            while error.cause is not None:
-                error = error.cause
-            message = (error.message or error.cls_name or "").strip().splitlines()
-            if message:
-                head, _, rest = message[0].partition(": ")
-                return rest if rest and head.rsplit(".", 1)[-1] == error.cls_name else message[0]
+            error = getattr(entry.dagster_event.event_specific_data, "error", None)
+            if error is not None:
+                return error_line(error)
         for entry in self.instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE):
             return entry.dagster_event.message or "the run failed"
         return "the run failed; open it in the Dagster UI for its logs"
@@ -774,7 +755,8 @@ class DagsterService:
             time.sleep(poll)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 300 characters), else its class name."""
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
 
@@ -803,7 +785,7 @@ def system_info(workspace: Workspace, webserver_url: str) -> list[tuple[str, str
             rows.append(("device", "CPU (no CUDA or MPS GPU found)"))
             rows.append(("VRAM", "none"))
     except Exception as exc:  # noqa: BLE001 - shown, not raised
-        rows.append(("device", f"unknown ({_first_line(exc)})"))
+        rows.append(("device", f"unknown ({first_line(exc)})"))
     total_mem = _total_memory()
     rows.append(("memory", f"{human_size(host_free_memory())} free"
                  + (f" of {human_size(total_mem)}" if total_mem else "")))
@@ -843,6 +825,7 @@ __all__ = [
     "accept_upload",
     "build_ui_request",
     "estimate_progress",
+    "first_line",
     "interpolation_methods",
     "load_settings",
     "max_upload_bytes",

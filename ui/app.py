@@ -35,6 +35,7 @@ from orchestration.service import (
     accept_upload,
     build_ui_request,
     compare_frames,
+    first_line,
     interpolation_methods,
     load_settings,
     max_upload_bytes,
@@ -142,14 +143,9 @@ def file_argument(value: Any) -> tuple[str | None, str | None]:
     return (str(path) if path else None), (str(name) if name else None)
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else type(exc).__name__
-
-
 def _unexpected(what: str, exc: BaseException) -> str:
     log.exception("ui: %s failed", what)
-    return f"ui: {what} failed ({_first_line(exc)}); see the server log"
+    return f"ui: {what} failed ({first_line(exc)}); see the server log"
 
 
 def _as_int(name: str, value: Any) -> int:
@@ -514,7 +510,7 @@ def preview_pair(service: Any, source: str | None, run_id: str) -> tuple[str | N
     try:
         progress = service.progress(run_id)
     except Exception as exc:  # noqa: BLE001 - the pair stays empty
-        log.warning("ui: cannot read preview run %s: %s", run_id, _first_line(exc))
+        log.warning("ui: cannot read preview run %s: %s", run_id, first_line(exc))
         return None, None
     codec = ((progress.report or {}).get("output") or {}).get("codec")
     output = servable(progress.output, service.workspace)
@@ -552,7 +548,7 @@ def finished_runs(service: Any, limit: int = 50) -> list[tuple[str, str]]:
     try:
         rows = service.recent_runs(limit)
     except Exception as exc:  # noqa: BLE001 - an empty list, logged
-        log.warning("ui: cannot list runs: %s", _first_line(exc))
+        log.warning("ui: cannot list runs: %s", first_line(exc))
         return []
     return [(" · ".join((row.source or row.partition or "?", row.kind or "run", row.run_id[:8],
                          _run_time(row.started))), row.run_id)
@@ -639,7 +635,7 @@ def compare_images(source: str | None, output: str | None, seconds: float) -> tu
     try:
         return compare_frames(source, output, float(seconds or 0.0))
     except Exception as exc:  # noqa: BLE001 - the slider stays empty
-        log.warning("ui: no frames to compare at %ss: %s", seconds, _first_line(exc))
+        log.warning("ui: no frames to compare at %ss: %s", seconds, first_line(exc))
         return None
 
 
@@ -730,7 +726,7 @@ def remember(workspace: Any, key: str, value: Any) -> dict[str, Any]:
             value = str(value)
         return save_settings(workspace, {key: value})
     except (StageError, OSError) as exc:
-        log.warning("ui: setting %s=%r not saved: %s", key, value, _first_line(exc))
+        log.warning("ui: setting %s=%r not saved: %s", key, value, first_line(exc))
         return load_settings(workspace)
 
 
@@ -1056,7 +1052,7 @@ def build_app(service: DagsterService, *, max_upload: int | None = None) -> gr.B
                 choices = [(f"{r.run_id[:8]} · {r.source or r.partition or '?'} · {r.status}", r.run_id)
                            for r in service.recent_runs(20)]
             except Exception as exc:  # noqa: BLE001 - the dropdown stays empty
-                log.warning("ui: cannot list runs: %s", _first_line(exc))
+                log.warning("ui: cannot list runs: %s", first_line(exc))
             return (table(system_rows(service, lang), [label(lang, "col_field"), label(lang, "col_value")]),
                     table(runs, [label(lang, k) for k in RUN_HEADERS]), gr.Dropdown(choices=choices))
 
@@ -1079,7 +1075,7 @@ def build_app(service: DagsterService, *, max_upload: int | None = None) -> gr.B
                 models = model_choices()
                 methods = interpolation_methods()
             except Exception as exc:  # noqa: BLE001 - keep the lists read at start
-                log.warning("ui: cannot refresh the model list: %s", _first_line(exc))
+                log.warning("ui: cannot refresh the model list: %s", first_line(exc))
             values = page_settings(workspace, models, methods)
             return (
                 gr.Dropdown(choices=[(model_label(m, lang), m.id) for m in models], value=values["model"]),
