@@ -104,6 +104,24 @@ class ChunkWriter:
             self.abort()
 
 
+def _open_chunk(path: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream, str]:
+    """The open chunk container, its video stream and the array format of its frames (rgb24 / rgb48le).
+
+    Raises:
+        ChunkError: the file is missing or cannot be opened.
+    """
+    try:
+        container = av.open(str(path))
+    except (OSError, av.error.FFmpegError) as exc:
+        raise ChunkError(f"chunk reader: cannot open {path}: {exc}; delete it so it is redone") from exc
+    try:
+        stream = container.streams.video[0]
+    except IndexError:
+        container.close()
+        raise ChunkError(f"chunk reader: {path} has no video stream; delete it so it is redone") from None
+    return container, stream, "rgb48le" if "16" in (stream.codec_context.pix_fmt or "") else "rgb24"
+
+
 def read_frames(path: str | Path) -> Iterator[np.ndarray]:
     """Yield the frames of a chunk file as ``HxWx3`` arrays (uint8, or uint16 for 16-bit chunks).
 
@@ -111,14 +129,9 @@ def read_frames(path: str | Path) -> Iterator[np.ndarray]:
         ChunkError: the file is missing or cannot be decoded.
     """
     path = Path(path)
-    try:
-        container = av.open(str(path))
-    except (OSError, av.error.FFmpegError) as exc:
-        raise ChunkError(f"chunk reader: cannot open {path}: {exc}; delete it so it is redone") from exc
+    container, stream, array_format = _open_chunk(path)
     with container:
-        stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        array_format = "rgb48le" if "16" in (stream.codec_context.pix_fmt or "") else "rgb24"
         try:
             for frame in container.decode(stream):
                 yield frame.to_ndarray(format=array_format)
@@ -157,13 +170,8 @@ def last_frame(path: str | Path) -> np.ndarray:
         ChunkError: the file is missing, empty or cannot be decoded.
     """
     path = Path(path)
-    try:
-        container = av.open(str(path))
-    except (OSError, av.error.FFmpegError) as exc:
-        raise ChunkError(f"chunk reader: cannot open {path}: {exc}; delete it so it is redone") from exc
+    container, stream, array_format = _open_chunk(path)
     with container:
-        stream = container.streams.video[0]
-        array_format = "rgb48le" if "16" in (stream.codec_context.pix_fmt or "") else "rgb24"
         try:
             last = None
             for packet in container.demux(stream):
