@@ -31,7 +31,7 @@ enhance_job = define_asset_job(
     selection=AssetSelection.groups(GROUP),
     description="Probe, chunk, upscale, (interpolate, cohere), encode and report one video (one partition).",
     # The steps form a chain, so nothing would run side by side: one process per run instead of one per step
-    # saves about 7 s of start-up per step (measured: 73 s -> see README). The `gpu` pool is still enforced.
+    # saves the 5-7 s start-up between steps (README, "GPU and several machines"). The `gpu` pool is still enforced.
     executor_def=in_process_executor,
 )
 

@@ -518,12 +518,11 @@ def estimate_progress(observations: Sequence[dict[str, Any]], stages: Sequence[s
         tally.chunks = tally.chunks or chunk_count
         tally.done = min(tally.done, tally.chunks)
 
-    mean = _chunk_mean
     # the unit the priors multiply: the upscale stage's mean, else the latest measured stage's (priors undone)
-    upscale = mean(tallies["upscale"].measured) if "upscale" in tallies else None
+    upscale = _chunk_mean(tallies["upscale"].measured) if "upscale" in tallies else None
     if upscale is None:
         for stage in reversed(stages):
-            measured = mean(tallies[stage].measured)
+            measured = _chunk_mean(tallies[stage].measured)
             if measured is not None and stage != "frames":
                 upscale = measured / priors.get(stage, 0.3)
                 break
@@ -534,7 +533,7 @@ def estimate_progress(observations: Sequence[dict[str, Any]], stages: Sequence[s
     done_chunks = sum(t.done for t in tallies.values())
     for stage in stages:
         tally = tallies[stage]
-        measured = mean(tally.measured)
+        measured = _chunk_mean(tally.measured)
         if stage == "interpolate":
             after_interp = True
         if measured is not None:
@@ -589,6 +588,7 @@ class DagsterService:
         self.workspace = workspace
         self.webserver_url = webserver_url.rstrip("/")
         self._instance = instance
+        self._priors: tuple[float, dict[str, float]] | None = None  # (when learned, priors)
 
     @property
     def instance(self) -> DagsterInstance:
@@ -685,7 +685,7 @@ class DagsterService:
     def priors(self, runs: int = 5, max_age_s: float = 60.0) -> dict[str, float]:
         """Stage cost priors learned from the last ``runs`` successful enhance runs of this instance (this
         machine's own balance of model, encode and report work), refreshed at most every ``max_age_s``."""
-        cached = getattr(self, "_priors", None)
+        cached = self._priors
         if cached is not None and time.monotonic() - cached[0] < max_age_s:
             return cached[1]
         history = []
