@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test test-fast dev serve bench browser clean
+.PHONY: venv demo test test-slow test-fast dev serve bench browser clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,10 @@ demo: venv
 ## make test: install if needed, then run the whole suite
 test: venv
 	$(PY) -m pytest -q -p no:cacheprovider
+
+## make test-slow: the slow tier (20+ kill -9 trials, parallel-load runs); not part of `make test`
+test-slow: venv
+	VUP_SLOW_TIER=1 $(PY) -m pytest -q -p no:cacheprovider -m soak
 
 test-fast: venv
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
