@@ -216,16 +216,17 @@ def frame_chunks(
             {"source": source["sha256"], "spec": asdict(spec), "bit_depth": info.bit_depth, "version": FRAMES_VERSION},
         )
         started = time.perf_counter()
-        record = store.get("frames", key)
-        reused = record is not None
-        if record is None:
+        with store.lock("frames", key):
+            record = store.get("frames", key)
+            reused = record is not None
+            if record is None:
 
-            def produce(tmp: Path, spec: ChunkSpec = spec) -> ChunkContent:
-                ex = extract_chunk(source["path"], info, spec, tmp)
-                return ChunkContent(ex.frame_count, tuple(ex.pts), ex.width, ex.height, ex.bit_depth)
+                def produce(tmp: Path, spec: ChunkSpec = spec) -> ChunkContent:
+                    ex = extract_chunk(source["path"], info, spec, tmp)
+                    return ChunkContent(ex.frame_count, tuple(ex.pts), ex.width, ex.height, ex.bit_depth)
 
-            record = store.put("frames", key, produce, index=spec.index, start_frame=spec.start_frame)
-            computed += 1
+                record = store.put("frames", key, produce, index=spec.index, start_frame=spec.start_frame)
+                computed += 1
             if record.frame_count != spec.frame_count:
                 context.log.warning(
                     f"frames: chunk {spec.index} decoded {record.frame_count} frames, the plan expected "
@@ -305,38 +306,39 @@ def upscaled_chunks(
             },
         )
         started = time.perf_counter()
-        record = store.get("upscaled", key)
-        reused = record is not None
-        if record is None:
-            if upscaler is None:
-                if backend == "ncnn":
-                    upscaler = NcnnUpscaler.from_descriptor(
-                        loaded.descriptor, model_store.store().cache_dir / "ncnn-exports", tile=settings.tile,
-                        overlap=settings.tile_overlap,
-                    )
-                else:
-                    upscaler = Upscaler(
-                        loaded.descriptor, choice, tile=settings.tile, overlap=settings.tile_overlap,
-                        batch=settings.batch, compile=settings.compile,
-                    )
+        with store.lock("upscaled", key):
+            record = store.get("upscaled", key)
+            reused = record is not None
+            if record is None:
+                if upscaler is None:
+                    if backend == "ncnn":
+                        upscaler = NcnnUpscaler.from_descriptor(
+                            loaded.descriptor, model_store.store().cache_dir / "ncnn-exports", tile=settings.tile,
+                            overlap=settings.tile_overlap,
+                        )
+                    else:
+                        upscaler = Upscaler(
+                            loaded.descriptor, choice, tile=settings.tile, overlap=settings.tile_overlap,
+                            batch=settings.batch, compile=settings.compile,
+                        )
 
-            def produce(tmp: Path, upstream: ChunkRecord = upstream, engine=upscaler) -> ChunkContent:
-                nonlocal model_seconds, write_wait_seconds
-                result = upscale_chunk(
-                    upstream.path, tmp, engine, steps, expected_frames=upstream.frame_count,
-                    bit_depth=upstream.bit_depth,
+                def produce(tmp: Path, upstream: ChunkRecord = upstream, engine=upscaler) -> ChunkContent:
+                    nonlocal model_seconds, write_wait_seconds
+                    result = upscale_chunk(
+                        upstream.path, tmp, engine, steps, expected_frames=upstream.frame_count,
+                        bit_depth=upstream.bit_depth,
+                    )
+                    model_seconds += result.model_seconds
+                    write_wait_seconds += result.write_wait_seconds
+                    return ChunkContent(result.frame_count, upstream.pts, result.width, result.height, result.bit_depth)
+
+                before = upscaler.model_calls
+                record = store.put(
+                    "upscaled", key, produce, index=upstream.index, start_frame=upstream.start_frame,
+                    params={"model": selection.model_id, "plan": describe_plan(steps)},
                 )
-                model_seconds += result.model_seconds
-                write_wait_seconds += result.write_wait_seconds
-                return ChunkContent(result.frame_count, upstream.pts, result.width, result.height, result.bit_depth)
-
-            before = upscaler.model_calls
-            record = store.put(
-                "upscaled", key, produce, index=upstream.index, start_frame=upstream.start_frame,
-                params={"model": selection.model_id, "plan": describe_plan(steps)},
-            )
-            calls += upscaler.model_calls - before
-            computed += 1
+                calls += upscaler.model_calls - before
+                computed += 1
         records.append(record)
         _report_progress(context, "upscale", upstream.index, len(inputs), record.frame_count, reused,
                          time.perf_counter() - started)
@@ -446,23 +448,24 @@ def interpolated_chunks(
              "interpolator": interpolator.key, "version": INTERPOLATE_VERSION},
         )
         started = time.perf_counter()
-        record = store.get("interpolated", key)
-        reused = record is not None
-        if record is None:
-            next_first = first_frame(following.path) if following is not None else None
-            pts = tuple(start_pts + f.index for f in frames_plan)
+        with store.lock("interpolated", key):
+            record = store.get("interpolated", key)
+            reused = record is not None
+            if record is None:
+                next_first = first_frame(following.path) if following is not None else None
+                pts = tuple(start_pts + f.index for f in frames_plan)
 
-            def produce(tmp: Path, upstream: ChunkRecord = upstream, frames_plan=frames_plan, next_first=next_first,
-                        pts: tuple[int, ...] = pts) -> ChunkContent:
-                nonlocal synthesized
-                result = interpolate_chunk(upstream.path, tmp, frames_plan, upstream.start_frame, next_first,
-                                           interpolator, bit_depth=upstream.bit_depth)
-                synthesized += result.interpolated
-                return ChunkContent(result.frame_count, pts, result.width, result.height, result.bit_depth)
+                def produce(tmp: Path, upstream: ChunkRecord = upstream, frames_plan=frames_plan, next_first=next_first,
+                            pts: tuple[int, ...] = pts) -> ChunkContent:
+                    nonlocal synthesized
+                    result = interpolate_chunk(upstream.path, tmp, frames_plan, upstream.start_frame, next_first,
+                                               interpolator, bit_depth=upstream.bit_depth)
+                    synthesized += result.interpolated
+                    return ChunkContent(result.frame_count, pts, result.width, result.height, result.bit_depth)
 
-            record = store.put("interpolated", key, produce, index=upstream.index, start_frame=frames_plan[0].index,
-                               params={"method": method, "fps": str(out_fps)})
-            computed += 1
+                record = store.put("interpolated", key, produce, index=upstream.index, start_frame=frames_plan[0].index,
+                                   params={"method": method, "fps": str(out_fps)})
+                computed += 1
         records.append(record)
         _report_progress(context, "interpolate", upstream.index, len(inputs), record.frame_count, reused,
                          time.perf_counter() - started)
@@ -522,31 +525,32 @@ def coherent_chunks(
              "settings": asdict(resolved), "version": TEMPORAL_VERSION},
         )
         started = time.perf_counter()
-        record = store.get("coherent", key)
-        reused = record is not None
-        if record is None:
-            if previous is None:
-                filt = TemporalFilter(resolved)
-            elif lr is not None:
-                filt = TemporalFilter.from_state(resolved, last_frame(previous.path),
-                                                 last_frame(sources[position - 1].path))
-            else:
-                filt = TemporalFilter.from_state(resolved, last_frame(previous.path),
-                                                 prev_hr=last_frame(inputs[position - 1].path))
-            chunk_cuts = ({c - lr.start_frame for c in cuts if lr.start_frame <= c < lr.start_frame + lr.frame_count}
-                          if lr is not None else set())
+        with store.lock("coherent", key):
+            record = store.get("coherent", key)
+            reused = record is not None
+            if record is None:
+                if previous is None:
+                    filt = TemporalFilter(resolved)
+                elif lr is not None:
+                    filt = TemporalFilter.from_state(resolved, last_frame(previous.path),
+                                                     last_frame(sources[position - 1].path))
+                else:
+                    filt = TemporalFilter.from_state(resolved, last_frame(previous.path),
+                                                     prev_hr=last_frame(inputs[position - 1].path))
+                chunk_cuts = ({c - lr.start_frame for c in cuts if lr.start_frame <= c < lr.start_frame + lr.frame_count}
+                              if lr is not None else set())
 
-            def produce(tmp: Path, upstream: ChunkRecord = upstream, lr: ChunkRecord | None = lr,
-                        filt: TemporalFilter = filt, chunk_cuts: set[int] = chunk_cuts) -> ChunkContent:
-                result = cohere_chunk(upstream.path, lr.path if lr else None, tmp, filt,
-                                      cuts_in_chunk=frozenset(chunk_cuts), bit_depth=upstream.bit_depth,
-                                      expected_frames=upstream.frame_count)
-                blended.append(result.blended_fraction)
-                return ChunkContent(result.frame_count, upstream.pts, result.width, result.height, result.bit_depth)
+                def produce(tmp: Path, upstream: ChunkRecord = upstream, lr: ChunkRecord | None = lr,
+                            filt: TemporalFilter = filt, chunk_cuts: set[int] = chunk_cuts) -> ChunkContent:
+                    result = cohere_chunk(upstream.path, lr.path if lr else None, tmp, filt,
+                                          cuts_in_chunk=frozenset(chunk_cuts), bit_depth=upstream.bit_depth,
+                                          expected_frames=upstream.frame_count)
+                    blended.append(result.blended_fraction)
+                    return ChunkContent(result.frame_count, upstream.pts, result.width, result.height, result.bit_depth)
 
-            record = store.put("coherent", key, produce, index=upstream.index, start_frame=upstream.start_frame,
-                               params={"method": method})
-            computed += 1
+                record = store.put("coherent", key, produce, index=upstream.index, start_frame=upstream.start_frame,
+                                   params={"method": method})
+                computed += 1
         records.append(record)
         _report_progress(context, "coherence", upstream.index, len(inputs), record.frame_count, reused,
                          time.perf_counter() - started)

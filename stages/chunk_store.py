@@ -5,6 +5,12 @@ precision, stage parameters, stage code version). Writes are atomic: the chunk g
 hashed, fsynced and renamed; the manifest is written last (also atomically), so a manifest is the
 commit marker. A chunk whose manifest is missing or unreadable, or whose size or sha256 does not match,
 is deleted and redone, never reused.
+
+Two runs of the same partition may want the same chunk at the same time. Callers hold :meth:`ChunkStore.lock`
+for that chunk from ``get`` through ``put``: the second run waits, then finds the first run's chunk and reuses
+it, so no run ever validates (or discards) a chunk that another is in the middle of committing. The lock is an
+advisory ``flock`` on ``<key>.lock``; the kernel drops it when its process dies, so a killed run never leaves
+a chunk locked.
 """
 
 from __future__ import annotations
@@ -14,14 +20,15 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from stages.chunkio import CHUNK_FORMAT_VERSION, CHUNK_SUFFIX
 from stages.errors import ChunkError
-from stages.fsutil import atomic_write_text, fsync_dir, sha256_file
+from stages.fsutil import atomic_write_text, file_lock, fsync_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +96,15 @@ class ChunkStore:
     def paths(self, stage: str, key: str) -> tuple[Path, Path]:
         folder = self.root / stage
         return folder / f"{key}{CHUNK_SUFFIX}", folder / f"{key}.json"
+
+    @contextmanager
+    def lock(self, stage: str, key: str) -> Iterator[None]:
+        """Hold the chunk's exclusive lock (blocks while another thread or process holds it). Not re-entrant:
+        ``get`` and ``put`` do not take it themselves."""
+        folder = self.root / stage
+        folder.mkdir(parents=True, exist_ok=True)
+        with file_lock(folder / f"{key}.lock"):
+            yield
 
     def get(self, stage: str, key: str) -> ChunkRecord | None:
         """The validated record of a stored chunk, or None (invalid leftovers are deleted)."""

@@ -613,9 +613,12 @@ class ReportFiles:
 
 
 def _write_parquet(path: Path, columns: Mapping[str, Sequence[Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.table({name: list(values) for name, values in columns.items()}), tmp)
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")  # unique: runs may race here
+    try:
+        pq.write_table(pa.table({name: list(values) for name, values in columns.items()}), tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_report(
