@@ -1,0 +1,66 @@
+"""Which step failures Dagster retries: transient ones only.
+
+Every enhance asset carries ``RETRY_POLICY`` and is wrapped by ``retry_transient_only``. A busy or briefly
+unavailable file, a dropped connection or a locked SQLite database is raised as is, so the policy retries the
+step (with exponential back-off); cached chunks make the retry resume where the step stopped. Anything else (a
+bad input, an impossible setting, out of memory at the floor, a full disk, a bug) becomes a ``Failure`` with
+``allow_retries=False``: retrying it would fail the same way and only delay the message. The original error stays
+the ``Failure``'s cause, so the first-line message the user sees is unchanged (``orchestration.events.error_line``).
+
+A lost run worker (a crashed or killed process) is not a step failure: the daemon's run monitoring detects it
+and ``run_retries`` in the embedded dagster.yaml starts the run again (see ``orchestration.workspace``).
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import sqlite3
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from dagster import Backoff, Failure, Jitter, RetryPolicy
+
+RETRY_POLICY = RetryPolicy(max_retries=3, delay=2.0, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+
+TRANSIENT_ERRNOS = frozenset(
+    code for code in (
+        errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETXTBSY, errno.ESTALE, errno.EDEADLK, errno.ENOLCK,
+        errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNABORTED, errno.ECONNREFUSED,
+    )
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors that may not happen again a moment later (busy file, timeout, dropped connection,
+    locked SQLite database); typed stage errors and everything else are permanent."""
+    from stages.errors import StageError
+
+    if isinstance(exc, StageError):
+        return False
+    if isinstance(exc, (TimeoutError, ConnectionError)):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in TRANSIENT_ERRNOS or getattr(exc, "winerror", None) in (32, 33)  # sharing/lock violation
+    if isinstance(exc, sqlite3.OperationalError):
+        return "locked" in str(exc) or "busy" in str(exc)
+    return False
+
+
+def retry_transient_only(fn: F) -> F:
+    """Wrap an asset function so only transient errors reach Dagster's RetryPolicy (see the module doc)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Failure:
+            raise
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            raise Failure(description=str(exc) or type(exc).__name__, allow_retries=False) from exc
+
+    return wrapper  # type: ignore[return-value]
