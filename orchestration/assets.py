@@ -53,6 +53,7 @@ from stages.chunking import (
 )
 from stages.chunkio import first_frame, last_frame, read_frames
 from stages.device import host_free_memory
+from stages.diskspace import disk_full_error
 from stages.encode import EncodeInput, encode_video
 from stages.fsutil import atomic_write_text, sha256_file
 from stages.interpolate import CODE_VERSION as INTERPOLATE_VERSION
@@ -217,7 +218,8 @@ def frame_chunks(
     for spec in specs:
         key = content_key(
             "frames",
-            {"source": source["sha256"], "spec": asdict(spec), "bit_depth": info.bit_depth, "version": FRAMES_VERSION},
+            {"source": source["sha256"], "spec": asdict(spec), "bit_depth": info.bit_depth, "version": FRAMES_VERSION,
+             **({"deinterlace": "bwdif"} if info.interlaced else {})},  # extract_chunk deinterlaces those
         )
         started = time.perf_counter()
         with store.lock("frames", key):
@@ -587,14 +589,19 @@ def _deliver(cached: Path, target: Path) -> None:
     """Put the cached encode at ``target`` atomically (hard link where possible, else copy)."""
     if target.resolve() == cached.resolve():
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp{target.suffix}")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(cached, tmp)
         except OSError:
             shutil.copyfile(cached, tmp)
         os.replace(tmp, target)
+    except OSError as exc:
+        full = disk_full_error(exc, f"the output {target.name}", target.parent)  # a copy to another disk
+        if full is not None and full is not exc:
+            raise full from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

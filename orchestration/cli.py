@@ -84,7 +84,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
     workspace = _workspace(args)
     request = EnhanceRequest(
-        input=Path(args.input).expanduser(),
+        input=Path(args.input).expanduser().absolute(),  # absolute: ffmpeg reads 'e:f.mp4' as a protocol
         output=Path(args.output).expanduser() if args.output else None,
         chunk=ChunkPlanConfig(chunk_seconds=args.chunk_seconds, scene_detection=not args.no_scene_detection),
         upscale=UpscaleConfig(
@@ -103,6 +103,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         ),
         device=args.device,
         precision=args.precision,
+        max_runtime_hours=args.max_runtime_hours,
     )
     info = validate_request(request)
     out_w, out_h = info.width * args.scale, info.height * args.scale
@@ -180,7 +181,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     from stages.probe import probe_video
 
-    info = probe_video(Path(args.input).expanduser())
+    info = probe_video(Path(args.input).expanduser().absolute())
     data = info.to_dict()
     if args.json:
         print(json.dumps(data, indent=2))
@@ -433,7 +434,7 @@ def cmd_models_remove(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     from orchestration.serve import run_dev
 
-    return run_dev(_workspace(args), args.host, args.port)
+    return run_dev(_workspace(args), args.host, args.port, public=args.dagster_public)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -441,7 +442,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     return run_serve(_workspace(args), host=args.host, port=args.port, dagster_host=args.dagster_host,
                      dagster_port=args.dagster_port, auth=args.auth, max_upload_mb=args.max_upload_mb,
-                     dagster_log=not args.verbose)
+                     dagster_log=not args.verbose, dagster_public=args.dagster_public)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -464,6 +465,9 @@ BENCHMARKS = {
     "memory": "benchmarks.memory",
     "quality": "benchmarks.quality",
     "eta": "benchmarks.eta",
+    "badinput": "benchmarks.badinput",
+    "load": "benchmarks.load",
+    "faults": "benchmarks.faults",
 }
 
 
@@ -499,6 +503,9 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the model (off by default: slower on the CPUs measured; try it on GPUs)")
     parser.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
+    parser.add_argument("--max-runtime-hours", type=float, default=None, metavar="H",
+                        help="stop the run if it takes longer (a hung step); default VUP_MAX_RUNTIME_HOURS or 24, "
+                             "0: no limit")
     parser.add_argument("--interpolate", type=int, default=None, metavar="N",
                         help="frame interpolation by a factor of 2, 4 or 8 (output never above 120 fps)")
     parser.add_argument("--fps", default=None, help="frame interpolation to a target rate, e.g. 60 or 59.94 (<= 120)")
@@ -581,6 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="start the Dagster webserver and daemon for this workspace")
     dev.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     dev.add_argument("--port", type=int, default=3000)
+    dev.add_argument("--dagster-public", action="store_true",
+                     help="allow a non-loopback --host: only behind your own login (the Dagster UI has none)")
     _add_common(dev)
     dev.set_defaults(func=cmd_dev)
 
@@ -589,7 +598,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="page bind address (default 127.0.0.1: this machine only; any other needs --auth)")
     serve.add_argument("--port", type=int, default=7860, help="page port (default 7860)")
     serve.add_argument("--dagster-host", default="127.0.0.1",
-                       help="Dagster UI bind address (default 127.0.0.1; it has no login, expose it with care)")
+                       help="Dagster UI bind address (default 127.0.0.1; it has no login: any other needs "
+                            "--dagster-public)")
+    serve.add_argument("--dagster-public", action="store_true",
+                       help="allow a non-loopback --dagster-host: only behind your own login (reverse proxy)")
     serve.add_argument("--dagster-port", type=int, default=3000, help="Dagster UI port (default 3000)")
     serve.add_argument("--auth", default=None, metavar="USER:PASSWORD",
                        help="require this login on the page (several: comma-separated); default $VUP_AUTH")

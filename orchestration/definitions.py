@@ -7,7 +7,6 @@ from pathlib import Path
 from dagster import (
     AssetSelection,
     Definitions,
-    FilesystemIOManager,
     define_asset_job,
     in_process_executor,
 )
@@ -18,13 +17,21 @@ from orchestration.benchmark_assets import (
     benchmark_job,
     benchmark_schedule,
 )
+from orchestration.concurrency import serialize_sqlite_claims
+from orchestration.console import console_logger
 from orchestration.inbox import ENHANCE_JOB, INBOX_SENSORS
+from orchestration.io_managers import RunScopedIOManager
 from orchestration.resources import (
     DeviceResource,
     ModelStoreResource,
     WorkspaceResource,
 )
+from orchestration.watchdog import abandoned_runs_sensor
 from orchestration.workspace import Workspace, default_workspace
+
+# every process that runs enhance_job (run workers, `vup enhance`) imports this module: claims of the gpu pool's
+# slot must not race between them on SQLite (see orchestration/concurrency.py)
+serialize_sqlite_claims()
 
 enhance_job = define_asset_job(
     ENHANCE_JOB,
@@ -47,12 +54,14 @@ def build_definitions(
         assets=[*ENHANCE_ASSETS, *BENCHMARK_ASSETS],
         jobs=[enhance_job, benchmark_job],
         schedules=[benchmark_schedule],
-        sensors=INBOX_SENSORS,
+        sensors=[*INBOX_SENSORS, abandoned_runs_sensor],
+        loggers={"console": console_logger},  # one line per record on terminals; the UI keeps the tracebacks
         resources={
             "workspace": WorkspaceResource(root=str(workspace.root)),
             "model_store": model_store or ModelStoreResource(),
             "device": device or DeviceResource(),
-            "io_manager": FilesystemIOManager(base_dir=str(workspace.io_storage)),
+            # one copy per run: runs of the same partition at the same time never read each other's values
+            "io_manager": RunScopedIOManager(base_dir=str(workspace.io_storage)),
         },
     )
 

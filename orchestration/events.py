@@ -21,12 +21,22 @@ def progress_events(instance: DagsterInstance, run_id: str) -> list[tuple[dict[s
 
 
 def error_line(error: Any, default: str = "unknown error") -> str:
-    """The first line of the deepest cause of a Dagster ``SerializableErrorInfo``, without the class-name
-    prefix Dagster adds ("stages.errors.SettingsError: upscale: ..." -> "upscale: ..."): our typed errors
-    say what to do there."""
-    while error.cause is not None:
-        error = error.cause
+    """The first line of the deepest error of this project's own in the cause chain of a Dagster
+    ``SerializableErrorInfo`` (else of the deepest cause), without the class-name prefix Dagster adds
+    ("stages.errors.SettingsError: upscale: ..." -> "upscale: ..."): our typed errors say what to do there, the
+    library error they were raised from ("CUDA out of memory. Tried to allocate 2.00 GiB") does not."""
+    chain = [error]
+    while chain[-1].cause is not None:
+        chain.append(chain[-1].cause)
+    ours = [e for e in chain if _is_ours(e)]
+    error = ours[-1] if ours else chain[-1]
     lines = (error.message or error.cls_name or default).strip().splitlines()
     message = lines[0] if lines else default
     head, _, rest = message.partition(": ")
     return rest if rest and head.rsplit(".", 1)[-1] == error.cls_name else message
+
+
+def _is_ours(error: Any) -> bool:
+    """Whether Dagster's message names a class of this project ("stages.errors.DeviceOutOfMemoryError: ...")."""
+    head = (error.message or "").split(": ", 1)[0]
+    return head.startswith(("stages.", "orchestration.")) and head.rsplit(".", 1)[-1] == error.cls_name

@@ -61,6 +61,7 @@ Outputs go where ``vup enhance`` puts them: ``<workspace>/outputs/<partition>/<s
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -93,6 +94,7 @@ from orchestration.config import (
 )
 from orchestration.events import error_line
 from orchestration.resources import WorkspaceResource
+from orchestration.retries import limit_tags
 from orchestration.workspace import Workspace, register_video
 from stages.errors import SettingsError, StageError
 from stages.fsutil import atomic_write_text, sha256_file
@@ -133,6 +135,13 @@ SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
     "scene_detection": ((bool,), "true or false"),
     "vmaf": ((bool,), "true or false"),
     "output": ((str,), "a file name"),
+}
+# A valid value of each key, for error messages.
+_EXAMPLES: dict[str, Any] = {
+    "model": "realesr-animevideov3", "scale": 2, "tile": 0, "tile_overlap": 16, "batch": 0, "backend": "auto",
+    "interpolate": 2, "fps": 60, "interp_method": "auto", "dedup": True, "temporal": "flow",
+    "temporal_strength": 0.6, "codec": "h264", "crf": 18, "preset": "medium", "pix_fmt": "yuv420p",
+    "chunk_seconds": 10, "scene_detection": True, "vmaf": False, "output": "holiday_enhanced.mp4",
 }
 
 
@@ -219,14 +228,17 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise SettingsError(f"inbox: {path.name} must hold one JSON object such as {{\"scale\": 2}}")
     for key, value in data.items():
         if key not in SCHEMA:
+            close = difflib.get_close_matches(str(key), SCHEMA, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise SettingsError(
-                f"inbox: {path.name}: unknown key {key!r}; use one of {', '.join(SCHEMA)}"
+                f"inbox: {path.name}: unknown key {key!r}{hint}; use one of {', '.join(SCHEMA)}"
             )
         types, what = SCHEMA[key]
         if value is None:
             continue
         if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-            raise SettingsError(f"inbox: {path.name}: {key} must be {what}, not {json.dumps(value)}")
+            raise SettingsError(f"inbox: {path.name}: {key} must be {what}, not {json.dumps(value)}; write it as "
+                                f"e.g. {json.dumps({key: _EXAMPLES[key]})}")
     return data
 
 
@@ -392,7 +404,8 @@ def evaluate_inbox(context: SensorEvaluationContext, workspace: Workspace) -> Se
                 run_key=digest,
                 partition_key=record.key,
                 run_config=run_config_for(request),
-                tags={TAG_SOURCE: name, TAG_LAUNCHED_BY: "inbox", TAG_INBOX_PATH: str(path), TAG_SHA256: digest},
+                tags={TAG_SOURCE: name, TAG_LAUNCHED_BY: "inbox", TAG_INBOX_PATH: str(path), TAG_SHA256: digest,
+                      **limit_tags(request.max_runtime_hours)},
             )
         )
         notes.append(f"{name}: run requested for partition {record.key}")
@@ -490,8 +503,13 @@ def _finisher(status: DagsterRunStatus, name: str, description: str):
 
     @run_status_sensor(run_status=status, name=name, minimum_interval_seconds=5,
                        default_status=DefaultSensorStatus.RUNNING, description=description)
-    def finisher(context: RunStatusSensorContext, workspace: WorkspaceResource):
-        return finish_run(context, workspace.workspace())
+    def finisher(context: RunStatusSensorContext, workspace: WorkspaceResource) -> None:
+        # Never a SkipReason: one tick handles every run that ended since the last, and Dagster fails a tick
+        # that returns a SkipReason for one run after reacting to another (an inbox run and a page run ending
+        # together); the reason goes to the tick's log instead.
+        skipped = finish_run(context, workspace.workspace())
+        if skipped is not None:
+            context.log.debug(skipped.skip_message)
 
     return finisher
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, InitResourceContext
 
 from orchestration.workspace import Workspace, default_workspace
 from stages.device import DeviceChoice, choose_device
@@ -15,6 +15,14 @@ class WorkspaceResource(ConfigurableResource):
     """Where all state lives: chunk store, registered videos, outputs, reports."""
 
     root: str | None = None
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """Tag the run with the process that executes it (see orchestration.watchdog), unless it has one."""
+        run = context.run
+        if context.instance is not None and run is not None and "vup/pid" not in run.tags:
+            from orchestration.runner import process_tags
+
+            context.instance.add_run_tags(run.run_id, process_tags())
 
     def workspace(self) -> Workspace:
         return Workspace(Path(self.root) if self.root else default_workspace()).ensure()

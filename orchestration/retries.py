@@ -1,4 +1,4 @@
-"""Which step failures Dagster retries: transient ones only.
+"""Which step failures Dagster retries (transient ones only), and how long a run may take.
 
 Every enhance asset carries ``RETRY_POLICY`` and is wrapped by ``retry_transient_only``. A busy or briefly
 unavailable file, a dropped connection or a locked SQLite database is raised as is, so the policy retries the
@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import errno
 import functools
+import math
+import os
 import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from dagster import Backoff, Failure, Jitter, RetryPolicy
+
+from stages.errors import SettingsError, StageError
 
 RETRY_POLICY = RetryPolicy(max_retries=3, delay=2.0, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
@@ -36,8 +40,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 def is_transient(exc: BaseException) -> bool:
     """True for errors that may not happen again a moment later (busy file, timeout, dropped connection,
     locked SQLite database); typed stage errors and everything else are permanent."""
-    from stages.errors import StageError
-
     if isinstance(exc, StageError):
         return False
     if isinstance(exc, (TimeoutError, ConnectionError)):
@@ -64,3 +66,33 @@ def retry_transient_only(fn: F) -> F:
             raise Failure(description=str(exc) or type(exc).__name__, allow_retries=False) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+MAX_RUNTIME_TAG = "dagster/max_runtime"  # read by the daemon's run monitoring (seconds)
+MAX_RUNTIME_ENV = "VUP_MAX_RUNTIME_HOURS"
+DEFAULT_MAX_RUNTIME_HOURS = 24.0
+
+
+def max_runtime_seconds(hours: float | None = None) -> float | None:
+    """The longest a run may take before it is stopped (a hung step never holds the GPU pool overnight):
+    ``hours``, else ``VUP_MAX_RUNTIME_HOURS``, else 24 h; 0 means no limit (returns None).
+
+    Raises SettingsError with what to do when the value is not a number or is negative."""
+    if hours is None:
+        raw = os.environ.get(MAX_RUNTIME_ENV, "").strip()
+        try:
+            hours = float(raw) if raw else DEFAULT_MAX_RUNTIME_HOURS
+        except ValueError:
+            raise SettingsError(f"limits: {MAX_RUNTIME_ENV}={raw!r} is not a number of hours; use e.g. 24 "
+                                "(0: no limit)") from None
+    if not math.isfinite(hours) or hours < 0:
+        raise SettingsError(f"limits: a max runtime of {hours} hours is impossible; use a positive number "
+                            "(0: no limit)")
+    return hours * 3600.0 if hours > 0 else None
+
+
+def limit_tags(hours: float | None = None) -> dict[str, str]:
+    """Run tags that make the Dagster daemon's run monitoring end a run past its max runtime
+    (``dagster/max_runtime``, seconds). Runs of the CLI are watched by the runner itself."""
+    seconds = max_runtime_seconds(hours)
+    return {MAX_RUNTIME_TAG: str(int(seconds))} if seconds else {}

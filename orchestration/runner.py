@@ -4,6 +4,8 @@ demo and the tests). The run is recorded in the instance, so it shows in the Dag
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagster import DagsterInstance
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.utils import make_new_run_id
 
 from orchestration.config import (
@@ -24,13 +26,22 @@ from orchestration.config import (
     enhance_run_config,
 )
 from orchestration.definitions import build_definitions
+from orchestration.diskcheck import check_request_space
 from orchestration.events import error_line, progress_events
 from orchestration.resources import DeviceResource, ModelStoreResource
+from orchestration.retries import MAX_RUNTIME_ENV, limit_tags, max_runtime_seconds
 from orchestration.workspace import Workspace, prepare_dagster_home, register_video
 from stages.device import validate_device_settings
-from stages.errors import SettingsError
+from stages.diskspace import (
+    DISK_FULL_ADVICE,
+    disk_full_error,
+    disk_full_message,
+    free_bytes,
+    mentions_disk_full,
+)
+from stages.errors import DiskFullError, InputError, SettingsError
 from stages.interpolate import rational_fps
-from stages.probe import VideoInfo, probe_video
+from stages.probe import MIN_VIDEO_SIDE, VideoInfo, ignored_streams, probe_video
 from stages.upscale import output_size
 
 log = logging.getLogger(__name__)
@@ -52,6 +63,7 @@ class EnhanceRequest:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     device: str = "auto"
     precision: str = "auto"
+    max_runtime_hours: float | None = None  # None: VUP_MAX_RUNTIME_HOURS, else 24; 0: no limit
 
 
 @dataclass(frozen=True)
@@ -68,10 +80,20 @@ class EnhanceOutcome:
 def validate_request(request: EnhanceRequest) -> VideoInfo:
     """Check the input and every setting before any work; returns the probe.
 
+    Once everything passed, logs a warning for what the run will do to the input unasked: leave out other video
+    streams (cover art only at info level), deinterlace an interlaced source.
+
     Raises:
-        InputError / ProbeError: the input cannot be used. SettingsError: a setting is impossible.
+        InputError / ProbeError: the input cannot be used (also: smaller than MIN_VIDEO_SIDE either way).
+        SettingsError: a setting is impossible.
     """
     info = probe_video(request.input)
+    name = Path(request.input).name
+    if min(info.width, info.height) < MIN_VIDEO_SIDE:
+        raise InputError(
+            f"input: {name} is {info.width}x{info.height}, too small to enhance; give a video of at least "
+            f"{MIN_VIDEO_SIDE}x{MIN_VIDEO_SIDE} pixels"
+        )
     settings = request.upscale.to_settings()
     settings.validate()
     output_size(info.width, info.height, settings.scale)
@@ -83,6 +105,7 @@ def validate_request(request: EnhanceRequest) -> VideoInfo:
     if request.chunk.chunk_seconds <= 0:
         raise SettingsError(f"chunks: --chunk-seconds {request.chunk.chunk_seconds} must be above 0; use 10")
     validate_device_settings(request.device, request.precision)
+    max_runtime_seconds(request.max_runtime_hours)
     if request.output is not None:
         out = request.output.expanduser()
         if out.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -91,6 +114,19 @@ def validate_request(request: EnhanceRequest) -> VideoInfo:
             raise SettingsError("output: the output path is the input file; choose another name")
         if out.is_dir():
             raise SettingsError(f"output: {out} is a folder; give a file name such as {out / 'result.mp4'}")
+    check_request_space(request, info)  # DiskSpaceError with the numbers when the job does not fit
+    for other in ignored_streams(request.input):
+        what = f"#{other.index} ({other.codec} {other.width}x{other.height})"
+        if other.cover_art:
+            log.info("input: %s: cover art %s is left out; the video stream #%d is enhanced", name, what,
+                     info.stream_index)
+        else:
+            log.warning("input: %s has another video stream %s; only video stream #%d (%dx%d) is enhanced, extract "
+                        "the other with `ffmpeg -i %s -map 0:%d -c copy other.mkv` to enhance it too", name, what,
+                        info.stream_index, info.width, info.height, name, other.index)
+    if info.interlaced:
+        log.warning("input: %s is interlaced; it is deinterlaced (bwdif, one frame per frame, same timing) before "
+                    "upscaling and written progressive", name)
     return info
 
 
@@ -98,7 +134,7 @@ def _error_message(result: Any) -> str:
     """The first line of the deepest error of the first failed step (our typed errors say what to do)."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            return error_line(event.step_failure_data.error)
+            return _disk_full_line(event.step_failure_data.error) or error_line(event.step_failure_data.error)
     return "the run failed; open the Dagster UI (vup dev) for its logs"
 
 
@@ -117,12 +153,17 @@ def run_enhance(
     ``reused``, ``seconds``) while the run goes on.
     """
     started = time.perf_counter()
-    workspace.ensure()
-    prepare_dagster_home(workspace)
-    record = register_video(workspace, request.input)
-    instance = DagsterInstance.get()
-    if not instance.has_dynamic_partition("videos", record.key):
-        instance.add_dynamic_partitions("videos", [record.key])
+    try:
+        workspace.ensure()
+        prepare_dagster_home(workspace)
+        record = register_video(workspace, request.input)
+        instance = DagsterInstance.get()
+        reclaim_abandoned_runs(instance, workspace)
+        if not instance.has_dynamic_partition("videos", record.key):
+            instance.add_dynamic_partitions("videos", [record.key])
+    except Exception as exc:
+        _raise_if_disk_full(exc, "the Dagster instance", workspace.dagster_home)
+        raise
     encode = request.encode
     if request.output is not None:
         encode = EncodeConfig(**{**encode.model_dump(), "output_path": str(request.output.expanduser().resolve())})
@@ -141,17 +182,19 @@ def run_enhance(
                 run_config={
                     **enhance_run_config(request.chunk, request.upscale, encode, request.temporal,
                                         request.interpolate, request.metrics),
-                    "loggers": {"console": {"config": {"log_level": log_level}}},
+                    "loggers": {"console": {"config": {"log_level": log_level, "skip_errors": True}}},
                 },
                 instance=instance,
                 partition_key=record.key,
                 run_id=run_id,
                 raise_on_error=False,
-                tags={"vup/source": record.name, "vup/launched_by": "cli"},
+                tags={"vup/source": record.name, "vup/launched_by": "cli", **limit_tags(request.max_runtime_hours),
+                      **process_tags()},
             )
         except BaseException as exc:  # noqa: BLE001 - reported below
             outcome["exception"] = exc
 
+    limit = max_runtime_seconds(request.max_runtime_hours)
     thread = threading.Thread(target=execute, name="enhance-run", daemon=True)
     thread.start()
     seen = 0
@@ -161,8 +204,11 @@ def run_enhance(
             seen = _forward_events(instance, run_id, seen, on_event)
         if not alive:
             break
+        if limit is not None and _run_seconds(instance, run_id) > limit:
+            return _stop_overdue(instance, run_id, record.key, limit, time.perf_counter() - started)
         thread.join(poll_seconds)
     if "exception" in outcome:
+        _raise_if_disk_full(outcome["exception"], "the run's records", workspace.dagster_home)
         raise outcome["exception"]
     result = outcome["result"]
     if not result.success:
@@ -173,8 +219,212 @@ def run_enhance(
     return EnhanceOutcome(True, run_id, record.key, encoded["path"], report, None, time.perf_counter() - started)
 
 
+def _run_seconds(instance: DagsterInstance, run_id: str) -> float:
+    """Seconds since the run started (0 until it has), the clock Dagster's run monitoring uses too."""
+    try:
+        record = instance.get_run_record_by_id(run_id)
+    except Exception:  # noqa: BLE001 - unreadable for now (e.g. a full disk): the run's own thread reports it
+        return 0.0
+    return time.time() - record.start_time if record is not None and record.start_time else 0.0
+
+
+def _stop_overdue(instance: DagsterInstance, run_id: str, partition: str, limit: float,
+                  seconds: float) -> EnhanceOutcome:
+    """A run past its max runtime (a hung step): mark it failed and give back its pool slots. Its thread is a
+    daemon thread, so it ends with the CLI process; whatever it still writes is atomic and content-keyed."""
+    span = f"{limit / 3600:g} h" if limit >= 3600 else f"{limit:g} s"
+    message = (f"limits: the run passed its max runtime of {span} and was stopped (a step hung or the "
+               f"job is larger than the limit); finished chunks are kept, so rerun to resume, or raise the limit "
+               f"with --max-runtime-hours / {MAX_RUNTIME_ENV} (0: no limit)")
+    run = instance.get_run_by_id(run_id)
+    if run is not None and not run.is_finished:
+        instance.report_run_failed(run, message)
+    instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+    log.error("%s", message)
+    return EnhanceOutcome(False, run_id, partition, None, None, message, seconds)
+
+
 def _forward_events(instance: DagsterInstance, run_id: str, seen: int, on_event: Callable[[dict], None]) -> int:
     events = progress_events(instance, run_id)
     for event, _logged in events[seen:]:
         on_event(event)
     return max(seen, len(events))
+
+
+# ------------------------------------------------------------------------------------ runs whose process died
+
+PID_TAG, HOST_TAG, PROCESS_START_TAG, PID_NAMESPACE_TAG = "vup/pid", "vup/host", "vup/process_start", "vup/pidns"
+_UNFINISHED = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED,
+               DagsterRunStatus.CANCELING]
+
+
+def process_tags() -> dict[str, str]:
+    """Tags that say which process runs a CLI run (pid, host, the process's start time), so a later run can tell
+    that it died without ending the run (kill -9, power loss, OOM killer)."""
+    tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    start = _process_start(os.getpid())
+    if start is not None:
+        tags[PROCESS_START_TAG] = start
+    namespace = _pid_namespace()
+    if namespace is not None:
+        tags[PID_NAMESPACE_TAG] = namespace
+    return tags
+
+
+def _pid_namespace() -> str | None:
+    """This process's pid namespace (Linux): containers that share a host name do not share pids."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux /proc), telling a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _process_gone(tags: dict[str, str]) -> bool:
+    """Whether the process named by ``tags`` (on this host) has ended; False when it may still be running."""
+    try:
+        pid = int(tags[PID_TAG])
+    except (KeyError, ValueError):
+        return False
+    if not _pid_exists(pid):
+        return True
+    start = tags.get(PROCESS_START_TAG)
+    current = _process_start(pid)
+    return start is not None and current is not None and current != start  # the pid now belongs to another
+
+
+def reclaim_abandoned_runs(instance: DagsterInstance, workspace: Workspace | None = None) -> list[str]:
+    """End the enhance runs that a dead process left unfinished, and free the pool slots they hold.
+
+    A CLI run whose process was killed (kill -9, power loss, the OOM killer) stays STARTED in the instance and
+    keeps its claimed slot of the ``gpu`` pool, so the next run's model step would wait for that slot forever.
+    For each unfinished run tagged with a process of this host (and pid namespace) that no longer exists, this
+    marks the run failed (canceled when it was canceling), frees its slots and deletes the temporary files that
+    process left in the workspace (their names carry its pid). Slots still held by runs that have ended are freed
+    too. Runs of other hosts and runs without process tags (launched by the daemon, which has its own run
+    monitoring) are left alone. Returns the ids of the runs it ended.
+    """
+    host, namespace = socket.gethostname(), _pid_namespace()
+    reclaimed: list[str] = []
+    try:
+        records = instance.get_run_records(RunsFilter(job_name="enhance_job", statuses=_UNFINISHED))
+    except Exception as exc:  # noqa: BLE001 - never block a new run on this
+        log.warning("runs: could not list unfinished runs (%s)", exc)
+        return reclaimed
+    for record in records:
+        run = record.dagster_run
+        tags = dict(run.tags)
+        if tags.get(HOST_TAG) != host or tags.get(PID_NAMESPACE_TAG, namespace) != namespace \
+                or not _process_gone(tags):
+            continue
+        message = (f"runs: the process running this run (pid {tags[PID_TAG]} on {host}) ended without finishing it "
+                   "(killed, crashed or out of memory); marked ended by the next run, which reuses its finished "
+                   "chunks")
+        try:
+            if run.status == DagsterRunStatus.CANCELING:
+                instance.report_run_canceled(run, message)
+            else:
+                instance.report_run_failed(run, message)
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        except Exception as exc:  # noqa: BLE001 - never block a new run on this
+            log.warning("runs: could not end run %s of the ended process (%s)", run.run_id, exc)
+            continue
+        log.warning("%s (run %s)", message, run.run_id)
+        reclaimed.append(run.run_id)
+        if workspace is not None:
+            _sweep_temp_files(workspace, int(tags[PID_TAG]), _run_output_folder(run.run_config))
+    try:
+        for run_id in instance.event_log_storage.get_concurrency_run_ids():
+            run = instance.get_run_by_id(run_id)
+            if run is None or run.is_finished:
+                instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+    except Exception as exc:  # noqa: BLE001 - pools may be off (no concurrency config)
+        log.debug("runs: could not check pool slots (%s)", exc)
+    return reclaimed
+
+
+def _run_output_folder(run_config: dict[str, Any]) -> Path | None:
+    output = (((run_config or {}).get("ops") or {}).get("encoded_video") or {}).get("config", {}).get("output_path")
+    return Path(output).parent if output else None
+
+
+def _sweep_temp_files(workspace: Workspace, pid: int, output_folder: Path | None) -> int:
+    """Delete the temporary files and folders a dead process ``pid`` left in the workspace: hidden names with
+    ``.<pid>.`` in them (chunk store, encode, atomic writes). Only when no process has that pid now."""
+    import shutil
+
+    if _pid_exists(pid):
+        return 0
+    token = f".{pid}."
+    folders = [*workspace.chunks.glob("*"), *(workspace.outputs / ".cache").glob("*"), *workspace.cache.glob("*"),
+               *workspace.outputs.glob("*"), workspace.root, workspace.videos, *workspace.reports.glob("*/*")]
+    if output_folder is not None:
+        folders.append(output_folder)
+    removed = 0
+    for folder in folders:
+        try:
+            entries = list(folder.iterdir()) if folder.is_dir() else []
+        except OSError:
+            continue
+        for entry in entries:
+            if not entry.name.startswith(".") or token not in entry.name:
+                continue
+            try:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed += 1
+            except OSError:
+                continue
+    if removed:
+        log.info("runs: removed %d temporary files of the ended process %d", removed, pid)
+    return removed
+
+
+def _raise_if_disk_full(exc: BaseException, what: str, where: Path) -> None:
+    """Raise a DiskFullError for ``exc`` when the disk is full: ENOSPC anywhere in its chain, or SQLite's vaguer
+    "disk I/O error" while less than 1 MB is free there."""
+    full = disk_full_error(exc, what, where)
+    if full is None and isinstance(exc, Exception) and "disk i/o error" in str(exc).lower():
+        try:
+            if free_bytes(where) < 1_000_000:
+                full = DiskFullError(disk_full_message(what, where))
+        except OSError:
+            pass
+    if full is not None and full is not exc:
+        raise full from None
+
+
+def _disk_full_line(error: Any) -> str | None:
+    """A disk-full line when a step's error (any error in its chain) says the disk is full, else None; our own
+    DiskFullError already says it all."""
+    messages = []
+    while error is not None:
+        messages.append(error.message or "")
+        if error.cls_name == "DiskFullError":
+            return None
+        error = error.cause or getattr(error, "context", None)
+    for message in reversed(messages):
+        if mentions_disk_full(message):
+            first = message.strip().splitlines()[0] if message.strip() else "no space left on device"
+            return f"disk full ({first}); {DISK_FULL_ADVICE}"
+    return None

@@ -2,8 +2,9 @@
 `serve` the Gradio page in this process, stopped together on Ctrl-C or SIGTERM.
 
 Everything binds to 127.0.0.1 unless told otherwise. The page can be exposed with ``--host`` only together with
-authentication (``--auth USER:PASSWORD`` or ``VUP_AUTH``); the Dagster webserver, which has no login, stays on
-127.0.0.1 unless ``--dagster-host`` says otherwise.
+authentication (``--auth USER:PASSWORD`` or ``VUP_AUTH``). The Dagster webserver has no login and can launch runs
+that read and write any path as this user, so a non-loopback ``--dagster-host`` (``vup dev --host``) is refused
+unless ``--dagster-public`` says it sits behind the operator's own login (a reverse proxy).
 """
 
 from __future__ import annotations
@@ -128,8 +129,19 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_dev(workspace: Workspace, host: str, port: int) -> int:
+def check_dagster_host(host: str, public: bool, flag: str) -> None:
+    """Refuse to expose the Dagster webserver (no login) unless ``public`` says a login sits in front of it."""
+    if not is_loopback(host) and not public:
+        raise SettingsError(
+            f"serve: {flag} {host} exposes the Dagster UI, which has no login and can launch runs that read and "
+            "write any path as this user; keep 127.0.0.1, or put it behind a reverse proxy with a login and add "
+            "--dagster-public"
+        )
+
+
+def run_dev(workspace: Workspace, host: str, port: int, *, public: bool = False) -> int:
     """``vup dev``: the Dagster UI and daemon until Ctrl-C / SIGTERM."""
+    check_dagster_host(host, public, "--host")
     print(f"Dagster UI on {_url(host, port)} (instance {workspace.dagster_home}); Ctrl-C stops it", file=sys.stderr)
     process = start_dagster(workspace, host, port)
     with sigterm_as_interrupt():
@@ -142,14 +154,16 @@ def run_dev(workspace: Workspace, host: str, port: int) -> int:
 
 def run_serve(workspace: Workspace, *, host: str = "127.0.0.1", port: int = 7860, dagster_host: str = "127.0.0.1",
               dagster_port: int = 3000, auth: str | None = None, max_upload_mb: float | None = None,
-              dagster_log: bool = True) -> int:
+              dagster_log: bool = True, dagster_public: bool = False) -> int:
     """``vup serve``: Dagster webserver + daemon, then the Gradio page; all stop on Ctrl-C / SIGTERM.
 
     ``dagster_log``: Dagster's own output goes to ``<workspace>/logs/dagster.log`` (else to this terminal).
 
     Raises:
-        SettingsError: a non-loopback ``host`` without authentication, or a bad ``auth`` / upload limit.
+        SettingsError: a non-loopback ``host`` without authentication, a non-loopback ``dagster_host`` without
+        ``dagster_public``, or a bad ``auth`` / upload limit.
     """
+    check_dagster_host(dagster_host, dagster_public, "--dagster-host")
     credentials = parse_auth(auth or os.environ.get(AUTH_ENV))
     if not is_loopback(host) and not credentials:
         raise SettingsError(

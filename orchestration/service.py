@@ -34,6 +34,7 @@ from orchestration.inbox import (
     build_request,
     run_config_for,
 )
+from orchestration.retries import limit_tags
 from orchestration.runner import EnhanceRequest, validate_request
 from orchestration.workspace import Workspace, register_video
 from stages.errors import InputError, SettingsError, StageError
@@ -55,6 +56,7 @@ CONTAINERS = ("mp4", "mkv", "mov")
 SETTINGS_FILE = "ui-settings.json"
 
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class UploadError(InputError):
@@ -86,6 +88,10 @@ def human_size(size: float) -> str:
     return f"{size:.1f} GB"
 
 
+_WINDOWS_DEVICES = frozenset({"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)),
+                              *(f"LPT{i}" for i in range(10))})
+
+
 def safe_name(name: str, default: str = "video") -> str:
     """A file name with no folder part and only letters, digits, ``.``, ``-``, ``_`` (others become ``_``);
     never hidden, never empty, at most 120 characters (the extension kept)."""
@@ -93,7 +99,9 @@ def safe_name(name: str, default: str = "video") -> str:
     stem, dot, suffix = base.rpartition(".")
     if not dot:
         stem, suffix = base, ""
-    clean_stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:100] or default
+    clean_stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:100].rstrip("._-") or default
+    if clean_stem.split(".")[0].upper() in _WINDOWS_DEVICES:  # CON.mp4, nul.mkv: devices, not files, on Windows
+        clean_stem = f"_{clean_stem}"
     clean_suffix = re.sub(r"[^A-Za-z0-9]+", "", suffix)[:10].lower()
     return f"{clean_stem}.{clean_suffix}" if clean_suffix else clean_stem
 
@@ -623,7 +631,8 @@ class DagsterService:
             self.instance.add_dynamic_partitions("videos", [record.key])
         run_config = run_config_for(request)
         run_config["resources"] = {"device": {"config": {"device": request.device, "precision": request.precision}}}
-        tags = {PARTITION_TAG: record.key, TAG_SOURCE: record.name, TAG_LAUNCHED_BY: "ui", TAG_KIND: kind}
+        tags = {PARTITION_TAG: record.key, TAG_SOURCE: record.name, TAG_LAUNCHED_BY: "ui", TAG_KIND: kind,
+                **limit_tags(request.max_runtime_hours)}
         try:
             return self._client().submit_job_execution(ENHANCE_JOB, run_config=run_config, tags=tags)
         except DagsterGraphQLClientError as exc:
@@ -634,8 +643,17 @@ class DagsterService:
                 "start everything with `vup serve`"
             ) from exc
 
+    def known_run(self, run_id: str) -> bool:
+        """Whether ``run_id`` is a run of this instance. Anything that is not a plain run id (letters, digits,
+        ``-``, ``_``) is refused before it reaches the instance: SQLite event-log storage keeps one database per
+        run at ``history/runs/<run_id>.db``, so a run id such as ``../../x`` would open (and create) a file
+        outside the instance's folder."""
+        return bool(isinstance(run_id, str) and RUN_ID_PATTERN.fullmatch(run_id)) and self.instance.has_run(run_id)
+
     def cancel(self, run_id: str) -> str:
         """Ask Dagster to stop a run (a queued run is dropped, a started one is terminated); returns a message."""
+        if not self.known_run(run_id):
+            return f"no run {run_id}"
         run = self.instance.get_run_by_id(run_id)
         if run is None:
             return f"no run {run_id}"
@@ -651,7 +669,7 @@ class DagsterService:
 
     def progress(self, run_id: str) -> RunProgress:
         """Status, share of work done, stage, elapsed time, ETA and (when finished) the results of a run."""
-        record = self.instance.get_run_record_by_id(run_id)
+        record = self.instance.get_run_record_by_id(run_id) if self.known_run(run_id) else None
         if record is None:
             return RunProgress(run_id, "UNKNOWN", 0.0, "", 0.0, None, error=f"no run {run_id}")
         run = record.dagster_run
@@ -735,7 +753,10 @@ class DagsterService:
         return rows
 
     def logs(self, run_id: str, limit: int = 400) -> str:
-        """The run's log messages (time, level, step, message), oldest first, at most ``limit`` lines."""
+        """The run's log messages (time, level, step, message), oldest first, at most ``limit`` lines; empty for
+        an unknown run id."""
+        if not self.known_run(run_id):
+            return ""
         lines = []
         for entry in self.instance.all_logs(run_id)[-limit:]:
             stamp = time.strftime("%H:%M:%S", time.localtime(entry.timestamp))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ run_monitoring:
   max_resume_run_attempts: 0
   poll_interval_seconds: 30
   free_slots_after_run_end_seconds: 120
+  max_runtime_seconds: 86400  # runs launched without a vup/dagster max_runtime tag (e.g. from the Dagster UI)
 run_retries:
   enabled: true
   max_retries: 1
@@ -158,6 +160,8 @@ def lookup_video(workspace: Workspace, key: str) -> VideoRecord:
     Raises:
         InputError: no such partition, or its file moved or changed since it was registered.
     """
+    if not re.fullmatch(rf"[0-9a-f]{{{PARTITION_KEY_LENGTH}}}", key or ""):
+        raise InputError(f"workspace: {key!r} is not a partition key (16 hex digits); pick a video from the list")
     manifest = workspace.videos / f"{key}.json"
     if not manifest.exists():
         raise InputError(

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from stages.chunkio import CHUNK_FORMAT_VERSION, CHUNK_SUFFIX
+from stages.diskspace import disk_full_error
 from stages.errors import ChunkError
 from stages.fsutil import atomic_write_text, file_lock, fsync_dir, sha256_file
 
@@ -170,8 +171,11 @@ class ChunkStore:
             digest = sha256_file(tmp)
             size = tmp.stat().st_size
             os.replace(tmp, media)
-        except BaseException:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            full = disk_full_error(exc, f"the {stage} chunk {index}", media.parent)  # ENOSPC, however wrapped
+            if full is not None and full is not exc:
+                raise full from None
             raise
         fsync_dir(media.parent)
         record = ChunkRecord(

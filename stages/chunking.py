@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -303,8 +304,9 @@ def extract_chunk(
     Seeks to the keyframe before ``spec.start_pts`` (further back when the decoder starts late), keeps exactly
     the frames whose pts lies in ``[start_pts, end_pts)``, converts them with :func:`color_conversion` of
     ``info`` and stores them at ``chunkio.storage_depth(info.bit_depth)`` (``(H, W, 3)`` uint8, or uint16 for
-    sources above 8 bits). Rotation is not applied. The file is written under a temporary name and renamed at
-    the end, so ``out_path`` never holds a partial chunk.
+    sources above 8 bits). Rotation is not applied. An interlaced source (``info.interlaced``) is deinterlaced
+    with bwdif, one frame per frame (see :func:`deinterlaced`). The file is written under a temporary name and
+    renamed at the end, so ``out_path`` never holds a partial chunk.
 
     Raises:
         InputError: the source cannot be opened or decoded.
@@ -319,9 +321,11 @@ def extract_chunk(
     os.close(fd)
     tmp = Path(tmp_name)
     written: list[int] = []
+    damaged: list[int] = []
     try:
         with ChunkWriter(tmp, info.width, info.height, bit_depth=depth) as writer:
-            for frame in _frames_in_range(source, info, spec):
+            frames = _noting_damage(_frames_in_range(source, info, spec), damaged)
+            for frame in deinterlaced(frames, info) if info.interlaced else frames:
                 if frame.width != info.width or frame.height != info.height:
                     logger.warning("extract: frame at pts %s is %dx%d, the video is %dx%d; scaling it",
                                    frame.pts, frame.width, frame.height, info.width, info.height)
@@ -342,9 +346,78 @@ def extract_chunk(
     if len(written) != spec.frame_count:
         logger.warning("extract: chunk %d of %s has %d decodable frames, the plan says %d",
                        spec.index, source.name, len(written), spec.frame_count)
+    if damaged:
+        logger.warning("extract: %s has %d damaged frame(s) from %.3f s (chunk %d); the decoder concealed the damage "
+                       "and they are kept, re-export or copy the source again if they show blocks",
+                       source.name, len(damaged), float((damaged[0] - info.start_pts) * info.time_base), spec.index)
     return ExtractedChunk(
         frame_count=len(written), pts=tuple(written), width=info.width, height=info.height, bit_depth=depth
     )
+
+
+def _noting_damage(frames: Iterator[av.VideoFrame], damaged: list[int]) -> Iterator[av.VideoFrame]:
+    """``frames`` unchanged; the pts of those the decoder flags corrupt (damage it concealed) go to ``damaged``."""
+    for frame in frames:
+        if frame.is_corrupt:
+            damaged.append(int(frame.pts))
+        yield frame
+
+
+def deinterlaced(frames: Iterator[av.VideoFrame], info: VideoInfo) -> Iterator[av.VideoFrame]:
+    """``frames`` through FFmpeg's bwdif deinterlacer: one progressive frame per input frame, same pts, same
+    count (``mode=send_frame``); frames not flagged interlaced pass unchanged (``deint=interlaced``). At the
+    first and last frame of the sequence the missing neighbour is the frame itself.
+
+    Raises:
+        ChunkError: the filter fails (a frame of another size or format mid-stream).
+    """
+    graph: av.filter.Graph | None = None
+    shape: tuple[int, int, str] | None = None
+    pending: deque[tuple[int | None, Fraction | None]] = deque()  # bwdif counts in fields: give back the frame pts
+    try:
+        for frame in frames:
+            current = (frame.width, frame.height, frame.format.name)
+            if graph is not None and current != shape:
+                yield from _drain(graph, pending, flush=True)
+                graph = None
+            if graph is None:
+                graph, shape = _bwdif_graph(frame, info), current
+            pending.append((frame.pts, frame.time_base))
+            graph.push(frame)
+            yield from _drain(graph, pending, flush=False)
+        if graph is not None:
+            yield from _drain(graph, pending, flush=True)
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise ChunkError(f"extract: deinterlacing {Path(info.path).name} failed ({exc}); deinterlace it first, "
+                         f"e.g. `ffmpeg -i {Path(info.path).name} -vf bwdif -c:v libx264 -crf 16 progressive.mkv`"
+                         ) from exc
+
+
+def _bwdif_graph(frame: av.VideoFrame, info: VideoInfo) -> av.filter.Graph:
+    graph = av.filter.Graph()
+    source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
+                              time_base=frame.time_base or info.time_base)
+    bwdif = graph.add("bwdif", "mode=send_frame:parity=auto:deint=interlaced")
+    sink = graph.add("buffersink")
+    source.link_to(bwdif)
+    bwdif.link_to(sink)
+    graph.configure()
+    return graph
+
+
+def _drain(graph: av.filter.Graph, pending: deque[tuple[int | None, Fraction | None]], *,
+           flush: bool) -> Iterator[av.VideoFrame]:
+    if flush:
+        graph.push(None)
+    while True:
+        try:
+            frame = graph.pull()
+        except (av.error.BlockingIOError, av.error.EOFError):
+            return
+        if not pending:
+            raise ChunkError("extract: the deinterlacer gave more frames than it was given; report this as a bug")
+        frame.pts, frame.time_base = pending.popleft()
+        yield frame
 
 
 def _fsync(path: Path) -> None:

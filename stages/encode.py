@@ -29,6 +29,7 @@ from av.video.reformatter import Interpolation
 
 from stages.chunking import ColorConversion, color_conversion
 from stages.chunkio import read_frames
+from stages.diskspace import disk_full_error
 from stages.errors import ChunkError, EncodeError, ProbeError, SettingsError
 from stages.ffmpeg import find_ffmpeg, run_ffmpeg
 from stages.probe import (
@@ -151,6 +152,7 @@ def encode_video(
         ChunkError: a chunk is missing, unreadable, of another size than the first, or its frame count differs
             from its pts count; pts are not strictly increasing across chunks.
         EncodeError: encoding or muxing failed, or the output does not have the expected frames.
+        DiskFullError: the disk filled up while encoding or muxing (the output keeps its previous content).
         Nothing is left at ``output_path`` (nor any temporary file) when an error is raised.
     """
     settings.validate()
@@ -162,17 +164,25 @@ def encode_video(
     exe = find_ffmpeg(ffmpeg)
     total = sum(len(chunk.pts) for chunk in chunks)
     conversion = color_conversion(source)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    workdir: Path | None = None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # the pid in the name lets the next run delete what a killed process left (orchestration.runner)
+        workdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".part", dir=out.parent))
         video_tmp = workdir / "video.mp4"
         _encode_stream(chunks, source, video_tmp, settings, conversion, total, progress)
         muxed = workdir / f"muxed{out.suffix.lower()}"
         kept_audio, kept_subtitles = _mux(video_tmp, source, muxed, fmt, settings, exe)
         result = _verify(muxed, out, total, kept_audio, kept_subtitles)
         os.replace(muxed, out)
+    except (OSError, EncodeError) as exc:
+        full = disk_full_error(exc, f"the encoded video {out.name}", out.parent)  # ENOSPC from PyAV or ffmpeg
+        if full is not None and full is not exc:
+            raise full from None
+        raise
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
     logger.info("encode: wrote %s (%d frames, %dx%d, %s %s)", out, result.frame_count, result.width, result.height,
                 result.codec, result.pix_fmt)
     return result

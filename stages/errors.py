@@ -36,6 +36,11 @@ class ModelError(StageError, RuntimeError):
     """A model could not be found, loaded or run."""
 
 
+class UnsafeWeightsError(ModelError):
+    """A weights file holds more than tensors (a pickle naming Python objects, a TorchScript archive): loading it
+    could run code, so it is refused before anything in it runs."""
+
+
 class WeightsUnavailableError(ModelError, FileNotFoundError):
     """No source could provide the weights of a model."""
 
@@ -46,3 +51,11 @@ class DownloadError(ModelError, ConnectionError):
 
 class DeviceOutOfMemoryError(StageError, MemoryError):
     """The device ran out of memory even at the smallest tile and batch."""
+
+
+class DiskSpaceError(StageError, OSError):
+    """Before a job: the disk holding the workspace (or the output) has less free space than the job needs."""
+
+
+class DiskFullError(StageError, OSError):
+    """During a job: the disk filled up (ENOSPC) while writing; finished chunks are kept for the rerun."""

@@ -4,12 +4,17 @@ Most work goes through PyAV; the ffmpeg binary is used for what its command line
 audio and subtitle streams of a source next to a new video stream, with per-stream copy or transcode.
 The binary comes from an explicit path, the ``VUP_FFMPEG`` environment variable, or the one that
 ``imageio-ffmpeg`` ships.
+
+No shell is ever involved: the binary gets an argument list, so quotes, ``;``, ``$(...)`` in file names are plain
+characters. Text that has to go *inside* a filter graph (a path given to a filter option such as libvmaf's
+``log_path``) is escaped for both levels ffmpeg parses it at, with :func:`filter_value`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -20,6 +25,29 @@ logger = logging.getLogger(__name__)
 
 FFMPEG_ENV = "VUP_FFMPEG"
 _STDERR_TAIL_LINES = 12
+
+
+# Characters with a meaning in a filter option value (``key=value:key=value``) and in a filter graph
+# (``[in]filter=args,filter;...``); whitespace is escaped too, as ffmpeg trims it around unescaped tokens.
+_OPTION_SPECIAL = re.compile(r"([\\':]|\s)")
+_GRAPH_SPECIAL = re.compile(r"([\\'\[\],;]|\s)")
+
+
+def escape_filter_option(value: str) -> str:
+    """``value`` escaped as the value of one filter option (first level: ``\\``, ``'``, ``:``, whitespace)."""
+    return _OPTION_SPECIAL.sub(r"\\\1", str(value))
+
+
+def escape_filter_graph(args: str) -> str:
+    """A filter's whole argument string escaped for a filter graph (second level: ``\\ ' [ ] , ;``, whitespace)."""
+    return _GRAPH_SPECIAL.sub(r"\\\1", str(args))
+
+
+def filter_value(value: str | os.PathLike[str]) -> str:
+    """Any text (a file path, a title) as a filter option value inside a ``-vf`` / ``-lavfi`` graph: escaped at
+    both levels, so it arrives verbatim whatever it holds (quotes, ``:``, ``;``, ``,``, brackets, backslashes,
+    spaces, non-ASCII). Put the result after ``key=`` and leave the rest of the graph as it is."""
+    return escape_filter_graph(escape_filter_option(os.fspath(value)))
 
 
 def find_ffmpeg(explicit: str | os.PathLike[str] | None = None) -> str:
@@ -71,6 +99,8 @@ def run_ffmpeg(
         EncodeError: ffmpeg could not be started or exited with a non-zero status; the message carries the
             last lines of its standard error.
     """
+    if isinstance(args, (str, bytes)):
+        raise TypeError(f"{what}: run_ffmpeg takes an argument list, never a command string (no shell is used)")
     exe = find_ffmpeg(ffmpeg)
     command = [exe, "-hide_banner", "-nostdin", "-y", *[str(a) for a in args]]
     logger.debug("%s: running %s", what, shlex.join(command))

@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from stages.diskspace import disk_full_error
+
 
 def sha256_file(path: str | Path, chunk_bytes: int = 1 << 22) -> str:
     """Hex sha256 of the file at ``path``; OSError if it cannot be read."""
@@ -41,15 +43,19 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder, fsync and rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # the pid in the name lets the next run delete what a killed process left (orchestration.runner)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        full = disk_full_error(exc, path.name, path.parent) if isinstance(exc, OSError) else None
+        if full is not None and full is not exc:
+            raise full from None
         raise
     fsync_dir(path.parent)
 

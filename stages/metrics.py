@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stages.errors import InputError, SettingsError
-from stages.ffmpeg import find_ffmpeg, run_ffmpeg
+from stages.ffmpeg import filter_value, find_ffmpeg, run_ffmpeg
 from stages.flow import DIS_PRESETS, consistency_mask, dis_flow, resize_flow, warp
 from stages.fsutil import atomic_write_bytes, atomic_write_text
 
@@ -265,9 +265,9 @@ def _video_size(path: str | Path) -> tuple[int, int]:
 
 
 def _filter_path(path: Path) -> str:
-    """``path`` escaped for an ffmpeg filter option value (``\\``, ``:`` and ``'`` are special there)."""
-    text = str(path).replace("\\", "/")
-    return text.replace(":", "\\\\:").replace("'", "\\\\'")
+    """``path`` as a filter option value inside the ``-lavfi`` graph, escaped at both levels ffmpeg parses (option
+    value, then graph: quotes, ``:``, ``;``, ``,``, brackets, backslashes, spaces), see :func:`filter_value`."""
+    return filter_value(path)
 
 
 def vmaf(

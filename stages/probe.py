@@ -43,6 +43,11 @@ _DECODE_PROBE_FRAMES = 3
 _DECODE_PROBE_MAX_PACKETS = 300
 _MKV_END_TOLERANCE_S = 0.5
 _ISO_BMFF_BOXES = (b"ftyp", b"mdat", b"moov", b"free", b"wide", b"skip")
+# Frames larger than this are never decoded by the probe: no output can hold them (the output limit is 8K,
+# 7680x4320, even at scale 1), and a damaged or hostile header may declare gigapixel frames.
+DECODE_PROBE_MAX_PIXELS = 7680 * 4320
+# The smallest frame side the pipeline takes (its optical flow needs 12 pixels; below 16 nothing is worth it).
+MIN_VIDEO_SIDE = 16
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,18 @@ class SubtitleStreamInfo:
     codec: str
     language: str | None
     title: str | None
+
+
+@dataclass(frozen=True)
+class IgnoredStream:
+    """A video stream of the source that the pipeline leaves out: another video, or cover art (an attached
+    picture). ``index`` is the stream index in the container."""
+
+    index: int
+    codec: str
+    width: int
+    height: int
+    cover_art: bool
 
 
 @dataclass(frozen=True)
@@ -151,15 +168,48 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     Demuxes every packet of the file (no full decode) and decodes the first few video frames.
 
     Raises:
-        ProbeError: the path is missing, a directory or empty; the file is not a media file, has no video
-            stream, uses a codec this FFmpeg build cannot decode, is truncated (MP4 index missing, fewer
-            packets than the index declares, cut media data) or has no decodable frame.
+        ProbeError: the path is missing, a directory or empty; the file is not a media file, is a still image,
+            has no video stream, uses a codec this FFmpeg build cannot decode, is truncated (MP4 index missing,
+            fewer packets than the index declares, cut media data) or has no decodable frame.
+
+    Frames whose declared size is above :data:`DECODE_PROBE_MAX_PIXELS` are not decoded (the info then comes
+    from the headers only); such a video is refused later by the 8K output limit.
     """
     file_path = _check_path(path)
     with _open_container(file_path) as container:
+        _refuse_still_image(container, file_path)
         stream = _video_stream(container, file_path)
-        scan = _scan_video(container, stream, file_path, decode_frames=_DECODE_PROBE_FRAMES)
+        decode_frames = _DECODE_PROBE_FRAMES
+        declared = (stream.codec_context.width or 0) * (stream.codec_context.height or 0)
+        if declared > DECODE_PROBE_MAX_PIXELS:
+            logger.info("probe: %s declares %dx%d frames; not decoding any (above %d pixels)", file_path.name,
+                        stream.codec_context.width, stream.codec_context.height, DECODE_PROBE_MAX_PIXELS)
+            decode_frames = 0
+        scan = _scan_video(container, stream, file_path, decode_frames=decode_frames)
         return _build_info(container, stream, scan, file_path)
+
+
+def ignored_streams(path: str | os.PathLike[str]) -> tuple[IgnoredStream, ...]:
+    """The video streams of ``path`` other than the one :func:`probe_video` picks (the first video stream that
+    is not an attached picture): further video streams and cover art, which the pipeline leaves out.
+
+    Raises:
+        ProbeError: as :func:`probe_video` for a file that cannot be opened or has no video stream.
+    """
+    file_path = _check_path(path)
+    with _open_container(file_path) as container:
+        chosen = _video_stream(container, file_path)
+        return tuple(
+            IgnoredStream(
+                index=s.index,
+                codec=_codec_id_name(s),
+                width=int(s.codec_context.width or 0) if s.codec_context is not None else 0,
+                height=int(s.codec_context.height or 0) if s.codec_context is not None else 0,
+                cover_art=bool(s.disposition & av.stream.Disposition.attached_pic),
+            )
+            for s in container.streams.video
+            if s.index != chosen.index
+        )
 
 
 def frame_timestamps(path: str | os.PathLike[str], info: VideoInfo) -> np.ndarray:
@@ -216,6 +266,18 @@ def _open_container(path: Path) -> av.container.InputContainer:
         ) from exc
     except OSError as exc:
         raise ProbeError(f"probe: cannot read {path.name} ({exc}); check the file's permissions") from exc
+
+
+def _refuse_still_image(container: av.container.InputContainer, path: Path) -> None:
+    """Raise ProbeError when FFmpeg reads ``path`` as a still image (its image demuxers: ``image2``,
+    ``png_pipe``, ``jpeg_pipe``...), whatever the file's name says."""
+    name = container.format.name
+    if name in ("image2", "image2pipe") or name.endswith("_pipe"):
+        kind = name.removesuffix("_pipe") if name.endswith("_pipe") else "image"
+        raise ProbeError(
+            f"probe: {path.name} is a still image ({kind}), not a video; use an image upscaler for photos, or make "
+            f"a clip of it first, e.g. `ffmpeg -loop 1 -t 5 -i {path.name} -pix_fmt yuv420p still.mp4`"
+        )
 
 
 def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:

@@ -143,6 +143,23 @@ def file_argument(value: Any) -> tuple[str | None, str | None]:
     return (str(path) if path else None), (str(name) if name else None)
 
 
+def received_upload(path: str | None, workspace: Any) -> str | None:
+    """``path`` when it is a file the page received: in Gradio's upload folder (``GRADIO_TEMP_DIR``) or the
+    workspace's uploads; else None. Gradio already refuses other paths in API calls; the page does not rely on
+    it, so a request can never make it read a file elsewhere on the machine."""
+    if not path:
+        return None
+    try:
+        resolved = Path(path).resolve()
+    except (OSError, ValueError):  # a NUL byte, a loop of links
+        return None
+    folders = [Path(gr.utils.get_upload_folder()), Path(workspace.uploads)]
+    if any(resolved.is_relative_to(folder.expanduser().resolve()) for folder in folders) and resolved.is_file():
+        return path
+    log.warning("ui: refused a file that was not uploaded through the page: %r", path)
+    return None
+
+
 def _unexpected(what: str, exc: BaseException) -> str:
     log.exception("ui: %s failed", what)
     return f"ui: {what} failed ({first_line(exc)}); see the server log"
@@ -889,6 +906,7 @@ def build_app(service: DagsterService, *, max_upload: int | None = None) -> gr.B
             """(file) -> (metadata table, message)."""
             lang = lang_of(request)
             path, name = file_argument(file)
+            path = received_upload(path, workspace)
             inspection = inspect_file(workspace, path, original_name=name, max_upload=max_upload, lang=lang)
             state = {"file": path, "upload": inspection.upload} if inspection.upload else None
             headers = [label(lang, "col_field"), label(lang, "col_value")]
@@ -922,6 +940,7 @@ def build_app(service: DagsterService, *, max_upload: int | None = None) -> gr.B
         def _submit(kind, file, values, state, request):
             lang = lang_of(request)
             path, name = file_argument(file)
+            path = received_upload(path, workspace)
             cached = (state or {}).get("upload") if path and (state or {}).get("file") == path else None
             submission = submit_run(service, path, PageChoices(*values), kind=kind, original_name=name,
                                     upload=cached, models=models, methods=methods, max_upload=max_upload, lang=lang)

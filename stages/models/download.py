@@ -5,11 +5,18 @@ Standard library only (urllib). Data goes to ``<dest>.part`` first; an interrupt
 sends the whole file again, which restarts it). Only a file whose size and sha256 match is renamed to
 ``dest`` (fsync, then ``os.replace``). A lock file next to ``dest`` keeps two processes from writing the
 same ``.part`` at once (where the platform has ``fcntl``).
+
+Only HTTPS is used, and every redirect must stay on HTTPS. Plain ``http://`` is accepted for a loopback host
+only (``127.0.0.0/8``, ``::1``, ``localhost``: a server on this machine, as the tests use), and a redirect from
+there may only go to another loopback ``http://`` or to HTTPS. A download without a known sha256 is logged as a
+warning: only its size is checked here, so the caller must check it another way (the model store loads it as
+the expected architecture and pins its sha256 next to it).
 """
 
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import logging
 import os
 import re
@@ -39,6 +46,54 @@ class _Interrupted(Exception):
     """The transfer stopped before the end; the .part is kept and may be resumed."""
 
 
+def _loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def url_problem(url: str, *, after: str | None = None) -> str | None:
+    """Why ``url`` may not be fetched (None when it may): it must be ``https://``, or ``http://`` to a loopback
+    host. ``after``: the URL that redirected to it; a redirect never goes from HTTPS to plain HTTP."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+    except ValueError as exc:
+        return f"{url!r} is not a valid URL ({exc})"
+    scheme = parts.scheme.lower()
+    if scheme == "https" and host:
+        return None
+    if scheme == "http" and _loopback(host):
+        if after is not None and urllib.parse.urlsplit(after).scheme.lower() == "https":
+            return f"{after} redirects to {url}, from HTTPS to plain HTTP"
+        return None
+    if scheme == "http":
+        return f"{url!r} is plain http to another machine; only https URLs are used (http only to 127.0.0.1)"
+    return f"{url!r} is not an https URL"
+
+
+class _SafeRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to a URL :func:`url_problem` accepts (HTTPS stays HTTPS)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        target = urllib.parse.urljoin(req.full_url, newurl)
+        problem = url_problem(target, after=req.full_url)
+        if problem is not None:
+            raise DownloadError(f"download: refused a redirect: {problem}; the server is not the one the catalog "
+                                "names, fetch the file by hand and check its sha256")
+        return super().redirect_request(req, fp, code, msg, headers, target)
+
+
+def build_opener() -> urllib.request.OpenerDirector:
+    """A urllib opener whose redirects stay on allowed URLs (proxy settings follow the environment)."""
+    return urllib.request.build_opener(_SafeRedirects())
+
+
 def _describe_size(size: int | None) -> str:
     return "unknown size" if size is None else f"{size / 1e6:.1f} MB"
 
@@ -61,6 +116,8 @@ def _fetch_once(opener: urllib.request.OpenerDirector, url: str, part: Path, *, 
         request.add_header("Range", f"bytes={offset}-")
     try:
         response = opener.open(request, timeout=timeout)
+    except DownloadError:  # a refused redirect (DownloadError is an OSError: not a transient failure here)
+        raise
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:
             part.unlink(missing_ok=True)
@@ -72,6 +129,9 @@ def _fetch_once(opener: urllib.request.OpenerDirector, url: str, part: Path, *, 
         reason = getattr(exc, "reason", exc)
         raise _Interrupted(f"cannot connect ({reason})") from exc
     with response:
+        problem = url_problem(response.geturl(), after=url)
+        if problem is not None:
+            raise DownloadError(f"download: {problem}; fetch the file by hand and check its sha256")
         mode = "wb"
         if offset and response.status == 206:
             match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
@@ -176,7 +236,8 @@ def download_file(urls: Sequence[str], dest: Path, *, size: int | None, sha256: 
     ``size`` / ``sha256`` (hex) are checked when not None. Data goes to ``<dest>.part``, which is resumed
     with an HTTP Range request when present; each URL gets ``retries`` automatic resumes after a cut
     connection or timeout. ``progress`` shows a tqdm bar on a terminal (nothing when stderr is not a TTY).
-    A ``dest`` that already has the expected sha256 is returned without any network access.
+    A ``dest`` that already has the expected sha256 is returned without any network access. URLs and redirects
+    must be HTTPS (plain HTTP only to a loopback host, see :func:`url_problem`).
 
     Raises DownloadError when every URL failed: after a cut connection the ``.part`` is kept for the next
     call to resume; after a size or sha256 mismatch it is deleted and ``dest`` is left untouched.
@@ -185,8 +246,9 @@ def download_file(urls: Sequence[str], dest: Path, *, size: int | None, sha256: 
         raise DownloadError(f"download: no URL is known for {Path(dest).name}; place the file in the models "
                             "folder (VUP_MODELS_DIR) instead")
     for url in urls:
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            raise DownloadError(f"download: {url!r} is not an http(s) URL; fix the model catalog entry")
+        problem = url_problem(url)
+        if problem is not None:
+            raise DownloadError(f"download: {problem}; fix the model catalog entry")
     dest = Path(dest)
     label = dest.name
     try:
@@ -199,8 +261,12 @@ def download_file(urls: Sequence[str], dest: Path, *, size: int | None, sha256: 
         if sha256 is not None and dest.is_file() and (size is None or dest.stat().st_size == size) \
                 and sha256_file(dest) == sha256.lower():
             return dest
+        if sha256 is None:
+            logger.warning("download: no sha256 is known for %s: only its %s is checked before it is used; "
+                           "its sha256 is recorded after the model loads, and checked from then on", label,
+                           "size" if size is not None else "arrival (not even its size is known)")
         failures: list[DownloadError] = []
-        opener = urllib.request.build_opener()  # built per call so proxy settings follow the environment
+        opener = build_opener()  # built per call so proxy settings follow the environment
         for url in urls:
             logger.info("download: fetching %s (%s) from %s", label, _describe_size(size), url)
             try:

@@ -58,6 +58,7 @@ from stages.models.download import download_file, sha256_file
 from stages.models.ncnn import convert_ncnn
 from stages.models.resized import with_output_scale
 from stages.models.rife.load import load_rife
+from stages.models.safe_load import load_tensors
 from stages.models.user_catalog import (
     ImportResult,
     UserCatalog,
@@ -734,9 +735,15 @@ class ModelStore:
 
     @staticmethod
     def load_descriptor(path: Path) -> ImageModelDescriptor:
-        """Load any file spandrel recognises on the CPU; ModelError unless it is an image-to-image model."""
+        """Load any file spandrel recognises on the CPU; ModelError unless it is an image-to-image model.
+
+        The file is read by :func:`stages.models.safe_load.load_tensors` (safetensors, or ``torch.load`` with
+        ``weights_only=True``), never by spandrel's own file loader; UnsafeWeightsError (a ModelError) for a
+        pickle that names anything besides tensors, before any of it runs.
+        """
+        state = load_tensors(path, what="model store")
         try:
-            descriptor = ModelLoader(device="cpu").load_from_file(path)
+            descriptor = ModelLoader(device="cpu").load_from_state_dict(state)
         except UnsupportedModelError as exc:
             raise ModelError(f"model store: {path} is not a model architecture spandrel knows; use a "
                              "super-resolution .pth/.safetensors from a supported architecture") from exc

@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+import threading
+from dataclasses import replace
 
 import pytest
-from dagster import DagsterEventType, DagsterInstance
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
-import orchestration.assets as assets
-from orchestration.config import ChunkPlanConfig, EncodeConfig, MetricsConfig, UpscaleConfig
-from orchestration.retries import RETRY_POLICY, is_transient
+from orchestration import assets
+from orchestration.config import (
+    ChunkPlanConfig,
+    EncodeConfig,
+    MetricsConfig,
+    UpscaleConfig,
+)
+from orchestration.retries import (
+    MAX_RUNTIME_ENV,
+    RETRY_POLICY,
+    is_transient,
+    limit_tags,
+    max_runtime_seconds,
+)
 from orchestration.runner import EnhanceRequest, run_enhance
 from stages.errors import DeviceOutOfMemoryError, InputError, SettingsError
 
@@ -78,4 +91,57 @@ def test_a_permanent_error_is_not_retried_and_keeps_its_message(workspace, tiny_
     assert len(calls) == 1
     assert _step_events(outcome.run_id, "video_probe", DagsterEventType.STEP_UP_FOR_RETRY) == 0
     assert outcome.error == "probe: the file is not a video; pick a video file (mp4, mkv, mov, ...)"
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_max_runtime_settings(monkeypatch):
+    monkeypatch.delenv(MAX_RUNTIME_ENV, raising=False)
+    assert max_runtime_seconds() == 24 * 3600
+    assert limit_tags() == {"dagster/max_runtime": str(24 * 3600)}
+    assert max_runtime_seconds(0.5) == 1800 and limit_tags(0) == {}
+    monkeypatch.setenv(MAX_RUNTIME_ENV, "2")
+    assert limit_tags() == {"dagster/max_runtime": "7200"}
+    monkeypatch.setenv(MAX_RUNTIME_ENV, "soon")
+    with pytest.raises(SettingsError, match="VUP_MAX_RUNTIME_HOURS='soon' is not a number"):
+        max_runtime_seconds()
+    with pytest.raises(SettingsError, match="impossible"):
+        max_runtime_seconds(-1)
+
+
+def test_a_hung_step_is_ended_by_the_max_runtime(workspace, tiny_clip, tmp_path, monkeypatch):
+    release = threading.Event()
+    real = assets.probe_video
+
+    def hang(path):
+        release.wait(120)
+        return real(path)
+
+    monkeypatch.setattr(assets, "probe_video", hang)
+    out = tmp_path / "out.mp4"
+    request = replace(_request(tiny_clip, out), max_runtime_hours=3 / 3600)
+    try:
+        outcome = run_enhance(workspace, request)
+        run = DagsterInstance.get().get_run_by_id(outcome.run_id)
+    finally:
+        release.set()
+    assert not outcome.success and 3 <= outcome.seconds < 60
+    assert outcome.error.startswith("limits: the run passed its max runtime of 3 s and was stopped")
+    assert run.status == DagsterRunStatus.FAILURE and run.tags["dagster/max_runtime"] == "3"
+    assert not out.exists()
+
+
+def test_a_failed_run_reaches_the_terminal_as_one_line(workspace, tiny_clip, tmp_path, monkeypatch, capfd):
+    """A bug deep in a step: the CLI prints its one error line; the traceback stays in the run's event log."""
+    from orchestration.cli import main
+
+    def bug(path):
+        raise KeyError("no such stream")
+
+    monkeypatch.setattr(assets, "probe_video", bug)
+    capfd.readouterr()
+    code = main(["enhance", str(tiny_clip), "-o", str(tmp_path / "out.mp4"), "--device", "cpu", "--scale", "2", "-q"])
+    out, err = capfd.readouterr()
+    assert code == 1
+    assert "Traceback" not in out + err and "Stack Trace" not in out + err and 'File "' not in out + err
+    assert "error: 'no such stream'" in err
     assert not (tmp_path / "out.mp4").exists()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from benchmarks.load import answers, free_port, group_alive
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,28 +37,6 @@ class Served:
             return json.loads(response.read())["data"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="session")
 def served(tmp_path_factory) -> Served:
     """`vup serve` on free loopback ports; SIGTERM at the end must stop every process it started."""
@@ -77,7 +56,7 @@ def served(tmp_path_factory) -> Served:
         )
     page_url, dagster_url = f"http://127.0.0.1:{page_port}", f"http://127.0.0.1:{dagster_port}"
     deadline = time.monotonic() + 240
-    while not (_answers(f"{page_url}/config") and _answers(f"{dagster_url}/server_info")):
+    while not (answers(f"{page_url}/config") and answers(f"{dagster_url}/server_info")):
         if process.poll() is not None or time.monotonic() > deadline:
             os.killpg(process.pid, signal.SIGKILL) if process.poll() is None else None
             dagster_log = root / "logs" / "dagster.log"
@@ -92,9 +71,9 @@ def served(tmp_path_factory) -> Served:
         os.killpg(process.pid, signal.SIGKILL)
         pytest.fail("vup serve did not stop within 90 s of SIGTERM")
     deadline = time.monotonic() + 30
-    while _group_alive(process.pid) and time.monotonic() < deadline:
+    while group_alive(process.pid) and time.monotonic() < deadline:
         time.sleep(0.5)
-    leftover = _group_alive(process.pid)
+    leftover = group_alive(process.pid)
     if leftover:
         os.killpg(process.pid, signal.SIGKILL)
     assert code == 0, f"vup serve exited with {code}:\n{log.read_text(errors='replace')[-3000:]}"

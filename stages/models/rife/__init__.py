@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stages.errors import InputError, SettingsError
+from stages.errors import DeviceOutOfMemoryError, InputError, SettingsError
 from stages.models.rife.arch import (
     ARCHITECTURES,
     SCALES,
@@ -131,8 +131,11 @@ class RifeInterpolator:
         Returns:
             One ``(H, W, 3)`` frame per timestep, in the order of ``times``, with the dtype of ``a``.
 
+        On out-of-memory the timesteps per call are halved and the call retried.
+
         Raises:
             InputError: frames of another shape or dtype. SettingsError: a timestep outside (0, 1).
+            DeviceOutOfMemoryError: one timestep at a time does not fit either (the message says what to change).
         """
         if not isinstance(a, np.ndarray) or not isinstance(b, np.ndarray) or a.shape != b.shape \
                 or a.dtype != b.dtype or a.ndim != 3 or a.shape[2] != 3 or a.dtype not in _MAX_VALUE:
@@ -155,13 +158,36 @@ class RifeInterpolator:
         with torch.inference_mode():
             img0 = self._to_tensor(a, padded_h, padded_w)
             img1 = self._to_tensor(b, padded_h, padded_w)
-            for start in range(0, len(steps), chunk):
+            start = 0
+            while start < len(steps):
                 t = torch.tensor(steps[start:start + chunk], device=self.device, dtype=self.dtype)
-                frames = self.net(img0, img1, t.view(-1, 1, 1, 1), self.scale)[:, :, :height, :width]
+                try:
+                    frames = self.net(img0, img1, t.view(-1, 1, 1, 1), self.scale)[:, :, :height, :width]
+                except Exception as exc:
+                    if not _is_out_of_memory(exc):
+                        raise
+                    if self.device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    if chunk == 1:
+                        raise DeviceOutOfMemoryError(
+                            f"interpolate: RIFE ran out of memory on {self.device} with {width}x{height} frames "
+                            "even one timestep at a time; use --interp-method flow (optical flow, on the CPU), "
+                            "--device cpu, or close other programs using the device"
+                        ) from exc
+                    chunk = max(1, chunk // 2)
+                    logger.warning("rife: out of memory; retrying %d timesteps per call", chunk)
+                    continue
                 values = (frames.float() * maximum).round_().clamp_(0.0, maximum)
                 values = values.permute(0, 2, 3, 1).cpu().numpy()
                 out.extend(np.ascontiguousarray(frame).astype(a.dtype) for frame in values)
+                start += len(values)
         return out
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
 def _weights_digest(net: IFNet) -> str:

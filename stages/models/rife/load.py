@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from stages.errors import ModelError, WeightsUnavailableError
@@ -26,6 +25,7 @@ from stages.models.rife.arch import (
     get_spec,
     normalise_version,
 )
+from stages.models.safe_load import UnreadableWeightsError, load_tensors
 
 __all__ = [
     "TRAINING_ONLY_MODULES",
@@ -99,22 +99,17 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """Read the tensors of a ``.pkl`` / ``.pth`` / ``.pt`` (torch pickle, tensors only) or ``.safetensors`` file.
 
     Raises WeightsUnavailableError when the file does not exist, ModelError when it cannot be read as a
-    state dict (including pickles that hold more than tensors: they are never unpickled).
+    state dict; UnsafeWeightsError (a ModelError) for a pickle that names more than tensors: read with
+    ``weights_only=True`` (:func:`stages.models.safe_load.load_tensors`), nothing in it runs.
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise WeightsUnavailableError(f"rife: {path} does not exist; pass the path of a flownet.pkl / .pth / "
                                       ".safetensors file")
     try:
-        if path.suffix.lower() == ".safetensors":
-            from safetensors.torch import load_file
-
-            loaded: object = load_file(str(path), device="cpu")
-        else:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch / pickle / safetensors fail in many ways on a foreign file
-        text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        raise ModelError(f"rife: cannot read {path} as a state dict ({text}); pass an uncorrupted RIFE "
+        loaded: object = load_tensors(path, what="rife", any_suffix=True)
+    except UnreadableWeightsError as exc:
+        raise ModelError(f"rife: cannot read {path} as a state dict ({exc.detail}); pass an uncorrupted RIFE "
                          "flownet.pkl, .pth or .safetensors") from exc
     if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
         loaded = loaded["state_dict"]
