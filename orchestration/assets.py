@@ -41,7 +41,7 @@ from orchestration.resources import (
     ModelStoreResource,
     WorkspaceResource,
 )
-from orchestration.retries import RETRY_POLICY, retry_transient_only
+from orchestration.retries import retry_transient_only
 from orchestration.workspace import lookup_video
 from stages.chunk_store import ChunkContent, ChunkRecord, content_key
 from stages.chunking import (
@@ -135,7 +135,7 @@ def _records(manifest: dict[str, Any]) -> list[ChunkRecord]:
     return [ChunkRecord.from_dict(r) for r in manifest["records"]]
 
 
-@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"}, retry_policy=RETRY_POLICY)
+@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"})
 @retry_transient_only
 def video_probe(context: AssetExecutionContext, workspace: WorkspaceResource) -> dict[str, Any]:
     """The source video's facts: streams, frame count, fps (average and real), VFR flag, pixel format, bit
@@ -182,7 +182,7 @@ def _cached_scene_cuts(cache: Path, path: str, info: VideoInfo) -> list[int]:
     return cuts
 
 
-@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"}, retry_policy=RETRY_POLICY)
+@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"})
 @retry_transient_only
 def chunk_plan(
     context: AssetExecutionContext, config: ChunkPlanConfig, workspace: WorkspaceResource, video_probe: dict[str, Any]
@@ -202,7 +202,7 @@ def chunk_plan(
     return {"chunk_seconds": config.chunk_seconds, "scene_cuts": cuts, "chunks": [asdict(s) for s in specs]}
 
 
-@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"}, retry_policy=RETRY_POLICY)
+@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"})
 @retry_transient_only
 def frame_chunks(
     context: AssetExecutionContext, workspace: WorkspaceResource, video_probe: dict[str, Any], chunk_plan: dict[str, Any]
@@ -252,7 +252,7 @@ def frame_chunks(
     return {"records": [r.to_dict() for r in records]}
 
 
-@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"pytorch"}, pool="gpu", retry_policy=RETRY_POLICY)
+@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"pytorch"}, pool="gpu")
 @retry_transient_only
 def upscaled_chunks(
     context: AssetExecutionContext,
@@ -398,7 +398,7 @@ def _rife_factory(store, device_choice) -> tuple[bool, Any]:
     return present, factory
 
 
-@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"}, pool="gpu", retry_policy=RETRY_POLICY)
+@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"}, pool="gpu")
 @retry_transient_only
 def interpolated_chunks(
     context: AssetExecutionContext,
@@ -488,7 +488,7 @@ def interpolated_chunks(
             "end_pts": start_pts + len(plan)}
 
 
-@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"}, retry_policy=RETRY_POLICY)
+@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"})
 @retry_transient_only
 def coherent_chunks(
     context: AssetExecutionContext,
@@ -606,7 +606,7 @@ def _deliver(cached: Path, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"}, retry_policy=RETRY_POLICY)
+@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"})
 @retry_transient_only
 def encoded_video(
     context: AssetExecutionContext,
@@ -687,7 +687,7 @@ def encoded_video(
     return {**result, "path": str(target), "cached_path": str(cached), "reused": reused}
 
 
-@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"}, retry_policy=RETRY_POLICY)
+@asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"})
 @retry_transient_only
 def metrics_report(
     context: AssetExecutionContext,

@@ -16,9 +16,7 @@ the latest copy, as ``FilesystemIOManager`` would.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,8 @@ from dagster import (
     InputContext,
     OutputContext,
 )
+
+from stages.fsutil import atomic_write_bytes
 
 RUNS_FOLDER = "runs"
 
@@ -45,15 +45,7 @@ def _relative(context: OutputContext | InputContext) -> Path:
 
 
 def _dump(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            pickle.dump(obj, handle, pickle.HIGHEST_PROTOCOL)
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))  # a full disk: DiskFullError
 
 
 class RunScopedIOManager(ConfigurableIOManager):

@@ -1,13 +1,19 @@
 """Which step failures Dagster retries (transient ones only), and how long a run may take.
 
-Every enhance asset carries ``RETRY_POLICY`` and is wrapped by ``retry_transient_only``. A busy or briefly
-unavailable file, a dropped connection or a locked SQLite database is raised as is, so the policy retries the
-step (with exponential back-off); cached chunks make the retry resume where the step stopped. Anything else (a
-bad input, an impossible setting, out of memory at the floor, a full disk, a bug) becomes a ``Failure`` with
-``allow_retries=False``: retrying it would fail the same way and only delay the message. The original error stays
-the ``Failure``'s cause, so the first-line message the user sees is unchanged (``orchestration.events.error_line``).
+Every enhance asset is wrapped by ``retry_transient_only``. A busy or briefly unavailable file, a dropped
+connection or a locked SQLite database makes the step ask Dagster for a retry (``RetryRequested``) on the schedule
+of ``RETRY_POLICY`` (3 retries, exponential back-off from 2 s, jitter); cached chunks make the retry resume where
+the step stopped. Anything else (a bad input, an impossible setting, out of memory at the floor, a full disk, a
+bug) becomes a ``Failure`` with ``allow_retries=False``: retrying it would fail the same way and only delay the
+message. The original error stays the ``Failure``'s cause, so the first-line message the user sees is unchanged
+(``orchestration.events.error_line``).
 
-A lost run worker (a crashed or killed process) is not a step failure: the daemon's run monitoring detects it
+The policy is applied by the wrapper, not set as the assets' ``retry_policy``: Dagster retries a step that has a
+retry policy even when it was interrupted, so a cancelled run's step would start again and the run would finish
+instead of stopping (seen with the page's Cancel button). Without a policy on the asset, an interrupt ends the
+step and the run is CANCELED.
+
+A lost run worker (a crashed or killed process) is not a step failure: ``orchestration.watchdog`` ends its run
 and ``run_retries`` in the embedded dagster.yaml starts the run again (see ``orchestration.workspace``).
 """
 
@@ -21,7 +27,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from dagster import Backoff, Failure, Jitter, RetryPolicy
+from dagster import Backoff, Failure, Jitter, RetryPolicy, RetryRequested
 
 from stages.errors import SettingsError, StageError
 
@@ -52,17 +58,21 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def retry_transient_only(fn: F) -> F:
-    """Wrap an asset function so only transient errors reach Dagster's RetryPolicy (see the module doc)."""
+    """Wrap an asset function (its first argument is the context) so only transient errors are retried, on
+    ``RETRY_POLICY``'s schedule (see the module doc)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except Failure:
+        except (Failure, RetryRequested):
             raise
         except Exception as exc:
             if is_transient(exc):
-                raise
+                context = kwargs.get("context", args[0] if args else None)
+                attempt = getattr(context, "retry_number", 0) + 1
+                raise RetryRequested(max_retries=RETRY_POLICY.max_retries,
+                                     seconds_to_wait=RETRY_POLICY.calculate_delay(attempt)) from exc
             raise Failure(description=str(exc) or type(exc).__name__, allow_retries=False) from exc
 
     return wrapper  # type: ignore[return-value]
