@@ -14,7 +14,7 @@ in the middle of one committed chunk (a bad checksum the next run must catch). T
 again to the end and records: exit status, whether the output's sha256 equals the reference's, how many chunks
 the second run reused and how many it computed (from its per-chunk progress events), whether the corrupted
 chunk was redone, whether every manifest validates afterwards, the temporary files left, and whether the killed
-run was marked ended and its `gpu` pool slot freed (orchestration.runner.reclaim_abandoned_runs).
+run was marked ended and its `gpu` pool slot freed (orchestration.watchdog.reclaim_abandoned_runs).
 
 The clip: a photo filmed by a moving camera, 64x48, 1.5 s at 12 fps with audio (18 frames), x4, interpolated x2
 (optical flow), flow temporal coherence, x264 veryfast, chunks of 0.25 s (6 chunks per stage): every stage does

@@ -7,6 +7,8 @@ from typing import Any
 
 from dagster import DagsterEventType, DagsterInstance
 
+from stages.diskspace import DISK_FULL_ADVICE, mentions_disk_full
+
 
 def progress_events(instance: DagsterInstance, run_id: str) -> list[tuple[dict[str, Any], float]]:
     """The run's per-chunk progress events (``stage``, ``chunk``, ``chunks``, ``frames``, ``reused``,
@@ -24,16 +26,38 @@ def error_line(error: Any, default: str = "unknown error") -> str:
     """The first line of the deepest error of this project's own in the cause chain of a Dagster
     ``SerializableErrorInfo`` (else of the deepest cause), without the class-name prefix Dagster adds
     ("stages.errors.SettingsError: upscale: ..." -> "upscale: ..."): our typed errors say what to do there, the
-    library error they were raised from ("CUDA out of memory. Tried to allocate 2.00 GiB") does not."""
-    chain = [error]
-    while chain[-1].cause is not None:
-        chain.append(chain[-1].cause)
-    ours = [e for e in chain if _is_ours(e)]
-    error = ours[-1] if ours else chain[-1]
+    library error they were raised from ("CUDA out of memory. Tried to allocate 2.00 GiB") does not.
+
+    A full disk that no stage turned into a DiskFullError (a library's "No space left on device" anywhere in the
+    chain) gives ``disk full (<that line>); free space and rerun: ...``, whatever error carried it."""
+    full = _disk_full_line(error)
+    if full is not None:
+        return full
+    causes = [error]
+    while causes[-1].cause is not None:
+        causes.append(causes[-1].cause)
+    ours = [e for e in causes if _is_ours(e)]
+    error = ours[-1] if ours else causes[-1]
     lines = (error.message or error.cls_name or default).strip().splitlines()
     message = lines[0] if lines else default
     head, _, rest = message.partition(": ")
     return rest if rest and head.rsplit(".", 1)[-1] == error.cls_name else message
+
+
+def _disk_full_line(error: Any) -> str | None:
+    """``disk full (...)`` when an error in the chain (causes and contexts) says the disk is full and none is our
+    DiskFullError (which already says it all), else None."""
+    messages = []
+    while error is not None:
+        if error.cls_name == "DiskFullError":
+            return None
+        messages.append(error.message or "")
+        error = error.cause or getattr(error, "context", None)
+    for message in reversed(messages):
+        if mentions_disk_full(message):
+            first = message.strip().splitlines()[0] if message.strip() else "no space left on device"
+            return f"disk full ({first}); {DISK_FULL_ADVICE}"
+    return None
 
 
 def _is_ours(error: Any) -> bool:

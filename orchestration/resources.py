@@ -20,7 +20,7 @@ class WorkspaceResource(ConfigurableResource):
         """Tag the run with the process that executes it (see orchestration.watchdog), unless it has one."""
         run = context.run
         if context.instance is not None and run is not None and "vup/pid" not in run.tags:
-            from orchestration.runner import process_tags
+            from orchestration.watchdog import process_tags  # it imports this module
 
             context.instance.add_run_tags(run.run_id, process_tags())
 

@@ -4,8 +4,6 @@ demo and the tests). The run is recorded in the instance, so it shows in the Dag
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterInstance
 from dagster._core.utils import make_new_run_id
 
 from orchestration.config import (
@@ -30,14 +28,13 @@ from orchestration.diskcheck import check_request_space
 from orchestration.events import error_line, progress_events
 from orchestration.resources import DeviceResource, ModelStoreResource
 from orchestration.retries import MAX_RUNTIME_ENV, limit_tags, max_runtime_seconds
+from orchestration.watchdog import process_tags, reclaim_abandoned_runs
 from orchestration.workspace import Workspace, prepare_dagster_home, register_video
 from stages.device import validate_device_settings
 from stages.diskspace import (
-    DISK_FULL_ADVICE,
     disk_full_error,
     disk_full_message,
     free_bytes,
-    mentions_disk_full,
 )
 from stages.errors import DiskFullError, InputError, SettingsError
 from stages.interpolate import rational_fps
@@ -134,7 +131,7 @@ def _error_message(result: Any) -> str:
     """The first line of the deepest error of the first failed step (our typed errors say what to do)."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            return _disk_full_line(event.step_failure_data.error) or error_line(event.step_failure_data.error)
+            return error_line(event.step_failure_data.error)
     return "the run failed; open the Dagster UI (vup dev) for its logs"
 
 
@@ -251,155 +248,6 @@ def _forward_events(instance: DagsterInstance, run_id: str, seen: int, on_event:
     return max(seen, len(events))
 
 
-# ------------------------------------------------------------------------------------ runs whose process died
-
-PID_TAG, HOST_TAG, PROCESS_START_TAG, PID_NAMESPACE_TAG = "vup/pid", "vup/host", "vup/process_start", "vup/pidns"
-_UNFINISHED = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED,
-               DagsterRunStatus.CANCELING]
-
-
-def process_tags() -> dict[str, str]:
-    """Tags that say which process runs a CLI run (pid, host, the process's start time), so a later run can tell
-    that it died without ending the run (kill -9, power loss, OOM killer)."""
-    tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
-    start = _process_start(os.getpid())
-    if start is not None:
-        tags[PROCESS_START_TAG] = start
-    namespace = _pid_namespace()
-    if namespace is not None:
-        tags[PID_NAMESPACE_TAG] = namespace
-    return tags
-
-
-def _pid_namespace() -> str | None:
-    """This process's pid namespace (Linux): containers that share a host name do not share pids."""
-    try:
-        return os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return None
-
-
-def _process_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux /proc), telling a reused pid apart."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
-def _process_gone(tags: dict[str, str]) -> bool:
-    """Whether the process named by ``tags`` (on this host) has ended; False when it may still be running."""
-    try:
-        pid = int(tags[PID_TAG])
-    except (KeyError, ValueError):
-        return False
-    if not _pid_exists(pid):
-        return True
-    start = tags.get(PROCESS_START_TAG)
-    current = _process_start(pid)
-    return start is not None and current is not None and current != start  # the pid now belongs to another
-
-
-def reclaim_abandoned_runs(instance: DagsterInstance, workspace: Workspace | None = None) -> list[str]:
-    """End the enhance runs that a dead process left unfinished, and free the pool slots they hold.
-
-    A CLI run whose process was killed (kill -9, power loss, the OOM killer) stays STARTED in the instance and
-    keeps its claimed slot of the ``gpu`` pool, so the next run's model step would wait for that slot forever.
-    For each unfinished run tagged with a process of this host (and pid namespace) that no longer exists, this
-    marks the run failed (canceled when it was canceling), frees its slots and deletes the temporary files that
-    process left in the workspace (their names carry its pid). Slots still held by runs that have ended are freed
-    too. Runs of other hosts and runs without process tags (launched by the daemon, which has its own run
-    monitoring) are left alone. Returns the ids of the runs it ended.
-    """
-    host, namespace = socket.gethostname(), _pid_namespace()
-    reclaimed: list[str] = []
-    try:
-        records = instance.get_run_records(RunsFilter(job_name="enhance_job", statuses=_UNFINISHED))
-    except Exception as exc:  # noqa: BLE001 - never block a new run on this
-        log.warning("runs: could not list unfinished runs (%s)", exc)
-        return reclaimed
-    for record in records:
-        run = record.dagster_run
-        tags = dict(run.tags)
-        if tags.get(HOST_TAG) != host or tags.get(PID_NAMESPACE_TAG, namespace) != namespace \
-                or not _process_gone(tags):
-            continue
-        message = (f"runs: the process running this run (pid {tags[PID_TAG]} on {host}) ended without finishing it "
-                   "(killed, crashed or out of memory); marked ended by the next run, which reuses its finished "
-                   "chunks")
-        try:
-            if run.status == DagsterRunStatus.CANCELING:
-                instance.report_run_canceled(run, message)
-            else:
-                instance.report_run_failed(run, message)
-            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-        except Exception as exc:  # noqa: BLE001 - never block a new run on this
-            log.warning("runs: could not end run %s of the ended process (%s)", run.run_id, exc)
-            continue
-        log.warning("%s (run %s)", message, run.run_id)
-        reclaimed.append(run.run_id)
-        if workspace is not None:
-            _sweep_temp_files(workspace, int(tags[PID_TAG]), _run_output_folder(run.run_config))
-    try:
-        for run_id in instance.event_log_storage.get_concurrency_run_ids():
-            run = instance.get_run_by_id(run_id)
-            if run is None or run.is_finished:
-                instance.event_log_storage.free_concurrency_slots_for_run(run_id)
-    except Exception as exc:  # noqa: BLE001 - pools may be off (no concurrency config)
-        log.debug("runs: could not check pool slots (%s)", exc)
-    return reclaimed
-
-
-def _run_output_folder(run_config: dict[str, Any]) -> Path | None:
-    output = (((run_config or {}).get("ops") or {}).get("encoded_video") or {}).get("config", {}).get("output_path")
-    return Path(output).parent if output else None
-
-
-def _sweep_temp_files(workspace: Workspace, pid: int, output_folder: Path | None) -> int:
-    """Delete the temporary files and folders a dead process ``pid`` left in the workspace: hidden names with
-    ``.<pid>.`` in them (chunk store, encode, atomic writes). Only when no process has that pid now."""
-    import shutil
-
-    if _pid_exists(pid):
-        return 0
-    token = f".{pid}."
-    folders = [*workspace.chunks.glob("*"), *(workspace.outputs / ".cache").glob("*"), *workspace.cache.glob("*"),
-               *workspace.outputs.glob("*"), workspace.root, workspace.videos, *workspace.reports.glob("*/*")]
-    if output_folder is not None:
-        folders.append(output_folder)
-    removed = 0
-    for folder in folders:
-        try:
-            entries = list(folder.iterdir()) if folder.is_dir() else []
-        except OSError:
-            continue
-        for entry in entries:
-            if not entry.name.startswith(".") or token not in entry.name:
-                continue
-            try:
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
-                removed += 1
-            except OSError:
-                continue
-    if removed:
-        log.info("runs: removed %d temporary files of the ended process %d", removed, pid)
-    return removed
-
-
 def _raise_if_disk_full(exc: BaseException, what: str, where: Path) -> None:
     """Raise a DiskFullError for ``exc`` when the disk is full: ENOSPC anywhere in its chain, or SQLite's vaguer
     "disk I/O error" while less than 1 MB is free there."""
@@ -412,19 +260,3 @@ def _raise_if_disk_full(exc: BaseException, what: str, where: Path) -> None:
             pass
     if full is not None and full is not exc:
         raise full from None
-
-
-def _disk_full_line(error: Any) -> str | None:
-    """A disk-full line when a step's error (any error in its chain) says the disk is full, else None; our own
-    DiskFullError already says it all."""
-    messages = []
-    while error is not None:
-        messages.append(error.message or "")
-        if error.cls_name == "DiskFullError":
-            return None
-        error = error.cause or getattr(error, "context", None)
-    for message in reversed(messages):
-        if mentions_disk_full(message):
-            first = message.strip().splitlines()[0] if message.strip() else "no space left on device"
-            return f"disk full ({first}); {DISK_FULL_ADVICE}"
-    return None

@@ -167,7 +167,7 @@ def encode_video(
     workdir: Path | None = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        # the pid in the name lets the next run delete what a killed process left (orchestration.runner)
+        # the pid in the name lets the next run delete what a killed process left (orchestration.watchdog)
         workdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".part", dir=out.parent))
         video_tmp = workdir / "video.mp4"
         _encode_stream(chunks, source, video_tmp, settings, conversion, total, progress)

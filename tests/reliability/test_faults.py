@@ -44,15 +44,8 @@ from orchestration.config import (
     UpscaleConfig,
 )
 from orchestration.diskcheck import estimate_request_space
-from orchestration.runner import (
-    HOST_TAG,
-    PID_TAG,
-    EnhanceRequest,
-    process_tags,
-    reclaim_abandoned_runs,
-    run_enhance,
-    validate_request,
-)
+from orchestration.runner import EnhanceRequest, run_enhance, validate_request
+from orchestration.watchdog import HOST_TAG, PID_TAG, process_tags, reclaim_abandoned_runs
 from orchestration.workspace import Workspace, prepare_dagster_home
 from stages import diskspace
 from stages.chunk_store import ChunkContent, ChunkStore
