@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from stages.chunkio import ChunkWriter, read_frames
-from stages.device import DeviceChoice, host_free_memory
+from stages.device import DeviceChoice, host_free_memory, is_out_of_memory
 from stages.errors import ChunkError, DeviceOutOfMemoryError, SettingsError
 from stages.pipelining import prefetch
 
@@ -120,13 +120,6 @@ def plan_scale(target: int, model_scale: int) -> tuple[ScaleStep, ...]:
 
 def describe_plan(steps: Sequence[ScaleStep]) -> str:
     return " -> ".join(f"resize x{s.factor}" if s.resize else f"model x{s.factor}" for s in steps)
-
-
-def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -252,7 +245,7 @@ class Upscaler:
             with torch.inference_mode(), self._autocast():
                 out = self.descriptor(x)
         except Exception as exc:
-            if not self.compiled or _is_oom(exc):
+            if not self.compiled or is_out_of_memory(exc):
                 raise
             # A compile failure (no C++ compiler, unsupported op) shows up on the first call: run eagerly.
             log.warning("upscale: torch.compile failed (%s: %s); running eagerly", type(exc).__name__,
@@ -301,7 +294,7 @@ class Upscaler:
             try:
                 return self._forward_tiled(x, tile, batch)
             except Exception as exc:
-                if not _is_oom(exc):
+                if not is_out_of_memory(exc):
                     raise
                 if self.device.kind == "cuda":
                     torch.cuda.empty_cache()

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stages.device import is_out_of_memory
 from stages.errors import DeviceOutOfMemoryError, InputError, SettingsError
 from stages.models.rife.arch import (
     ARCHITECTURES,
@@ -164,7 +165,7 @@ class RifeInterpolator:
                 try:
                     frames = self.net(img0, img1, t.view(-1, 1, 1, 1), self.scale)[:, :, :height, :width]
                 except Exception as exc:
-                    if not _is_out_of_memory(exc):
+                    if not is_out_of_memory(exc):
                         raise
                     if self.device.type == "cuda":
                         torch.cuda.empty_cache()
@@ -182,12 +183,6 @@ class RifeInterpolator:
                 out.extend(np.ascontiguousarray(frame).astype(a.dtype) for frame in values)
                 start += len(values)
         return out
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
 def _weights_digest(net: IFNet) -> str:
