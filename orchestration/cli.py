@@ -200,12 +200,9 @@ _TASK_SHORT = {"super-resolution": "sr", "frame-interpolation": "vfi"}
 
 
 def _human_size(size: int | None) -> str:
-    if size is None:
-        return "-"
-    for unit, factor in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size >= factor:
-            return f"{size / factor:.1f} {unit}"
-    return f"{size} B"
+    from stages.diskspace import human_bytes
+
+    return "-" if size is None else human_bytes(size)
 
 
 def _models_store(args: argparse.Namespace, *, allow_download: bool = True):
