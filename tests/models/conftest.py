@@ -1,4 +1,5 @@
-"""Fixtures for the model tests: weight sources, tiny networks, ncnn writers and a loopback HTTP server.
+"""Fixtures for the model tests: weight sources, tiny networks and ncnn writers (the loopback HTTP server
+``http_server`` is in tests/conftest.py).
 
 Two ncnn writers: ``ncnn_writer`` lays a Compact state dict out the way onnx2ncnn does (independently of the
 project's exporter, with knobs to build unusual or broken graphs); ``ncnn_export_writer`` writes any
@@ -8,10 +9,7 @@ Compact/RRDBNet state dict or model through :func:`stages.models.ncnn_export.exp
 from __future__ import annotations
 
 import importlib.util
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,6 @@ from skimage import data as skdata
 from spandrel import ModelLoader
 from spandrel.architectures.Compact import Compact
 
-from stages.models import download
 from stages.models.ncnn_export import export_ncnn
 
 torch.set_num_threads(2)
@@ -183,69 +180,3 @@ def ncnn_export_writer() -> Callable[..., tuple[Path, Path]]:
     return write_ncnn_export
 
 
-@dataclass
-class LoopbackServer:
-    """A 127.0.0.1 HTTP server serving ``files`` (name -> bytes) with optional Range support and cuts."""
-
-    base_url: str
-    files: dict[str, bytes] = field(default_factory=dict)
-    requests: list[dict[str, str]] = field(default_factory=list)
-    honour_range: bool = True
-    cut_next: int = 0  # the next N responses send half their body and close the connection
-
-    def url(self, name: str) -> str:
-        return f"{self.base_url}/{name}"
-
-    def ranges(self) -> list[str | None]:
-        return [headers.get("Range") for headers in self.requests]
-
-
-@pytest.fixture
-def http_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackServer]:
-    """A loopback HTTP server in a thread (no proxies, no retry delay)."""
-    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setattr(download, "_RETRY_DELAY_S", 0.0)
-    state: dict[str, LoopbackServer] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            server = state["server"]
-            server.requests.append(dict(self.headers))
-            payload = server.files.get(self.path.lstrip("/"))
-            if payload is None:
-                self.send_error(404)
-                return
-            start = 0
-            range_header = self.headers.get("Range")
-            if range_header and server.honour_range:
-                start = int(range_header.split("=")[1].split("-")[0])
-                self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
-            else:
-                self.send_response(200)
-            body = payload[start:]
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if server.cut_next > 0:
-                server.cut_next -= 1
-                self.wfile.write(body[: len(body) // 2])
-                self.wfile.flush()
-                self.close_connection = True
-                return
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state["server"] = LoopbackServer(base_url=f"http://127.0.0.1:{httpd.server_address[1]}")
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield state["server"]
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)

@@ -64,17 +64,6 @@ class WritesFile:
 
 
 
-@dataclass
-class Server:
-    base_url: str
-    files: dict[str, bytes] = field(default_factory=dict)
-    redirects: dict[str, str] = field(default_factory=dict)  # path -> Location
-    hits: list[str] = field(default_factory=list)
-
-    def url(self, name: str) -> str:
-        return f"{self.base_url}/{name}"
-
-
 # ------------------------------------------------------------------------------------------------ a live page
 
 

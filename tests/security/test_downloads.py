@@ -44,32 +44,32 @@ def test_refused_urls(url, tmp_path):
     assert list(tmp_path.iterdir()) == []  # refused before anything was created
 
 
-def test_a_refused_url_among_good_ones_refuses_the_whole_call(tmp_path, loopback_server):
-    loopback_server.files["a.pth"] = PAYLOAD
+def test_a_refused_url_among_good_ones_refuses_the_whole_call(tmp_path, http_server):
+    http_server.files["a.pth"] = PAYLOAD
     with pytest.raises(DownloadError, match="plain http to another machine"):
-        download_file([loopback_server.url("a.pth"), "http://example.org/a.pth"], tmp_path / "a.pth",
+        download_file([http_server.url("a.pth"), "http://example.org/a.pth"], tmp_path / "a.pth",
                       size=len(PAYLOAD), sha256=SHA, progress=False)
-    assert loopback_server.hits == []
+    assert http_server.hits == []
 
 
 @pytest.mark.parametrize("target", ["http://example.invalid/a.pth", "ftp://127.0.0.1/a.pth",
                                     "file:///etc/passwd"])
-def test_redirect_off_the_allowed_urls_is_refused_once(target, tmp_path, loopback_server):
-    loopback_server.redirects["go.pth"] = target
+def test_redirect_off_the_allowed_urls_is_refused_once(target, tmp_path, http_server):
+    http_server.redirects["go.pth"] = target
     dest = tmp_path / "a.pth"
     with pytest.raises(DownloadError, match="(?i)redirect"):  # urllib itself refuses file:// first
-        download_file([loopback_server.url("go.pth")], dest, size=len(PAYLOAD), sha256=SHA, progress=False,
+        download_file([http_server.url("go.pth")], dest, size=len(PAYLOAD), sha256=SHA, progress=False,
                       retries=3)
-    assert loopback_server.hits == ["go.pth"], "a refused redirect is not retried"
+    assert http_server.hits == ["go.pth"], "a refused redirect is not retried"
     assert not dest.exists() and not dest.with_suffix(".pth.part").exists()
 
 
-def test_redirect_between_loopback_urls_is_followed(tmp_path, loopback_server):
-    loopback_server.files["real.pth"] = PAYLOAD
-    loopback_server.redirects["go.pth"] = "/real.pth"
-    dest = download_file([loopback_server.url("go.pth")], tmp_path / "a.pth", size=len(PAYLOAD), sha256=SHA,
+def test_redirect_between_loopback_urls_is_followed(tmp_path, http_server):
+    http_server.files["real.pth"] = PAYLOAD
+    http_server.redirects["go.pth"] = "/real.pth"
+    dest = download_file([http_server.url("go.pth")], tmp_path / "a.pth", size=len(PAYLOAD), sha256=SHA,
                          progress=False)
-    assert dest.read_bytes() == PAYLOAD and loopback_server.hits == ["go.pth", "real.pth"]
+    assert dest.read_bytes() == PAYLOAD and http_server.hits == ["go.pth", "real.pth"]
 
 
 def _redirect(from_url: str, to_url: str):
@@ -89,17 +89,17 @@ def test_https_redirects_within_https_are_followed():
     assert _redirect("https://github.com/a.pth", "https://github.com/b.pth").full_url == "https://github.com/b.pth"
 
 
-def test_size_and_sha256_are_checked_before_the_file_takes_its_name(tmp_path, loopback_server):
+def test_size_and_sha256_are_checked_before_the_file_takes_its_name(tmp_path, http_server):
     dest = tmp_path / "a.pth"
     dest.write_bytes(b"the previous good file")
-    loopback_server.files["a.pth"] = PAYLOAD
+    http_server.files["a.pth"] = PAYLOAD
     wrong = hashlib.sha256(b"other").hexdigest()
     with pytest.raises(DownloadError, match="sha256"):
-        download_file([loopback_server.url("a.pth")], dest, size=len(PAYLOAD), sha256=wrong, progress=False)
+        download_file([http_server.url("a.pth")], dest, size=len(PAYLOAD), sha256=wrong, progress=False)
     assert dest.read_bytes() == b"the previous good file"
     assert not dest.with_suffix(".pth.part").exists()
     with pytest.raises(DownloadError, match="bytes"):
-        download_file([loopback_server.url("a.pth")], dest, size=len(PAYLOAD) - 1, sha256=SHA, progress=False)
+        download_file([http_server.url("a.pth")], dest, size=len(PAYLOAD) - 1, sha256=SHA, progress=False)
     assert dest.read_bytes() == b"the previous good file"
 
 
@@ -113,7 +113,7 @@ def test_every_builtin_download_is_https_and_pinned():
             assert entry.file.sha256 and len(entry.file.sha256) == 64, f"{entry.id} has no sha256 pinned"
 
 
-def test_an_unpinned_download_warns_is_load_checked_then_pinned(tmp_path, loopback_server, caplog):
+def test_an_unpinned_download_warns_is_load_checked_then_pinned(tmp_path, http_server, caplog):
     """A catalog entry without a sha256 (a custom catalog): the download is loaded as the expected architecture
     before use, its sha256 is recorded next to it, and a later change of the file is caught."""
     from spandrel.architectures.Compact import Compact
@@ -122,9 +122,9 @@ def test_an_unpinned_download_warns_is_load_checked_then_pinned(tmp_path, loopba
     weights = tmp_path / "src.pth"
     torch.save(Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=2).state_dict(), weights)
     data = weights.read_bytes()
-    loopback_server.files["toy.pth"] = data
+    http_server.files["toy.pth"] = data
     entry = ModelEntry(id="toy-x2", task="super-resolution", architecture="SRVGGNetCompact", scale=2,
-                       family="toy", file=ModelFile("toy.pth", (loopback_server.url("toy.pth"),), len(data), None),
+                       family="toy", file=ModelFile("toy.pth", (http_server.url("toy.pth"),), len(data), None),
                        license="MIT", description="test", tags=(), spandrel_arch="Compact")
     cache = tmp_path / "cache"
     with caplog.at_level(logging.WARNING, logger="stages.models.download"):
@@ -153,11 +153,11 @@ def test_a_catalog_entry_with_plain_http_is_refused_before_any_transfer(tmp_path
     assert not (tmp_path / "cache" / "toy-x2" / "toy.pth").exists()
 
 
-def test_downloaded_file_lands_only_under_the_cache(tmp_path: Path, loopback_server):
+def test_downloaded_file_lands_only_under_the_cache(tmp_path: Path, http_server):
     """The destination is the store's choice (cache/<id>/<catalog filename>), never a name from the server."""
-    loopback_server.files["a.pth"] = PAYLOAD
-    loopback_server.redirects["x"] = "/a.pth"
-    dest = download_file([loopback_server.url("x")], tmp_path / "cache" / "a.pth", size=len(PAYLOAD), sha256=SHA,
+    http_server.files["a.pth"] = PAYLOAD
+    http_server.redirects["x"] = "/a.pth"
+    dest = download_file([http_server.url("x")], tmp_path / "cache" / "a.pth", size=len(PAYLOAD), sha256=SHA,
                          progress=False)
     assert dest == tmp_path / "cache" / "a.pth"
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["a.pth", "a.pth.lock"]

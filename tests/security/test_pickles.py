@@ -155,12 +155,12 @@ def test_a_malicious_file_in_the_models_dir_or_the_cache_is_refused(evil, tmp_pa
     assert not canary.exists()
 
 
-def test_a_malicious_download_is_refused_and_deleted(evil, tmp_path, loopback_server):
+def test_a_malicious_download_is_refused_and_deleted(evil, tmp_path, http_server):
     files, canary = evil
     payload = next(p for p in files if p.name == "builtins-open.pth").read_bytes()
-    loopback_server.files["toy.pth"] = payload
+    http_server.files["toy.pth"] = payload
     entry = ModelEntry(id="toy-x2", task="super-resolution", architecture="SRVGGNetCompact", scale=2,
-                       family="toy", file=ModelFile("toy.pth", (loopback_server.url("toy.pth"),), len(payload), None),
+                       family="toy", file=ModelFile("toy.pth", (http_server.url("toy.pth"),), len(payload), None),
                        license="MIT", description="test", tags=(), spandrel_arch="Compact")
     store = ModelStore(cache_dir=tmp_path / "cache", progress=False, catalog={"toy-x2": entry})
     with pytest.raises(ModelError, match="not a usable model"):
