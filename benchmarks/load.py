@@ -1,6 +1,7 @@
 """Load: several jobs submitted at once to one live `vup serve`, through the page, the CLI and the inbox.
 
     python -m benchmarks.load [--jobs 5] [--seconds 2 --size 96x64 --chunk-seconds 0.5 --scale 2]   (or: vup bench load)
+    python -m benchmarks.load --claims [--trials 40]    # the gpu-slot claim race, with and without the claim lock
 
 Starts `vup serve` (Dagster webserver + daemon + the Gradio page) on free loopback ports in a fresh temporary
 workspace, generates small distinct clips and submits every job at the same moment: the page's ``/process``
@@ -615,6 +616,70 @@ def markdown(report: LoadReport, argv: list[str]) -> str:
     return "\n".join(lines)
 
 
+def claim_race(root: Path, trials: int = 40, *, serialized: bool = True) -> tuple[int, Any]:
+    """Two claimers (threads, each with its own instance on the SQLite storage in ``root``) claim the one slot of
+    the ``gpu`` pool at the same moment, ``trials`` times; returns how many times both won, and the pool's
+    concurrency info at the end. ``serialized=False`` measures Dagster's own claim, without the file lock of
+    orchestration/concurrency.py (restored afterwards)."""
+    from dagster import DagsterInstance
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    import orchestration.definitions  # noqa: F401 - installs the serialized claim, as every run process does
+
+    locked = SqliteEventLogStorage.claim_concurrency_slot
+    if not serialized:
+        SqliteEventLogStorage.claim_concurrency_slot = locked.__wrapped__
+    (root / "dagster.yaml").write_text("concurrency:\n  pools:\n    default_limit: 1\n    granularity: op\n")
+    instances = [DagsterInstance.from_config(str(root)) for _ in range(2)]
+    storage = instances[0].event_log_storage
+    try:
+        storage.initialize_concurrency_limit_to_default("gpu")
+        doubles = 0
+        for n in range(trials):
+            runs = [f"run{n}-a", f"run{n}-b"]
+            for run_id in runs:  # both steps assigned first, as two claims at the same moment are
+                storage.add_pending_step("gpu", run_id, "upscaled_chunks", should_assign=True)
+            barrier, won = threading.Barrier(2), []
+
+            def claim(i: int, runs=runs, barrier=barrier, won=won) -> None:
+                barrier.wait()
+                status = instances[i].event_log_storage.claim_concurrency_slot("gpu", runs[i], "upscaled_chunks")
+                won.append(status.is_claimed)
+
+            threads = [threading.Thread(target=claim, args=(i,)) for i in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            doubles += sum(won) > 1
+            for run_id in runs:
+                storage.free_concurrency_slots_for_run(run_id)
+        return doubles, storage.get_concurrency_info("gpu")
+    finally:
+        SqliteEventLogStorage.claim_concurrency_slot = locked
+        for instance in instances:
+            instance.dispose()
+
+
+def _claims_report(trials: int, argv: list[str]) -> str:
+    rows = []
+    for serialized in (False, True):
+        root = Path(tempfile.mkdtemp(prefix="vup-claims-"))
+        try:
+            doubles, _info = claim_race(root, trials, serialized=serialized)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        rows.append(f"| {'with' if serialized else 'without'} the claim lock | {doubles} of {trials} |")
+    return "\n".join([
+        f"# gpu-slot claim race ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC)", "",
+        f"- machine: {platform.node()} ({platform.machine()}, {os.cpu_count()} cores), {platform.platform()}",
+        f"- command: `{command_line('benchmarks.load', argv)}`",
+        f"- versions: {versions(('dagster',))}",
+        "- two threads, each with its own DagsterInstance on one SQLite storage, claim the one slot at once", "",
+        "| claim | both won |", "|---|---|", *rows,
+    ])
+
+
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=5, help="jobs submitted at once (default 5; at least 2)")
@@ -625,12 +690,17 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--scale", type=int, default=2, help="upscale factor (default 2)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for every run (default 900)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary workspace (its path is printed)")
+    parser.add_argument("--claims", action="store_true", help="measure the gpu-slot claim race instead")
+    parser.add_argument("--trials", type=int, default=40, help="claim-race trials (default 40)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parse(argv)
+    if args.claims:
+        print(_claims_report(args.trials, argv))
+        return 0
     width, height = (int(v) for v in args.size.lower().split("x"))
     options = LoadOptions(jobs=args.jobs, width=width, height=height, seconds=args.seconds, fps=args.fps,
                           chunk_seconds=args.chunk_seconds, scale=args.scale, timeout=args.timeout)
