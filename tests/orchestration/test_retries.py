@@ -113,11 +113,12 @@ def test_max_runtime_settings(monkeypatch):
 
 def test_a_hung_step_is_ended_by_the_max_runtime(workspace, tiny_clip, tmp_path, monkeypatch):
     release = threading.Event()
-    real = assets.probe_video
 
     def hang(path):
         release.wait(120)
-        return real(path)
+        # the stopped run's thread goes on in the background: end it here, so it never runs the pipeline into
+        # the next tests (a later test's monkeypatched model would count its calls)
+        raise InputError(f"test: {path} released after the max runtime")
 
     monkeypatch.setattr(assets, "probe_video", hang)
     out = tmp_path / "out.mp4"
