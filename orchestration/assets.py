@@ -6,11 +6,8 @@ chunks whose key it changes.
 """
 
 
-import hashlib
 import json
 import math
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, replace
@@ -22,12 +19,21 @@ import cv2
 import numpy as np
 from dagster import (
     AssetExecutionContext,
-    AssetObservation,
     DynamicPartitionsDefinition,
     MetadataValue,
     asset,
 )
 
+from orchestration.chunk_steps import (
+    cached_timestamps,
+    deliver_file,
+    extract_records,
+    interpolate_records,
+    progress_reporter,
+    report_progress,
+    rife_factory,
+    upscale_records,
+)
 from orchestration.config import (
     ChunkPlanConfig,
     EncodeConfig,
@@ -48,20 +54,16 @@ from stages.chunking import (
     ChunkSpec,
     decode_video_rgb,
     detect_scene_cuts,
-    extract_chunk,
     plan_chunks,
 )
-from stages.chunkio import first_frame, last_frame, read_frames
+from stages.chunkio import last_frame, read_frames
 from stages.device import host_free_memory
-from stages.diskspace import disk_full_error
 from stages.encode import EncodeInput, encode_video
 from stages.fsutil import atomic_write_text, sha256_file
-from stages.interpolate import CODE_VERSION as INTERPOLATE_VERSION
 from stages.interpolate import choose_method as choose_interpolation
 from stages.interpolate import (
     chunk_output_frames,
     find_duplicates,
-    interpolate_chunk,
     make_interpolator,
     plan_output_frames,
     rational_fps,
@@ -82,53 +84,27 @@ from stages.metrics import (
     write_report,
 )
 from stages.model_selection import select_model
-from stages.models.catalog import DEFAULT_INTERPOLATION_MODEL
-from stages.ncnn_backend import NcnnUpscaler, choose_backend
-from stages.probe import VideoInfo, frame_timestamps, probe_video
+from stages.ncnn_backend import choose_backend
+from stages.probe import VideoInfo, probe_video
 from stages.temporal import TEMPORAL_VERSION, TemporalFilter, cohere_chunk
 from stages.temporal import choose_method as choose_temporal
 from stages.upscale import (
     NO_UPSCALE,
-    Upscaler,
     describe_plan,
     output_size,
     plan_scale,
-    upscale_chunk,
 )
 
 videos_partitions = DynamicPartitionsDefinition(name="videos")
 
 # Bump a version when a stage's code changes the bytes it produces: its chunks are then redone.
+# (The upscale loop's UPSCALE_VERSION is in orchestration/chunk_steps.py.)
 FRAMES_VERSION = "1"
-UPSCALE_VERSION = "1"
 ENCODE_VERSION = "1"
 METRICS_VERSION = "4"
 SCENES_VERSION = "1"
 
 GROUP = "enhance"
-
-
-def _report_progress(
-    context: AssetExecutionContext, stage: str, index: int, total: int, frames: int, reused: bool, seconds: float
-) -> None:
-    """One Dagster event per chunk: the CLI and the UI read these to show progress."""
-    context.log_event(
-        AssetObservation(
-            asset_key=context.asset_key,
-            partition=context.partition_key,
-            metadata={
-                "stage": stage,
-                "chunk": index,
-                "chunks": total,
-                "frames": frames,
-                "reused": reused,
-                "seconds": round(seconds, 3),
-            },
-        )
-    )
-    context.log.info(
-        f"{stage}: chunk {index + 1}/{total} ({frames} frames) {'reused' if reused else f'done in {seconds:.1f} s'}"
-    )
 
 
 def _records(manifest: dict[str, Any]) -> list[ChunkRecord]:
@@ -159,20 +135,6 @@ def video_probe(context: AssetExecutionContext, workspace: WorkspaceResource) ->
     return {"video": asdict(video), "info": info.to_dict()}
 
 
-def _cached_timestamps(cache: Path, path: str, info: VideoInfo) -> np.ndarray:
-    file = cache / "timestamps.npy"
-    if file.exists():
-        stamps = np.load(file)
-        if len(stamps) == info.frame_count:
-            return stamps
-    stamps = np.asarray(frame_timestamps(path, info), dtype=np.int64)
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = cache / f".timestamps.{os.getpid()}.npy"
-    np.save(tmp, stamps)
-    tmp.replace(file)
-    return stamps
-
-
 def _cached_scene_cuts(cache: Path, path: str, info: VideoInfo) -> list[int]:
     file = cache / f"scenes-v{SCENES_VERSION}.json"
     if file.exists():
@@ -193,7 +155,7 @@ def chunk_plan(
     info = VideoInfo.from_dict(video_probe["info"])
     source = video_probe["video"]
     cache = ws.cache / source["sha256"]
-    stamps = _cached_timestamps(cache, source["path"], info)
+    stamps = cached_timestamps(cache, source["path"], info)
     cuts = _cached_scene_cuts(cache, source["path"], info) if config.scene_detection else []
     specs = plan_chunks(stamps, info.time_base, config.chunk_seconds, cuts)
     context.add_output_metadata(
@@ -214,33 +176,15 @@ def frame_chunks(
     info = VideoInfo.from_dict(video_probe["info"])
     source = video_probe["video"]
     specs = [ChunkSpec(**s) for s in chunk_plan["chunks"]]
-    records, computed = [], 0
-    for spec in specs:
-        key = content_key(
-            "frames",
-            {"source": source["sha256"], "spec": asdict(spec), "bit_depth": info.bit_depth, "version": FRAMES_VERSION,
-             **({"deinterlace": "bwdif"} if info.interlaced else {})},  # extract_chunk deinterlaces those
+
+    def short(spec: ChunkSpec, record: ChunkRecord) -> None:
+        context.log.warning(
+            f"frames: chunk {spec.index} decoded {record.frame_count} frames, the plan expected "
+            f"{spec.frame_count}; the source has undecodable frames"
         )
-        started = time.perf_counter()
-        with store.lock("frames", key):
-            record = store.get("frames", key)
-            reused = record is not None
-            if record is None:
 
-                def produce(tmp: Path, spec: ChunkSpec = spec) -> ChunkContent:
-                    ex = extract_chunk(source["path"], info, spec, tmp)
-                    return ChunkContent(ex.frame_count, tuple(ex.pts), ex.width, ex.height, ex.bit_depth)
-
-                record = store.put("frames", key, produce, index=spec.index, start_frame=spec.start_frame)
-                computed += 1
-            if record.frame_count != spec.frame_count:
-                context.log.warning(
-                    f"frames: chunk {spec.index} decoded {record.frame_count} frames, the plan expected "
-                    f"{spec.frame_count}; the source has undecodable frames"
-                )
-        records.append(record)
-        _report_progress(context, "frames", spec.index, len(specs), record.frame_count, reused,
-                         time.perf_counter() - started)
+    records, computed = extract_records(store, source, info, specs, version=FRAMES_VERSION,
+                                        on_chunk=progress_reporter(context, "frames"), on_short=short)
     context.add_output_metadata(
         {
             "chunks": len(records),
@@ -286,70 +230,18 @@ def upscaled_chunks(
     choice = device.choose()
     context.log.info(f"device: {choice.reason}")
     steps = plan_scale(settings.scale, selection.model_scale)
-    upscaler: Upscaler | NcnnUpscaler | None = None
-    loaded = selection.load()
-    backend, backend_reason = choose_backend(settings.backend, choice, loaded.descriptor)
+    backend, backend_reason = choose_backend(settings.backend, choice, selection.load().descriptor)
     context.log.info(f"backend: {backend_reason}")
     if backend == "ncnn" and settings.compile:
         context.log.warning("upscale: --compile applies to the torch backend only; ignored for ncnn")
-    records, computed, calls = [], 0, 0
-    model_seconds, write_wait_seconds = 0.0, 0.0
-    inputs = _records(frame_chunks)
-    for upstream in inputs:
-        key = content_key(
-            "upscaled",
-            {
-                "upstream": upstream.key,
-                "model": selection.model_id,
-                "weights": selection.weights_sha256,
-                "plan": describe_plan(steps),
-                "tile": settings.tile,
-                "overlap": settings.tile_overlap,
-                "precision": choice.precision,
-                "device": choice.kind,
-                "backend": backend,
-                "compiled": bool(settings.compile and backend == "torch"),
-                "version": UPSCALE_VERSION,
-            },
-        )
-        started = time.perf_counter()
-        with store.lock("upscaled", key):
-            record = store.get("upscaled", key)
-            reused = record is not None
-            if record is None:
-                if upscaler is None:
-                    if backend == "ncnn":
-                        upscaler = NcnnUpscaler.from_descriptor(
-                            loaded.descriptor, model_store.store().cache_dir / "ncnn-exports", tile=settings.tile,
-                            overlap=settings.tile_overlap,
-                        )
-                    else:
-                        upscaler = Upscaler(
-                            loaded.descriptor, choice, tile=settings.tile, overlap=settings.tile_overlap,
-                            batch=settings.batch, compile=settings.compile,
-                        )
-
-                def produce(tmp: Path, upstream: ChunkRecord = upstream, engine=upscaler) -> ChunkContent:
-                    nonlocal model_seconds, write_wait_seconds
-                    result = upscale_chunk(
-                        upstream.path, tmp, engine, steps, expected_frames=upstream.frame_count,
-                        bit_depth=upstream.bit_depth,
-                    )
-                    model_seconds += result.model_seconds
-                    write_wait_seconds += result.write_wait_seconds
-                    return ChunkContent(result.frame_count, upstream.pts, result.width, result.height, result.bit_depth)
-
-                before = upscaler.model_calls
-                record = store.put(
-                    "upscaled", key, produce, index=upstream.index, start_frame=upstream.start_frame,
-                    params={"model": selection.model_id, "plan": describe_plan(steps)},
-                )
-                calls += upscaler.model_calls - before
-                computed += 1
-        records.append(record)
-        _report_progress(context, "upscale", upstream.index, len(inputs), record.frame_count, reused,
-                         time.perf_counter() - started)
-    precision = upscaler.precision if upscaler else choice.precision
+    tally = upscale_records(
+        store, _records(frame_chunks), selection=selection, steps=steps, choice=choice, backend=backend,
+        settings=settings, ncnn_cache=model_store.store().cache_dir / "ncnn-exports",
+        on_chunk=progress_reporter(context, "upscale"),
+    )
+    records, computed, calls = tally.records, tally.computed, tally.model_calls
+    model_seconds, write_wait_seconds = tally.model_seconds, tally.write_wait_seconds
+    precision = tally.precision
     context.add_output_metadata(
         {
             "backend": backend,
@@ -379,23 +271,6 @@ def upscaled_chunks(
         "model_calls": calls,
         "scale": settings.scale,
     }
-
-
-def _rife_factory(store, device_choice) -> tuple[bool, Any]:
-    """Whether RIFE weights are on this machine (never downloads here), and a factory for its interpolator."""
-    entry = store.entry(DEFAULT_INTERPOLATION_MODEL)
-    status = store.status(entry.id)
-    present = status.available and status.source not in ("download", None)
-
-    def factory():
-        from stages.models.rife import RifeInterpolator
-        from stages.models.rife.load import load_rife
-
-        model = load_rife(store.resolve(entry.id).path, version=entry.variant)
-        precision = "fp16" if device_choice.kind == "cuda" else "fp32"
-        return RifeInterpolator(model, device=device_choice.device, precision=precision)
-
-    return present, factory
 
 
 @asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"}, pool="gpu")
@@ -429,11 +304,11 @@ def interpolated_chunks(
     ws = workspace.workspace()
     store = ws.chunk_store()
     choice = device.choose()
-    rife_present, rife_factory = _rife_factory(model_store.store(), choice)
+    rife_present, make_rife = rife_factory(model_store.store(), choice)
     method, reason = choose_interpolation(settings.method, rife_present, choice.kind)
     context.log.info(f"interpolate: {source_fps} fps -> {out_fps} fps; {reason}")
-    interpolator = make_interpolator(method, flow_preset=settings.flow_preset, rife_factory=rife_factory)
-    stamps = _cached_timestamps(ws.cache / video_probe["video"]["sha256"], video_probe["video"]["path"], info)
+    interpolator = make_interpolator(method, flow_preset=settings.flow_preset, rife_factory=make_rife)
+    stamps = cached_timestamps(ws.cache / video_probe["video"]["sha256"], video_probe["video"]["path"], info)
     times, end = timeline_seconds(stamps, info.time_base, info.end_pts, nominal_fps=source_fps)
     chunk_starts = [r.start_frame for r in inputs]
     duplicates: set[int] = set()
@@ -444,39 +319,10 @@ def interpolated_chunks(
     plan = plan_output_frames(times, end, out_fps, chunk_plan.get("scene_cuts", []), duplicates, keep=chunk_starts)
     per_chunk = chunk_output_frames(plan, chunk_starts)
     start_pts = round(Fraction(int(stamps[0])) * info.time_base * out_fps)
-    records: list[ChunkRecord] = []
-    computed = synthesized = 0
-    for position, upstream in enumerate(inputs):
-        following = inputs[position + 1] if position + 1 < len(inputs) else None
-        frames_plan = per_chunk[position]
-        plan_digest = hashlib.sha256(json.dumps([asdict(f) for f in frames_plan]).encode()).hexdigest()
-        key = content_key(
-            "interpolated",
-            {"upstream": upstream.key, "next": following.key if following else None, "plan": plan_digest,
-             "interpolator": interpolator.key, "version": INTERPOLATE_VERSION},
-        )
-        started = time.perf_counter()
-        with store.lock("interpolated", key):
-            record = store.get("interpolated", key)
-            reused = record is not None
-            if record is None:
-                next_first = first_frame(following.path) if following is not None else None
-                pts = tuple(start_pts + f.index for f in frames_plan)
-
-                def produce(tmp: Path, upstream: ChunkRecord = upstream, frames_plan=frames_plan, next_first=next_first,
-                            pts: tuple[int, ...] = pts) -> ChunkContent:
-                    nonlocal synthesized
-                    result = interpolate_chunk(upstream.path, tmp, frames_plan, upstream.start_frame, next_first,
-                                               interpolator, bit_depth=upstream.bit_depth)
-                    synthesized += result.interpolated
-                    return ChunkContent(result.frame_count, pts, result.width, result.height, result.bit_depth)
-
-                record = store.put("interpolated", key, produce, index=upstream.index, start_frame=frames_plan[0].index,
-                                   params={"method": method, "fps": str(out_fps)})
-                computed += 1
-        records.append(record)
-        _report_progress(context, "interpolate", upstream.index, len(inputs), record.frame_count, reused,
-                         time.perf_counter() - started)
+    records, computed, synthesized = interpolate_records(
+        store, inputs, per_chunk, interpolator, start_pts, params={"method": method, "fps": str(out_fps)},
+        on_chunk=progress_reporter(context, "interpolate"),
+    )
     context.add_output_metadata({
         "method": method, "reason": reason, "source_fps": float(source_fps), "output_fps": float(out_fps),
         "frames_out": sum(r.frame_count for r in records), "frames_synthesized": synthesized,
@@ -561,7 +407,7 @@ def coherent_chunks(
                                    params={"method": method})
                 computed += 1
         records.append(record)
-        _report_progress(context, "coherence", upstream.index, len(inputs), record.frame_count, reused,
+        report_progress(context, "coherence", upstream.index, len(inputs), record.frame_count, reused,
                          time.perf_counter() - started)
     context.add_output_metadata({
         "method": method, "reason": reason, "chunks_computed": computed, "chunks_reused": len(records) - computed,
@@ -583,27 +429,6 @@ def _output_timing(info: VideoInfo, chunks: dict[str, Any]) -> VideoInfo:
     return replace(info, time_base_num=fps.denominator, time_base_den=fps.numerator,
                    start_pts=int(chunks["start_pts"]), end_pts=int(chunks["end_pts"]), avg_fps=float(fps),
                    real_fps=float(fps), is_vfr=False, frame_count=frames)
-
-
-def _deliver(cached: Path, target: Path) -> None:
-    """Put the cached encode at ``target`` atomically (hard link where possible, else copy)."""
-    if target.resolve() == cached.resolve():
-        return
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp{target.suffix}")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(cached, tmp)
-        except OSError:
-            shutil.copyfile(cached, tmp)
-        os.replace(tmp, target)
-    except OSError as exc:
-        full = disk_full_error(exc, f"the output {target.name}", target.parent)  # a copy to another disk
-        if full is not None and full is not exc:
-            raise full from None
-        raise
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"})
@@ -657,7 +482,7 @@ def encoded_video(
             while reported[0] < len(records) and done >= ends[reported[0]]:
                 index = reported[0]
                 now = time.perf_counter()
-                _report_progress(context, "encode", index, len(records), records[index].frame_count, False,
+                report_progress(context, "encode", index, len(records), records[index].frame_count, False,
                                  now - last[0])
                 last[0] = now
                 reported[0] += 1
@@ -668,9 +493,9 @@ def encoded_video(
         result = {**asdict(encoded), "sha256": sha256_file(cached), "seconds": time.perf_counter() - started,
                   "frames_expected": total}
         atomic_write_text(result_file, json.dumps(result, indent=2))
-    _deliver(cached, target)
+    deliver_file(cached, target)
     if reused:
-        _report_progress(context, "encode", 0, 1, int(result["frame_count"]), True, time.perf_counter() - started)
+        report_progress(context, "encode", 0, 1, int(result["frame_count"]), True, time.perf_counter() - started)
     context.add_output_metadata(
         {
             "path": MetadataValue.path(str(target)),
@@ -776,7 +601,7 @@ def metrics_report(
                 frame_cols["flicker_lanczos"].append(lz_flicker)
                 frame_cols["mean_luma_output"].append(out_meter.last_mean_luma)
                 index += 1
-            _report_progress(context, "report", fin.index, len(finals), index - frames_before, False,
+            report_progress(context, "report", fin.index, len(finals), index - frames_before, False,
                              time.perf_counter() - chunk_started)
         chunk_cols = {
             "chunk": [r.index for r in finals],

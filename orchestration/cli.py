@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import ClassVar
 
@@ -174,6 +175,133 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     print(f"report:   {Path(files.get('summary_json', '')).parent}")
     print(f"dagster:  {workspace.dagster_home} (run {outcome.run_id}, partition {outcome.partition_key}; "
           "`vup dev` opens the UI)")
+    print(f"time:     {outcome.seconds:.1f} s")
+    return 0
+
+
+class _ChunkProgress:
+    """One tqdm bar per stage counting chunks, fed by the run's per-chunk events (jobs whose frame totals are only
+    known once they run: production plans and reframes)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bars: dict[str, object] = {}
+
+    def __call__(self, event: dict) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        stage = str(event.get("stage"))
+        if stage not in self.bars:
+            for other in self.bars.values():
+                other.close()
+            self.bars[stage] = tqdm(total=int(event.get("chunks") or 0) or None, desc=f"{stage:<11}", unit="chunk")
+        bar = self.bars[stage]
+        bar.update(1)
+        if event.get("reused"):
+            bar.set_postfix_str("cached")
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from orchestration.runner import run_production
+    from stages.production import load_plan, write_example_project
+
+    workspace = _workspace(args)
+    if args.example:
+        plan_path = write_example_project(Path(args.example).expanduser().resolve())
+        print(f"example:  {plan_path} (two image-sequence scenes, three audio tracks)", file=sys.stderr)
+    elif args.plan:
+        plan_path = Path(args.plan).expanduser().resolve()
+    else:
+        raise SettingsError("produce: give a plan JSON file, or --example FOLDER to write and run an example plan")
+    plan = load_plan(plan_path, output_dir=args.out)
+    if not args.quiet:
+        print(f"{plan_path.name}: {len(plan.scenes)} scenes -> {plan.canvas[0]}x{plan.canvas[1]} at "
+              f"{float(plan.framerate):g} fps; deliverables {', '.join(plan.deliverables)}; into {plan.output_dir}",
+              file=sys.stderr)
+    progress = _ChunkProgress(enabled=not args.quiet)
+    try:
+        outcome = run_production(workspace, plan, device=args.device, precision=args.precision, on_event=progress,
+                                 max_runtime_hours=args.max_runtime_hours,
+                                 log_level="DEBUG" if args.verbose else "WARNING")
+    finally:
+        progress.close()
+    if outcome.report_path:
+        report = json.loads(Path(outcome.report_path).read_text(encoding="utf-8"))
+        for step in report["steps"]:
+            print(f"{step['status']:<8} {step['step']:<16} {step['reason']}")
+            for warning in step.get("warnings", []):
+                print(f"{'':<8} {'':<16} warning: {warning}")
+        print(f"report:   {outcome.report_path}")
+    print(f"dagster:  {workspace.dagster_home} (run {outcome.run_id}, partition {outcome.partition_key} of plans; "
+          "`vup dev` opens the UI)")
+    if not outcome.success:
+        print(f"error: {outcome.error}", file=sys.stderr)
+        return 1
+    for output in outcome.outputs:
+        print(f"output:   {output['path']}")
+    print(f"time:     {outcome.seconds:.1f} s")
+    return 0
+
+
+def _read_keyframes(value: str):
+    """``--keyframes``: a JSON file's path, or the JSON text itself."""
+    text = value.strip()
+    if text.startswith("["):
+        return text
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise SettingsError(f"reframe: --keyframes {value} is neither a JSON list nor a file; give a file such as "
+                            "keyframes.json or the JSON text '[{\"time\": 0, \"x\": 0, ...}]'")
+    return path.read_text(encoding="utf-8")
+
+
+def _size(value: str | None) -> tuple[int, int] | None:
+    if not value:
+        return None
+    width, sep, height = value.lower().partition("x")
+    if not sep or not width.strip().isdigit() or not height.strip().isdigit():
+        raise SettingsError(f"reframe: --size {value} must be WIDTHxHEIGHT, e.g. 1080x1920")
+    return int(width), int(height)
+
+
+def cmd_reframe(args: argparse.Namespace) -> int:
+    from orchestration.runner import ReframeRequest, run_reframe, validate_reframe
+    from stages.reframe import describe_target
+
+    workspace = _workspace(args)
+    request = ReframeRequest(
+        input=Path(args.input).expanduser().absolute(), keyframes=_read_keyframes(args.keyframes),
+        target_fps=args.target_fps, target=_size(args.size), easing=args.easing,
+        output=Path(args.output).expanduser() if args.output else None, model=args.model, device=args.device,
+        precision=args.precision, max_runtime_hours=args.max_runtime_hours,
+    )
+    info, keyframes, target, fps = validate_reframe(request)
+    if not args.quiet:
+        print(f"{request.input.name}: {info.width}x{info.height} {info.avg_fps:.3f} fps, {len(keyframes)} crop "
+              f"keyframes ({describe_target(keyframes[0].aspect, request.target)}) -> {target[0]}x{target[1]} at "
+              f"{float(fps):g} fps", file=sys.stderr)
+    progress = _ChunkProgress(enabled=not args.quiet)
+    try:
+        outcome = run_reframe(workspace, request, on_event=progress, log_level="DEBUG" if args.verbose else "WARNING")
+    finally:
+        progress.close()
+    if not outcome.success:
+        print(f"error: {outcome.error}", file=sys.stderr)
+        print(f"(run {outcome.run_id} in {workspace.dagster_home}; `vup dev` shows its logs)", file=sys.stderr)
+        return 1
+    result = outcome.result or {}
+    for warning in result.get("warnings", []):
+        print(f"warning:  {warning}", file=sys.stderr)
+    print(f"output:   {outcome.output}")
+    print(f"          {result['width']}x{result['height']}, {result['frame_count']} frames, "
+          f"{result['duration']:.3f} s at {float(Fraction(result['fps'])):g} fps, model {result['model']}")
+    print(f"dagster:  {workspace.dagster_home} (run {outcome.run_id}, partition {outcome.partition_key} of reframes)")
     print(f"time:     {outcome.seconds:.1f} s")
     return 0
 
@@ -606,6 +734,38 @@ def build_parser() -> argparse.ArgumentParser:
                        help="largest upload in MB (default 2048, or $VUP_MAX_UPLOAD_MB)")
     _add_common(serve)
     serve.set_defaults(func=cmd_serve)
+
+    produce = sub.add_parser("produce", help="run a production plan: image sequences -> deliverables + report.json")
+    produce.add_argument("plan", nargs="?", help="the plan JSON file (see the README, \"Production plans\")")
+    produce.add_argument("--out", default=None, help="output folder (default: the plan's output_dir)")
+    produce.add_argument("--example", metavar="FOLDER", default=None,
+                         help="write an example project (two scenes, three audio tracks, plan.json) into FOLDER and "
+                              "run it")
+    produce.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps, xpu or cpu")
+    produce.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
+    produce.add_argument("--max-runtime-hours", type=float, default=None, metavar="H",
+                         help="stop the run if it takes longer; default VUP_MAX_RUNTIME_HOURS or 24, 0: no limit")
+    _add_common(produce)
+    produce.set_defaults(func=cmd_produce)
+
+    reframe = sub.add_parser("reframe", help="reframe a video with crop keyframes and upscale the crop")
+    reframe.add_argument("input", help="source video")
+    reframe.add_argument("--keyframes", required=True,
+                         help="crop keyframes: a JSON file or the JSON text, [{\"time\": s, \"x\", \"y\", "
+                              "\"width\", \"height\"}, ...] in source pixels")
+    reframe.add_argument("-o", "--output", help="output .mp4 (default under the workspace)")
+    reframe.add_argument("--target-fps", default="30", help="output frame rate (default 30)")
+    reframe.add_argument("--size", default=None, metavar="WxH",
+                         help="output size (default from the crop's aspect: 16:9 -> 3840x2160, 9:16 -> 1080x1920)")
+    reframe.add_argument("--easing", default="linear", choices=("linear", "ease"),
+                         help="how the crop moves between keyframes (default linear)")
+    reframe.add_argument("--model", default=None, help="upscaling model id (default the catalog default)")
+    reframe.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps, xpu or cpu")
+    reframe.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
+    reframe.add_argument("--max-runtime-hours", type=float, default=None, metavar="H",
+                         help="stop the run if it takes longer; default VUP_MAX_RUNTIME_HOURS or 24, 0: no limit")
+    _add_common(reframe)
+    reframe.set_defaults(func=cmd_reframe)
 
     demo = sub.add_parser("demo", help="make a sample clip and enhance it end to end")
     demo.add_argument("--width", type=int, default=320)

@@ -21,6 +21,10 @@ from orchestration.concurrency import serialize_sqlite_claims
 from orchestration.console import console_logger
 from orchestration.inbox import ENHANCE_JOB, INBOX_SENSORS
 from orchestration.io_managers import RunScopedIOManager
+from orchestration.production import GROUP as PRODUCTION_GROUP
+from orchestration.production import PRODUCTION_ASSETS, PRODUCTION_JOB
+from orchestration.reframe import GROUP as REFRAME_GROUP
+from orchestration.reframe import REFRAME_ASSETS, REFRAME_JOB
 from orchestration.resources import (
     DeviceResource,
     ModelStoreResource,
@@ -42,6 +46,23 @@ enhance_job = define_asset_job(
     executor_def=in_process_executor,
 )
 
+production_job = define_asset_job(
+    PRODUCTION_JOB,
+    selection=AssetSelection.groups(PRODUCTION_GROUP),
+    description="Assemble and deliver one production plan (one `plans` partition): image sequences, interpolation, "
+    "upscaling, cuts and crossfades, the audio mix, every deliverable, the thumbnail, the contact sheet and "
+    "report.json.",
+    executor_def=in_process_executor,
+)
+
+reframe_job = define_asset_job(
+    REFRAME_JOB,
+    selection=AssetSelection.groups(REFRAME_GROUP),
+    description="Reframe and upscale one video (one `reframes` partition): crop keyframes, native-resolution crop, "
+    "AI upscale to the target size, the requested frame rate, H.264 MP4 with the source's audio.",
+    executor_def=in_process_executor,
+)
+
 
 def build_definitions(
     workspace_root: str | None = None,
@@ -51,8 +72,8 @@ def build_definitions(
     """Definitions for a workspace (default: ``VUP_WORKSPACE`` or the per-user data directory)."""
     workspace = Workspace(default_workspace() if workspace_root is None else Path(workspace_root))
     return Definitions(
-        assets=[*ENHANCE_ASSETS, *BENCHMARK_ASSETS],
-        jobs=[enhance_job, benchmark_job],
+        assets=[*ENHANCE_ASSETS, *PRODUCTION_ASSETS, *REFRAME_ASSETS, *BENCHMARK_ASSETS],
+        jobs=[enhance_job, production_job, reframe_job, benchmark_job],
         schedules=[benchmark_schedule],
         sensors=[*INBOX_SENSORS, abandoned_runs_sensor],
         loggers={"console": console_logger},  # one line per record on terminals; the UI keeps the tracebacks

@@ -7,7 +7,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,12 @@ from orchestration.events import error_line, progress_events
 from orchestration.resources import DeviceResource, ModelStoreResource
 from orchestration.retries import MAX_RUNTIME_ENV, limit_tags, max_runtime_seconds
 from orchestration.watchdog import process_tags, reclaim_abandoned_runs
-from orchestration.workspace import Workspace, prepare_dagster_home, register_video
+from orchestration.workspace import (
+    Workspace,
+    prepare_dagster_home,
+    register_job,
+    register_video,
+)
 from stages.device import validate_device_settings
 from stages.diskspace import (
     disk_full_error,
@@ -37,8 +43,10 @@ from stages.diskspace import (
     free_bytes,
 )
 from stages.errors import DiskFullError, InputError, SettingsError
-from stages.interpolate import rational_fps
+from stages.interpolate import MAX_OUTPUT_FPS, rational_fps
 from stages.probe import MIN_VIDEO_SIDE, VideoInfo, ignored_streams, probe_video
+from stages.production import ProductionPlan
+from stages.reframe import EASINGS, parse_keyframes, target_size
 from stages.upscale import output_size
 
 log = logging.getLogger(__name__)
@@ -150,17 +158,8 @@ def run_enhance(
     ``reused``, ``seconds``) while the run goes on.
     """
     started = time.perf_counter()
-    try:
-        workspace.ensure()
-        prepare_dagster_home(workspace)
-        record = register_video(workspace, request.input)
-        instance = DagsterInstance.get()
-        reclaim_abandoned_runs(instance, workspace)
-        if not instance.has_dynamic_partition("videos", record.key):
-            instance.add_dynamic_partitions("videos", [record.key])
-    except Exception as exc:
-        _raise_if_disk_full(exc, "the Dagster instance", workspace.dagster_home)
-        raise
+    record = register_video(workspace.ensure(), request.input)
+    instance = prepare_partition(workspace, "videos", record.key)
     encode = request.encode
     if request.output is not None:
         encode = EncodeConfig(**{**encode.model_dump(), "output_path": str(request.output.expanduser().resolve())})
@@ -169,30 +168,80 @@ def run_enhance(
         model_store=model_store,
         device=DeviceResource(device=request.device, precision=request.precision),
     )
-    job = defs.resolve_job_def("enhance_job")
+    run = execute_partition(
+        instance, defs.resolve_job_def("enhance_job"), record.key,
+        {**enhance_run_config(request.chunk, request.upscale, encode, request.temporal, request.interpolate,
+                              request.metrics),
+         "loggers": {"console": {"config": {"log_level": log_level, "skip_errors": True}}}},
+        {"vup/source": record.name, "vup/launched_by": "cli", **limit_tags(request.max_runtime_hours)},
+        workspace=workspace, on_event=on_event, poll_seconds=poll_seconds,
+        limit=max_runtime_seconds(request.max_runtime_hours),
+    )
+    run_id = run.run_id
+    if run.overdue is not None:
+        return EnhanceOutcome(False, run_id, record.key, None, None, run.overdue, time.perf_counter() - started)
+    result = run.result
+    if not result.success:
+        return EnhanceOutcome(False, run_id, record.key, None, None, _error_message(result),
+                              time.perf_counter() - started)
+    report = result.output_for_node("metrics_report")
+    encoded = result.output_for_node("encoded_video")
+    return EnhanceOutcome(True, run_id, record.key, encoded["path"], report, None, time.perf_counter() - started)
+
+
+def prepare_partition(workspace: Workspace, partitions: str, key: str) -> DagsterInstance:
+    """The workspace's Dagster instance, with runs whose process died reclaimed and ``key`` added to the dynamic
+    partitions ``partitions``."""
+    try:
+        workspace.ensure()
+        prepare_dagster_home(workspace)
+        instance = DagsterInstance.get()
+        reclaim_abandoned_runs(instance, workspace)
+        if not instance.has_dynamic_partition(partitions, key):
+            instance.add_dynamic_partitions(partitions, [key])
+    except Exception as exc:
+        _raise_if_disk_full(exc, "the Dagster instance", workspace.dagster_home)
+        raise
+    return instance
+
+
+@dataclass(frozen=True)
+class PartitionRun:
+    """A finished in-process run: its id, Dagster's result, or the message when the max runtime stopped it."""
+
+    run_id: str
+    result: Any | None
+    overdue: str | None = None
+
+
+def execute_partition(
+    instance: DagsterInstance,
+    job: Any,
+    partition_key: str,
+    run_config: dict[str, Any],
+    tags: dict[str, str],
+    *,
+    workspace: Workspace,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    poll_seconds: float = 0.5,
+    limit: float | None = None,
+) -> PartitionRun:
+    """Run ``job`` for one partition in this process (recorded in ``instance``, so it shows in the Dagster UI),
+    forwarding its per-chunk progress events to ``on_event``; a run past ``limit`` seconds is marked failed and
+    its slots freed (see :func:`_stop_overdue`)."""
     run_id = make_new_run_id()
     outcome: dict[str, Any] = {}
 
     def execute() -> None:
         try:
             outcome["result"] = job.execute_in_process(
-                run_config={
-                    **enhance_run_config(request.chunk, request.upscale, encode, request.temporal,
-                                        request.interpolate, request.metrics),
-                    "loggers": {"console": {"config": {"log_level": log_level, "skip_errors": True}}},
-                },
-                instance=instance,
-                partition_key=record.key,
-                run_id=run_id,
-                raise_on_error=False,
-                tags={"vup/source": record.name, "vup/launched_by": "cli", **limit_tags(request.max_runtime_hours),
-                      **process_tags()},
+                run_config=run_config, instance=instance, partition_key=partition_key, run_id=run_id,
+                raise_on_error=False, tags={**tags, **process_tags()},
             )
         except BaseException as exc:  # noqa: BLE001 - reported below
             outcome["exception"] = exc
 
-    limit = max_runtime_seconds(request.max_runtime_hours)
-    thread = threading.Thread(target=execute, name="enhance-run", daemon=True)
+    thread = threading.Thread(target=execute, name=f"{job.name}-run", daemon=True)
     thread.start()
     seen = 0
     while True:
@@ -202,18 +251,12 @@ def run_enhance(
         if not alive:
             break
         if limit is not None and _run_seconds(instance, run_id) > limit:
-            return _stop_overdue(instance, run_id, record.key, limit, time.perf_counter() - started)
+            return PartitionRun(run_id, None, _stop_overdue(instance, run_id, limit))
         thread.join(poll_seconds)
     if "exception" in outcome:
         _raise_if_disk_full(outcome["exception"], "the run's records", workspace.dagster_home)
         raise outcome["exception"]
-    result = outcome["result"]
-    if not result.success:
-        return EnhanceOutcome(False, run_id, record.key, None, None, _error_message(result),
-                              time.perf_counter() - started)
-    report = result.output_for_node("metrics_report")
-    encoded = result.output_for_node("encoded_video")
-    return EnhanceOutcome(True, run_id, record.key, encoded["path"], report, None, time.perf_counter() - started)
+    return PartitionRun(run_id, outcome["result"])
 
 
 def _run_seconds(instance: DagsterInstance, run_id: str) -> float:
@@ -225,8 +268,7 @@ def _run_seconds(instance: DagsterInstance, run_id: str) -> float:
     return time.time() - record.start_time if record is not None and record.start_time else 0.0
 
 
-def _stop_overdue(instance: DagsterInstance, run_id: str, partition: str, limit: float,
-                  seconds: float) -> EnhanceOutcome:
+def _stop_overdue(instance: DagsterInstance, run_id: str, limit: float) -> str:
     """A run past its max runtime (a hung step): mark it failed and give back its pool slots. Its thread is a
     daemon thread, so it ends with the CLI process; whatever it still writes is atomic and content-keyed."""
     span = f"{limit / 3600:g} h" if limit >= 3600 else f"{limit:g} s"
@@ -238,7 +280,7 @@ def _stop_overdue(instance: DagsterInstance, run_id: str, partition: str, limit:
         instance.report_run_failed(run, message)
     instance.event_log_storage.free_concurrency_slots_for_run(run_id)
     log.error("%s", message)
-    return EnhanceOutcome(False, run_id, partition, None, None, message, seconds)
+    return message
 
 
 def _forward_events(instance: DagsterInstance, run_id: str, seen: int, on_event: Callable[[dict], None]) -> int:
@@ -260,3 +302,166 @@ def _raise_if_disk_full(exc: BaseException, what: str, where: Path) -> None:
             pass
     if full is not None and full is not exc:
         raise full from None
+
+
+# ---------------------------------------------------------------------------------------------- production plans
+
+
+@dataclass(frozen=True)
+class ProductionOutcome:
+    success: bool
+    run_id: str
+    partition_key: str
+    report_path: str | None
+    outputs: list[dict[str, Any]]
+    error: str | None
+    seconds: float
+
+
+def register_plan(workspace: Workspace, plan: ProductionPlan) -> str:
+    """Record a validated plan as a ``plans`` partition (key: hash of the plan); returns the key."""
+    return register_job(workspace.plans, plan.to_dict())
+
+
+def run_production(
+    workspace: Workspace,
+    plan: ProductionPlan,
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    model_store: ModelStoreResource | None = None,
+    max_runtime_hours: float | None = None,
+    poll_seconds: float = 0.5,
+    log_level: str = "WARNING",
+) -> ProductionOutcome:
+    """Register ``plan`` as a ``plans`` partition and run ``production_job`` for it in this process; the run's
+    ``report.json`` is in the plan's output folder whether it succeeded or not."""
+    started = time.perf_counter()
+    validate_device_settings(device, precision)
+    key = register_plan(workspace.ensure(), plan)
+    instance = prepare_partition(workspace, "plans", key)
+    defs = build_definitions(str(workspace.root), model_store=model_store,
+                             device=DeviceResource(device=device, precision=precision))
+    run = execute_partition(
+        instance, defs.resolve_job_def("production_job"), key,
+        {"loggers": {"console": {"config": {"log_level": log_level, "skip_errors": True}}}},
+        {"vup/source": Path(plan.plan_path).name, "vup/launched_by": "cli", **limit_tags(max_runtime_hours)},
+        workspace=workspace, on_event=on_event, poll_seconds=poll_seconds, limit=max_runtime_seconds(max_runtime_hours),
+    )
+    report = Path(plan.output_dir) / "report.json"
+    seconds = time.perf_counter() - started
+    if run.overdue is not None or not run.result.success:
+        error = run.overdue or _error_message(run.result)
+        return ProductionOutcome(False, run.run_id, key, str(report) if report.exists() else None, [], error, seconds)
+    final = run.result.output_for_node("production_report")
+    return ProductionOutcome(True, run.run_id, key, final["report"], final["outputs"], None, seconds)
+
+
+# ---------------------------------------------------------------------------------------------- reframe requests
+
+
+@dataclass(frozen=True)
+class ReframeRequest:
+    """One video to reframe: crop keyframes (JSON text or a list), the output rate, an optional target size
+    (else from the crop's aspect), the easing, the output path (else under the workspace) and the model."""
+
+    input: Path
+    keyframes: Any
+    target_fps: float | str = 30
+    target: tuple[int, int] | None = None
+    easing: str = "linear"
+    output: Path | None = None
+    model: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    max_runtime_hours: float | None = None
+
+
+@dataclass(frozen=True)
+class ReframeOutcome:
+    success: bool
+    run_id: str
+    partition_key: str
+    output: str | None
+    result: dict[str, Any] | None
+    error: str | None
+    seconds: float
+
+
+def validate_reframe(request: ReframeRequest) -> tuple[VideoInfo, list[Any], tuple[int, int], Fraction]:
+    """Check the video, keyframes, target, rate and output before any work; returns the probe, the parsed
+    keyframes, the target size and the exact rate.
+
+    Raises:
+        InputError / ProbeError: the video cannot be used. SettingsError: a keyframe, the target, the rate,
+        the easing or the output is impossible (the message says which and what to do).
+    """
+    info = probe_video(request.input)
+    keyframes = parse_keyframes(request.keyframes, info.width, info.height, info.duration)
+    target = target_size(keyframes[0].aspect, request.target)
+    if request.easing not in EASINGS:
+        raise SettingsError(f"reframe: easing {request.easing!r} is not one of {', '.join(EASINGS)}")
+    try:
+        fps = rational_fps(request.target_fps)
+    except (ValueError, ZeroDivisionError, ArithmeticError) as exc:
+        raise SettingsError(f"reframe: target fps {request.target_fps!r} is not a frame rate; use e.g. 30") from exc
+    if not 1 <= fps <= MAX_OUTPUT_FPS:
+        raise SettingsError(f"reframe: target fps {float(fps):g} is outside 1-120; use e.g. 30")
+    validate_device_settings(request.device, request.precision)
+    max_runtime_seconds(request.max_runtime_hours)
+    if request.output is not None:
+        out = request.output.expanduser()
+        if out.suffix.lower() != ".mp4":
+            raise SettingsError(f"output: {out.name} must end in .mp4 (the reframe is H.264 MP4); e.g. {out.stem}.mp4")
+        if out.is_dir():
+            raise SettingsError(f"output: {out} is a folder; give a file name such as {out / 'reframed.mp4'}")
+        if out.exists() and out.resolve() == request.input.expanduser().resolve():
+            raise SettingsError("output: the output path is the input file; choose another name")
+    return info, list(keyframes), target, fps
+
+
+def register_reframe(workspace: Workspace, request: ReframeRequest, *, sha256: str | None = None) -> str:
+    """Validate ``request``, register its video and record it as a ``reframes`` partition; returns the key."""
+    _info, keyframes, target, fps = validate_reframe(request)
+    record = register_video(workspace.ensure(), request.input, sha256=sha256)
+    content = {
+        "video": asdict(record),
+        "keyframes": [asdict(k) for k in keyframes],
+        "target": list(request.target) if request.target else None,
+        "target_fps": str(fps),
+        "easing": request.easing,
+        "output": str(request.output.expanduser().resolve()) if request.output else None,
+        "model": request.model,
+        "resolved_target": list(target),
+    }
+    return register_job(workspace.reframes, content)
+
+
+def run_reframe(
+    workspace: Workspace,
+    request: ReframeRequest,
+    *,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    model_store: ModelStoreResource | None = None,
+    poll_seconds: float = 0.5,
+    log_level: str = "WARNING",
+) -> ReframeOutcome:
+    """Register ``request`` as a ``reframes`` partition and run ``reframe_job`` for it in this process."""
+    started = time.perf_counter()
+    key = register_reframe(workspace, request)
+    instance = prepare_partition(workspace, "reframes", key)
+    defs = build_definitions(str(workspace.root), model_store=model_store,
+                             device=DeviceResource(device=request.device, precision=request.precision))
+    run = execute_partition(
+        instance, defs.resolve_job_def("reframe_job"), key,
+        {"loggers": {"console": {"config": {"log_level": log_level, "skip_errors": True}}}},
+        {"vup/source": request.input.name, "vup/launched_by": "cli", **limit_tags(request.max_runtime_hours)},
+        workspace=workspace, on_event=on_event, poll_seconds=poll_seconds,
+        limit=max_runtime_seconds(request.max_runtime_hours),
+    )
+    seconds = time.perf_counter() - started
+    if run.overdue is not None or not run.result.success:
+        return ReframeOutcome(False, run.run_id, key, None, None, run.overdue or _error_message(run.result), seconds)
+    result = run.result.output_for_node("reframed_video")
+    return ReframeOutcome(True, run.run_id, key, result["path"], result, None, seconds)

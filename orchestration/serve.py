@@ -193,7 +193,11 @@ def run_serve(workspace: Workspace, *, host: str = "127.0.0.1", port: int = 7860
             app = build_app(service, max_upload=max_upload_bytes())
             app.launch(server_name=host, server_port=port, auth=credentials, prevent_thread_lock=True, quiet=True,
                        ssr_mode=False, show_error=False, **launch_options(service))
+            from ui.export_api import EXPORT_PATH, mount_export_api
+
+            mount_export_api(app.app, service, credentials=credentials)  # same server, same login
             print(f"Video Upscaler Pro page: {_url(host, port)}" + ("  (login required)" if credentials else ""))
+            print(f"Export API:              POST {_url(host, port)}{EXPORT_PATH}")
             print(f"Dagster UI:              {dagster_url}  (instance {workspace.dagster_home})")
             if log_file is not None:
                 print(f"Dagster log:             {log_file}")

@@ -35,7 +35,12 @@ from orchestration.inbox import (
     run_config_for,
 )
 from orchestration.retries import limit_tags
-from orchestration.runner import EnhanceRequest, validate_request
+from orchestration.runner import (
+    EnhanceRequest,
+    ReframeRequest,
+    register_reframe,
+    validate_request,
+)
 from orchestration.workspace import Workspace, register_video
 from stages.errors import InputError, SettingsError, StageError
 from stages.fsutil import atomic_write_text, sha256_file
@@ -640,6 +645,36 @@ class DagsterService:
         except Exception as exc:
             raise StageError(
                 f"ui: cannot reach the Dagster webserver at {self.webserver_url} ({first_line(exc)}); "
+                "start everything with `vup serve`"
+            ) from exc
+
+    def submit_reframe(self, request: ReframeRequest, *, sha256: str | None = None) -> tuple[str, Path]:
+        """Validate and register ``request`` as a ``reframes`` partition and submit ``reframe_job`` for it;
+        returns the run id and the path its video will have.
+
+        Raises:
+            InputError / SettingsError: the video, a keyframe or a setting cannot be used (before any run).
+            StageError: the webserver cannot be reached or refused the run.
+        """
+        from dagster_graphql import DagsterGraphQLClientError
+
+        from orchestration.reframe import REFRAME_JOB, default_output
+
+        key = register_reframe(self.workspace, request, sha256=sha256)
+        if not self.instance.has_dynamic_partition("reframes", key):
+            self.instance.add_dynamic_partitions("reframes", [key])
+        output = request.output.expanduser().resolve() if request.output else default_output(
+            self.workspace, key, request.input.name)
+        run_config = {"resources": {"device": {"config": {"device": request.device, "precision": request.precision}}}}
+        tags = {PARTITION_TAG: key, TAG_SOURCE: request.input.name, TAG_LAUNCHED_BY: "api", TAG_KIND: "reframe",
+                **limit_tags(request.max_runtime_hours)}
+        try:
+            return self._client().submit_job_execution(REFRAME_JOB, run_config=run_config, tags=tags), output
+        except DagsterGraphQLClientError as exc:
+            raise StageError(f"api: Dagster refused the run ({first_line(exc)}); see the webserver's log") from exc
+        except Exception as exc:
+            raise StageError(
+                f"api: cannot reach the Dagster webserver at {self.webserver_url} ({first_line(exc)}); "
                 "start everything with `vup serve`"
             ) from exc
 

@@ -6,6 +6,7 @@ lives in ``<workspace>/dagster`` unless ``DAGSTER_HOME`` is set. Plain Python: n
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -64,6 +65,15 @@ class Workspace:
     @property
     def videos(self) -> Path:
         return self.root / "videos"
+
+    @property
+    def plans(self) -> Path:
+        """Registered production plans (``plans/<key>.json``) and reframe requests (``reframes/<key>.json``)."""
+        return self.root / "plans"
+
+    @property
+    def reframes(self) -> Path:
+        return self.root / "reframes"
 
     @property
     def outputs(self) -> Path:
@@ -175,3 +185,30 @@ def lookup_video(workspace: Workspace, key: str) -> VideoRecord:
             f"workspace: the video of partition {key} ({record.path}) is missing or changed; register it again"
         )
     return record
+
+
+_KEY_PATTERN = re.compile(rf"[0-9a-f]{{{PARTITION_KEY_LENGTH}}}")
+
+
+def register_job(folder: Path, content: dict) -> str:
+    """Record a job's validated, JSON-able description under ``folder/<key>.json``; the key (the partition) is
+    the first 16 hex digits of the sha256 of its canonical JSON, so the same request is the same partition."""
+    blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    key = hashlib.sha256(blob.encode("utf-8")).hexdigest()[:PARTITION_KEY_LENGTH]
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / f"{key}.json", json.dumps(content, indent=2, sort_keys=True))
+    return key
+
+
+def lookup_job(folder: Path, key: str, what: str) -> dict:
+    """The description registered by :func:`register_job` for partition ``key``.
+
+    Raises:
+        InputError: ``key`` is not a partition key, or nothing is registered under it.
+    """
+    if not _KEY_PATTERN.fullmatch(key or ""):
+        raise InputError(f"workspace: {key!r} is not a {what} partition key (16 hex digits)")
+    manifest = folder / f"{key}.json"
+    if not manifest.exists():
+        raise InputError(f"workspace: no {what} is registered for partition {key} in {folder}; submit it again")
+    return json.loads(manifest.read_text(encoding="utf-8"))

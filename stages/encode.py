@@ -70,7 +70,7 @@ _MKV_TEXT_COPY = frozenset({"subrip", "srt", "ass", "ssa", "webvtt"})
 _BITMAP_SUBTITLES = frozenset({"dvd_subtitle", "hdmv_pgs_subtitle", "dvb_subtitle", "xsub"})
 _MP4_BITMAP_COPY = frozenset({"dvd_subtitle"})
 
-_YUV_FLAGS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INP
+YUV_FLAGS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INP
 _PRIMARIES_IDS = {name: key for key, name in COLOR_PRIMARIES.items()}
 _TRANSFER_IDS = {name: key for key, name in COLOR_TRANSFERS.items()}
 _MATRIX_IDS = {name: key for key, name in COLOR_MATRICES.items()}
@@ -315,7 +315,7 @@ def _encode_stream(
                     format=pix_fmt,
                     dst_colorspace=conversion.sws_colorspace,
                     dst_color_range=conversion.sws_range,
-                    interpolation=_YUV_FLAGS,
+                    interpolation=YUV_FLAGS,
                 )
                 frame.pts = pts
                 frame.time_base = time_base

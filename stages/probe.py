@@ -326,7 +326,7 @@ def _scan_video(
             if packet.stream is None:
                 continue
             index = packet.stream.index
-            counts[index] = counts.get(index, 0) + 1
+            counts[index] = counts.get(index, 0) + _index_units(packet)
             if packet.size == 0:
                 continue
             if packet.is_corrupt:
@@ -382,6 +382,15 @@ def _scan_video(
         )
     interlaced = any(f.interlaced_frame for f in frames) or stream.codec_context.field_order > 1
     return _Scan(pts=pts, last_duration=last_duration, first_frame=frames[0] if frames else None, interlaced=interlaced)
+
+
+def _index_units(packet: av.Packet) -> int:
+    """How many entries of an MP4/MOV sample index ``packet`` stands for: one, except for PCM audio, whose index
+    counts single samples while the demuxer returns packets of many (their duration, in the stream's time base of
+    one tick per sample)."""
+    if packet.stream.type == "audio" and packet.stream.codec_context.name.startswith("pcm_") and packet.duration:
+        return int(packet.duration)
+    return 1
 
 
 def _check_complete(

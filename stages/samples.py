@@ -320,3 +320,90 @@ def _mux_subtitles(media: Path, out: Path, fmt: str, end: float) -> None:
     finally:
         tmp.unlink(missing_ok=True)
         srt_path.unlink(missing_ok=True)
+
+
+def make_sample_sequence(
+    folder: str | os.PathLike[str],
+    pattern: str = "shot_####.png",
+    *,
+    count: int = 12,
+    width: int = 64,
+    height: int = 48,
+    bit_depth: int | None = None,
+    missing: tuple[int, ...] | list[int] | set[int] | frozenset[int] | range = (),
+    start_number: int = 1,
+    alpha: bool = False,
+    linear: bool = False,
+    offset: int = 0,
+) -> list[Path]:
+    """Write a numbered image sequence into ``folder`` and return the paths written, in frame order.
+
+    Frames ``start_number .. start_number + count - 1`` are named by ``pattern`` (a file name, no folder part:
+    ``shot_####.png`` -> ``shot_0001.png``, ``shot_%d.dpx`` -> ``shot_1.dpx``; a ``*`` becomes the number zero
+    padded to 4 digits: ``graded_scene_001_*.exr`` -> ``graded_scene_001_0001.exr``); numbers in ``missing`` are
+    not written. The format follows the extension (``stages.sequence.write_image``, PyAV encoders):
+    ``bit_depth`` 8 (default) or 16 for PNG/TIFF, 8 for JPEG, 8 (default), 10, 12 or 16 for DPX; EXR is always
+    32-bit float.
+
+    Content of frame ``n``, as display values in [0, 1] with ``x = col / (width - 1)``, ``y = row / (height - 1)``:
+    a gradient ``R = 0.15 + 0.7 x``, ``G = 0.15 + 0.7 y``, ``B = 0.6 - 0.4 x y``, and a square of side
+    ``s = max(2, min(width, height) // 6)`` at value 0.95 in all channels whose top-left corner is at column
+    ``(3 n + 5 offset) % (width - s + 1)``, row ``(2 n + 3 offset) % (height - s + 1)``. With ``alpha`` an alpha
+    plane ``A = 0.25 + 0.75 x`` is added (not for JPEG or 10/12-bit DPX). Integer formats store
+    ``round(v * (2**bits - 1))``. EXR stores the display values as they are, or with ``linear=True`` their
+    scene-linear equivalent (``stages.sequence.display_to_linear``), so that reading them back with the EXR display
+    transform gives the display values again. Every file is written atomically.
+
+    Raises:
+        SettingsError: a bad pattern, count, size, number, or a depth / alpha / ``linear`` the format cannot take.
+    """
+    from stages.sequence import display_to_linear, frame_file_name, write_image
+
+    if os.path.dirname(pattern):
+        raise SettingsError(f"samples: pattern {pattern!r} has a folder part; give a file name and pass the folder")
+    if count < 1 or width < 2 or height < 2 or start_number < 0:
+        raise SettingsError(
+            f"samples: count {count}, size {width}x{height}, start {start_number}: use count >= 1, a size of at "
+            "least 2x2 and a start number >= 0"
+        )
+    names = {n: frame_file_name(pattern, n) for n in range(start_number, start_number + count)}
+    skip = set(missing)
+    outside = sorted(skip - set(names))
+    if outside:
+        raise SettingsError(
+            f"samples: missing frame {outside[0]} is outside {start_number}..{start_number + count - 1}; "
+            "name missing frames inside the range"
+        )
+    fmt = Path(names[start_number]).suffix.lower()
+    if linear and fmt != ".exr":
+        raise SettingsError(f"samples: linear=True only applies to EXR, not {fmt}; drop it or write .exr")
+    depth = 32 if fmt == ".exr" else (bit_depth if bit_depth is not None else 8)
+    if fmt == ".exr" and bit_depth not in (None, 32):
+        raise SettingsError(f"samples: EXR frames are 32-bit float, not {bit_depth}-bit; leave bit_depth out")
+
+    x = np.linspace(0.0, 1.0, width)[None, :].repeat(height, axis=0)
+    y = np.linspace(0.0, 1.0, height)[:, None].repeat(width, axis=1)
+    base = np.stack([0.15 + 0.7 * x, 0.15 + 0.7 * y, 0.6 - 0.4 * x * y], axis=-1)
+    side = max(2, min(width, height) // 6)
+    coverage = 0.25 + 0.75 * x
+    folder_path = Path(folder)
+    folder_path.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for number, name in names.items():
+        if number in skip:
+            continue
+        display = base.copy()
+        left = (3 * number + 5 * offset) % (width - side + 1)
+        top = (2 * number + 3 * offset) % (height - side + 1)
+        display[top:top + side, left:left + side, :] = 0.95
+        if alpha:
+            display = np.concatenate([display, coverage[:, :, None]], axis=-1)
+        if depth == 32:
+            pixels = display.astype(np.float32)
+            if linear:
+                pixels[:, :, :3] = display_to_linear(pixels[:, :, :3])
+        else:
+            pixels = np.rint(display * ((1 << depth) - 1)).astype(np.uint8 if depth == 8 else np.uint16)
+        written.append(write_image(folder_path / name, pixels, bit_depth=depth))
+    logger.debug("samples: wrote %d frames of %s in %s", len(written), pattern, folder_path)
+    return written

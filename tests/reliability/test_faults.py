@@ -352,7 +352,7 @@ def test_atomic_writes_turn_enospc_into_disk_full(tmp_path, monkeypatch):
 
 
 def test_a_copy_to_a_full_disk_keeps_the_previous_output(tmp_path, monkeypatch):
-    from orchestration import assets
+    from orchestration import chunk_steps
 
     cached = tmp_path / "cache" / "video.mp4"
     cached.parent.mkdir()
@@ -368,10 +368,10 @@ def test_a_copy_to_a_full_disk_keeps_the_previous_output(tmp_path, monkeypatch):
         Path(dst).write_bytes(b"half")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(assets.os, "link", cross_device)
-    monkeypatch.setattr(assets.shutil, "copyfile", full_copy)
+    monkeypatch.setattr(chunk_steps.os, "link", cross_device)
+    monkeypatch.setattr(chunk_steps.shutil, "copyfile", full_copy)
     with pytest.raises(DiskFullError, match="disk full while writing the output result.mp4"):
-        assets._deliver(cached, target)
+        chunk_steps.deliver_file(cached, target)
     assert target.read_bytes() == b"previous result" and sorted(p.name for p in target.parent.iterdir()) == [
         "result.mp4"]
 

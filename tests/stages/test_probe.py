@@ -224,6 +224,30 @@ def test_truncated_media_data(clips, tmp_path):
     assert "truncated" in _one_line(exc)
 
 
+def _pcm_mov(clips, path):
+    run_ffmpeg(["-i", str(clips["cfr"]), "-c:v", "copy", "-c:a", "pcm_s24le", "-f", "mov", str(path)],
+               what="test: pcm mov")
+    return path
+
+
+def test_mov_with_pcm_audio_is_complete(clips, tmp_path):
+    """A MOV's index counts PCM audio sample by sample while the demuxer returns packets of many samples (a camera
+    or ProRes master): that is not a truncation."""
+    info = probe_video(_pcm_mov(clips, tmp_path / "pcm.mov"))
+    assert info.audio_streams[0].codec == "pcm_s24le" and info.frame_count == probe_video(clips["cfr"]).frame_count
+
+
+def test_truncated_mov_with_pcm_audio(clips, tmp_path):
+    data = _pcm_mov(clips, tmp_path / "pcm.mov").read_bytes()
+    assert data.find(b"mdat") < data.find(b"moov")  # no faststart: cut inside the media data, index kept
+    start = data.find(b"mdat")
+    cut = tmp_path / "cut.mov"
+    cut.write_bytes(data[:start] + data[start:data.find(b"moov")][: (data.find(b"moov") - start) // 2]
+                    + data[data.find(b"moov") - 8:])
+    with pytest.raises(ProbeError):
+        probe_video(cut)
+
+
 def test_truncated_last_bytes(clips, tmp_path):
     data = clips["silent"].read_bytes()
     path = tmp_path / "cut.mp4"

@@ -1,0 +1,631 @@
+"""The "assemble and deliver" asset graph: a production plan (stages.production) is one partition of ``plans``.
+
+    production_plan -> assembled_scenes -> interpolated_scenes -> upscaled_scenes -> edited_master
+                    -> mixed_audio -> deliverables -> production_report
+
+Every step records a status (OK, SKIPPED or FAILED, with the reason and its warnings) that travels down the chain;
+``production_report`` writes them to ``report.json`` beside the deliverables. When a step fails, its wrapper
+writes ``report.json`` at once, with that step FAILED and every later step SKIPPED ("not run"), before the run
+ends. Frames live in the chunk store like the enhance graph's, so a rerun reuses every chunk already made.
+
+Fallbacks are warnings, never failures: no RIFE weights -> the optical-flow interpolator; no upscaling weights
+-> Lanczos (in the edit step's fit to the canvas); no GPU -> the CPU.
+"""
+
+import functools
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime, timezone
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from dagster import (
+    AssetExecutionContext,
+    DynamicPartitionsDefinition,
+    MetadataValue,
+    asset,
+)
+
+from orchestration.chunk_steps import (
+    deliver_file,
+    interpolate_records,
+    progress_reporter,
+    report_progress,
+    rife_factory,
+    upscale_records,
+)
+from orchestration.resources import (
+    DeviceResource,
+    ModelStoreResource,
+    WorkspaceResource,
+)
+from orchestration.retries import retry_transient_only
+from orchestration.workspace import lookup_job
+from stages.audio import mix_audio
+from stages.chunk_store import ChunkContent, ChunkRecord, content_key
+from stages.deliver import (
+    DeliverableSpec,
+    default_filename,
+    encode_deliverable,
+    write_contact_sheet,
+    write_thumbnail,
+)
+from stages.edit import SceneChunk, plan_edit, render_edit_chunk
+from stages.errors import ModelError, StageError
+from stages.fsutil import atomic_write_text, sha256_file
+from stages.interpolate import (
+    choose_method,
+    chunk_output_frames,
+    make_interpolator,
+    plan_output_frames,
+)
+from stages.model_selection import select_model
+from stages.models.catalog import DEFAULT_UPSCALE_MODEL
+from stages.ncnn_backend import choose_backend
+from stages.production import ProductionPlan, plan_from_dict, transition_frames
+from stages.sequence import find_sequence, plan_timeline, write_sequence_chunk
+from stages.upscale import SUPPORTED_SCALES, UpscaleSettings, describe_plan, plan_scale
+
+plans_partitions = DynamicPartitionsDefinition(name="plans")
+
+GROUP = "production"
+PRODUCTION_JOB = "production_job"
+CHUNK_SECONDS = 10.0
+REPORT_NAME = "report.json"
+OK, SKIPPED, FAILED = "OK", "SKIPPED", "FAILED"
+
+# Bump when a step's code changes the bytes it produces: its chunks are then redone.
+SEQUENCE_VERSION = "1"
+EDIT_VERSION = "1"
+AUDIO_VERSION = "1"
+DELIVER_VERSION = "1"
+
+
+class StepFailed(StageError):
+    """A step failed after recording statuses of its own (e.g. one deliverable of several)."""
+
+    def __init__(self, message: str, steps: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.steps = steps
+
+
+def step_names(plan: ProductionPlan) -> list[str]:
+    """Every step of a plan's run, in order (one per deliverable)."""
+    return ["plan", "assemble", "interpolate", "upscale", "edit", "audio",
+            *(f"deliver:{kind}" for kind in plan.deliverables), "thumbnail", "contact_sheet", "report"]
+
+
+def _step(name: str, status: str, reason: str = "", *, warnings: list[str] | None = None, seconds: float = 0.0,
+          **details: Any) -> dict[str, Any]:
+    return {"step": name, "status": status, "reason": reason, "warnings": list(warnings or []),
+            "seconds": round(seconds, 2), **details}
+
+
+def _plan(value: dict[str, Any]) -> ProductionPlan:
+    return plan_from_dict(value["plan"])
+
+
+def _records(items: list[dict[str, Any]]) -> list[ChunkRecord]:
+    return [ChunkRecord.from_dict(r) for r in items]
+
+
+def _file_stamp(path: str) -> list[Any]:
+    """What decides an input file's bytes without reading it: its path, size and modification time."""
+    stat = Path(path).stat()
+    return [path, stat.st_size, stat.st_mtime_ns]
+
+
+def write_report(plan: ProductionPlan, steps: list[dict[str, Any]], *, run_id: str, partition: str,
+                 deliverables: list[dict[str, Any]] | None = None) -> Path:
+    """Write ``report.json`` (atomically) into the plan's output folder; returns its path."""
+    failed = [s for s in steps if s["status"] == FAILED]
+    report = {
+        "plan": plan.plan_path,
+        "name": plan.name,
+        "partition": partition,
+        "run_id": run_id,
+        "status": FAILED if failed else OK,
+        "error": f"{failed[0]['step']}: {failed[0]['reason']}" if failed else None,
+        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "output_dir": plan.output_dir,
+        "resolution": f"{plan.canvas[0]}x{plan.canvas[1]}",
+        "framerate": str(plan.framerate),
+        "deliverables": deliverables or [],
+        "warnings": [w for s in steps for w in s.get("warnings", [])],
+        "steps": steps,
+    }
+    out = Path(plan.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / REPORT_NAME
+    atomic_write_text(path, json.dumps(report, indent=2))
+    return path
+
+
+def production_step(name: str) -> Callable:
+    """Wrap a production asset: when it raises, write report.json with the statuses recorded so far, this step
+    FAILED (the first line of the error) and every later step SKIPPED, then let the error fail the run."""
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(context: AssetExecutionContext, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(context, *args, **kwargs)
+            except Exception as exc:
+                _report_failure(context, name, exc, kwargs, time.perf_counter() - started)
+                raise
+
+        return wrapper
+
+    return decorate
+
+
+def _report_failure(context: AssetExecutionContext, name: str, exc: Exception, upstream: dict[str, Any],
+                    seconds: float) -> None:
+    try:
+        values = [v for v in upstream.values() if isinstance(v, dict) and "steps" in v]
+        previous = max((v["steps"] for v in values), key=len, default=[])
+        plan = _plan(values[0]) if values else plan_from_dict(
+            lookup_job(context.resources.workspace.workspace().plans, context.partition_key, "plan"))
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        own = exc.steps if isinstance(exc, StepFailed) else [_step(name, FAILED, reason, seconds=seconds)]
+        done = [*previous, *own]
+        recorded = {s["step"] for s in done}
+        failed_step = next(s["step"] for s in own if s["status"] == FAILED)
+        later = [_step(n, SKIPPED, f"not run: the {failed_step} step failed") for n in step_names(plan)
+                 if n not in recorded]
+        path = write_report(plan, [*done, *later], run_id=context.run_id, partition=context.partition_key)
+        context.log.error(f"{name}: failed; {path} lists every step's status")
+    except Exception as report_error:  # noqa: BLE001 - the step's own error matters more
+        context.log.warning(f"report: could not write {REPORT_NAME} ({report_error})")
+
+
+# --------------------------------------------------------------------------------------------------- assets
+
+
+@asset(partitions_def=plans_partitions, group_name=GROUP, kinds={"python"})
+@production_step("plan")
+@retry_transient_only
+def production_plan(context: AssetExecutionContext, workspace: WorkspaceResource) -> dict[str, Any]:
+    """The validated plan (stages.production) with each scene's image sequence found: its frames, size, bit
+    depth and missing frames. Fails before any work when a sequence is missing or a crossfade is longer than
+    the scenes it joins."""
+    started = time.perf_counter()
+    ws = workspace.workspace()
+    plan = plan_from_dict(lookup_job(ws.plans, context.partition_key, "plan"))
+    scenes = []
+    for scene in plan.scenes:
+        sequence = find_sequence(scene.pattern)
+        timeline = plan_timeline(sequence, scene.missing_frames, fps=float(scene.fps))
+        scenes.append({"name": scene.name, "sequence": asdict(sequence), "timeline": asdict(timeline)})
+    # frame counts at the output rate decide whether the crossfades fit
+    counts = [max(1, round(len(s["timeline"]["paths"]) / scene.fps * plan.framerate))
+              for s, scene in zip(scenes, plan.scenes, strict=True)]
+    plan_edit(counts, [transition_frames(s.transition, plan.framerate) for s in plan.scenes],
+              [s.name for s in plan.scenes])
+    Path(plan.output_dir).mkdir(parents=True, exist_ok=True)
+    context.add_output_metadata({
+        "plan": MetadataValue.path(plan.plan_path), "scenes": len(plan.scenes),
+        "output": f"{plan.canvas[0]}x{plan.canvas[1]} at {float(plan.framerate):g} fps",
+        "deliverables": ", ".join(plan.deliverables), "output_dir": MetadataValue.path(plan.output_dir),
+    })
+    step = _step("plan", OK, f"{len(plan.scenes)} scenes, {plan.canvas[0]}x{plan.canvas[1]} at "
+                 f"{float(plan.framerate):g} fps, deliverables {', '.join(plan.deliverables)}",
+                 seconds=time.perf_counter() - started)
+    return {"plan": plan.to_dict(), "scenes": scenes, "steps": [step]}
+
+
+@asset(partitions_def=plans_partitions, group_name=GROUP, kinds={"python"})
+@production_step("assemble")
+@retry_transient_only
+def assembled_scenes(context: AssetExecutionContext, workspace: WorkspaceResource,
+                     production_plan: dict[str, Any]) -> dict[str, Any]:
+    """Each scene's image sequence read into lossless chunks (16-bit for EXR, DPX and 16-bit PNG/TIFF; linear
+    EXR converted for display), missing frames skipped or held as the plan says. Chunks are keyed by the files'
+    paths, sizes and modification times: re-exporting a frame redoes its chunk."""
+    started = time.perf_counter()
+    plan = _plan(production_plan)
+    store = workspace.workspace().chunk_store()
+    scenes_out, warnings = [], []
+    total_chunks = sum(max(1, -(-len(s["timeline"]["paths"]) // _chunk_frames(scene.fps)))
+                       for s, scene in zip(production_plan["scenes"], plan.scenes, strict=True))
+    done = computed = 0
+    for found, scene in zip(production_plan["scenes"], plan.scenes, strict=True):
+        sequence, timeline = found["sequence"], found["timeline"]
+        paths = timeline["paths"]
+        step = _chunk_frames(scene.fps)
+        depth = sequence["storage_depth"]
+        records = []
+        for index, start in enumerate(range(0, len(paths), step)):
+            count = min(step, len(paths) - start)
+            key = content_key("sequence", {
+                "files": [_file_stamp(p) for p in paths[start:start + count]], "depth": depth,
+                "size": [sequence["width"], sequence["height"]], "version": SEQUENCE_VERSION})
+            chunk_started = time.perf_counter()
+            with store.lock("sequence", key):
+                record = store.get("sequence", key)
+                reused = record is not None
+                if record is None:
+
+                    def produce(tmp: Path, start: int = start, count: int = count, timeline=timeline,
+                                sequence=sequence, depth: int = depth) -> ChunkContent:
+                        written = write_sequence_chunk(_timeline(timeline), start, count, tmp,
+                                                       width=sequence["width"], height=sequence["height"],
+                                                       storage_depth=depth)
+                        return ChunkContent(written.frame_count, tuple(range(start, start + count)), written.width,
+                                            written.height, written.bit_depth)
+
+                    record = store.put("sequence", key, produce, index=index, start_frame=start,
+                                       params={"scene": scene.name})
+                    computed += 1
+            records.append(record)
+            report_progress(context, "assemble", done, total_chunks, record.frame_count, reused,
+                            time.perf_counter() - chunk_started)
+            done += 1
+        if timeline.get("warning"):
+            warnings.append(f"{scene.name}: {timeline['warning']}")
+        scenes_out.append({"name": scene.name, "fps": str(scene.fps), "records": [r.to_dict() for r in records],
+                           "frames": len(paths), "width": sequence["width"], "height": sequence["height"],
+                           "bit_depth": depth, "source_bits": sequence["bit_depth"],
+                           "transfer": sequence["transfer"], "alpha": sequence["has_alpha"]})
+    notes = [f"{s['name']}: {s['frames']} frames {s['width']}x{s['height']} at {s['source_bits']} bits"
+             f"{' (linear EXR, shown through the sRGB transfer)' if s['transfer'] == 'linear' else ''}"
+             for s in scenes_out]
+    context.add_output_metadata({"scenes": len(scenes_out), "chunks_computed": computed,
+                                 "chunks_reused": done - computed, "frames": sum(s["frames"] for s in scenes_out)})
+    own = _step("assemble", OK, "; ".join(notes), warnings=warnings, seconds=time.perf_counter() - started)
+    return {**production_plan, "scenes_out": scenes_out, "steps": [*production_plan["steps"], own]}
+
+
+def _chunk_frames(fps: Fraction) -> int:
+    return max(1, round(CHUNK_SECONDS * fps))
+
+
+def _timeline(data: dict[str, Any]):
+    from stages.sequence import SequenceTimeline
+
+    return SequenceTimeline(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+@asset(partitions_def=plans_partitions, group_name=GROUP, kinds={"python"}, pool="gpu")
+@production_step("interpolate")
+@retry_transient_only
+def interpolated_scenes(context: AssetExecutionContext, workspace: WorkspaceResource,
+                        model_store: ModelStoreResource, device: DeviceResource,
+                        assembled_scenes: dict[str, Any]) -> dict[str, Any]:
+    """Each scene brought from its own frame rate to the plan's (RIFE when its weights are present, else the
+    optical-flow interpolator, with a warning); a scene already at the plan's rate passes through."""
+    started = time.perf_counter()
+    plan = _plan(assembled_scenes)
+    store = workspace.workspace().chunk_store()
+    out_fps = plan.framerate
+    scenes, notes, warnings = [], [], []
+    interpolator = method = None
+    for scene in assembled_scenes["scenes_out"]:
+        fps = Fraction(scene["fps"])
+        inputs = _records(scene["records"])
+        if fps == out_fps:
+            scenes.append(scene)
+            notes.append(f"{scene['name']}: already {float(fps):g} fps")
+            continue
+        if interpolator is None:
+            choice = device.choose()
+            present, factory = rife_factory(model_store.store(), choice)
+            requested = plan.interpolation_method
+            if requested == "rife" and not present:
+                warnings.append("interpolate: no RIFE weights on this machine; using the optical-flow "
+                                "interpolator instead (`vup models download` gets RIFE)")
+                requested = "flow"
+            method, reason = choose_method(requested, present, choice.kind)
+            if method != "rife" and plan.interpolation_method == "auto":
+                warnings.append(f"interpolate: {reason}")
+            context.log.info(f"interpolate: {reason}")
+            interpolator = make_interpolator(method, flow_preset=plan.flow_preset, rife_factory=factory)
+        count = scene["frames"]
+        times = np.arange(count, dtype=np.float64) / float(fps)
+        frames_plan = plan_output_frames(times, count / float(fps), out_fps, keep=[r.start_frame for r in inputs])
+        per_chunk = chunk_output_frames(frames_plan, [r.start_frame for r in inputs])
+        records, _computed, synthesized = interpolate_records(
+            store, inputs, per_chunk, interpolator, 0, params={"method": method, "fps": str(out_fps)},
+            on_chunk=progress_reporter(context, "interpolate"))
+        scenes.append({**scene, "fps": str(out_fps), "records": [r.to_dict() for r in records],
+                       "frames": sum(r.frame_count for r in records)})
+        notes.append(f"{scene['name']}: {float(fps):g} -> {float(out_fps):g} fps with {method} "
+                     f"({synthesized} frames made)")
+    status = OK if method is not None else SKIPPED
+    reason = "; ".join(notes) if method is not None else f"every scene is already at {float(out_fps):g} fps"
+    context.add_output_metadata({"method": method or "none", "output_fps": float(out_fps)})
+    own = _step("interpolate", status, reason, warnings=warnings, seconds=time.perf_counter() - started)
+    return {**assembled_scenes, "scenes_out": scenes, "steps": [*assembled_scenes["steps"], own]}
+
+
+def _needed_scale(width: int, height: int, canvas: tuple[int, int]) -> float:
+    return min(canvas[0] / width, canvas[1] / height)
+
+
+@asset(partitions_def=plans_partitions, group_name=GROUP, kinds={"pytorch"}, pool="gpu")
+@production_step("upscale")
+@retry_transient_only
+def upscaled_scenes(context: AssetExecutionContext, workspace: WorkspaceResource, model_store: ModelStoreResource,
+                    device: DeviceResource, interpolated_scenes: dict[str, Any]) -> dict[str, Any]:
+    """Each scene smaller than the output canvas upscaled by the AI model (the smallest of x2/x4/x8 that
+    reaches the canvas; the edit step fits the result exactly). Without the model's weights the scene is left
+    for the edit step's Lanczos resize, with a warning; without a GPU the model runs on the CPU."""
+    started = time.perf_counter()
+    plan = _plan(interpolated_scenes)
+    ws = workspace.workspace()
+    store = ws.chunk_store()
+    scenes, notes, warnings = [], [], []
+    used_model = False
+    for scene in interpolated_scenes["scenes_out"]:
+        needed = _needed_scale(scene["width"], scene["height"], plan.canvas)
+        if needed <= 1.0 or not plan.upscale_enabled:
+            scenes.append(scene)
+            why = "upscaling is off in the plan" if not plan.upscale_enabled else "already fills the canvas"
+            notes.append(f"{scene['name']}: {why}; resized to fit")
+            continue
+        scale = next((s for s in SUPPORTED_SCALES if s >= needed), SUPPORTED_SCALES[-1])
+        try:
+            selection = select_model(model_store.store(), plan.upscale_model or DEFAULT_UPSCALE_MODEL, scale,
+                                     plan.upscale_model_path)
+            selection.load()
+        except ModelError as exc:
+            warnings.append(f"upscale: {scene['name']}: no AI upscaling weights ({str(exc).splitlines()[0]}); "
+                            "falling back to Lanczos")
+            scenes.append(scene)
+            notes.append(f"{scene['name']}: Lanczos (no weights)")
+            continue
+        if selection.note:
+            context.log.info(selection.note)
+        choice = device.choose()
+        if choice.kind == "cpu":
+            message = "upscale: no GPU; the model runs on the CPU (slow; an NVIDIA GPU is about 50x faster)"
+            if message not in warnings:
+                warnings.append(message)
+        settings = UpscaleSettings(model=selection.model_id, scale=scale, tile=plan.upscale_tile)
+        backend, backend_reason = choose_backend("auto", choice, selection.load().descriptor)
+        context.log.info(f"upscale: {scene['name']}: x{scale} with {selection.model_id}; {backend_reason}")
+        steps = plan_scale(scale, selection.model_scale)
+        tally = upscale_records(store, _records(scene["records"]), selection=selection, steps=steps, choice=choice,
+                                backend=backend, settings=settings,
+                                ncnn_cache=model_store.store().cache_dir / "ncnn-exports",
+                                on_chunk=progress_reporter(context, "upscale"))
+        first = tally.records[0]
+        scenes.append({**scene, "records": [r.to_dict() for r in tally.records], "width": first.width,
+                       "height": first.height})
+        notes.append(f"{scene['name']}: x{scale} with {selection.model_id} ({describe_plan(steps)}) on "
+                     f"{choice.device}, {scene['width']}x{scene['height']} -> {first.width}x{first.height}")
+        used_model = True
+    status = OK if used_model or warnings else SKIPPED
+    context.add_output_metadata({"canvas": f"{plan.canvas[0]}x{plan.canvas[1]}", "model_used": used_model})
+    own = _step("upscale", status, "; ".join(notes), warnings=warnings, seconds=time.perf_counter() - started)
+    return {**interpolated_scenes, "scenes_out": scenes, "steps": [*interpolated_scenes["steps"], own]}
+
+
+@asset(partitions_def=plans_partitions, group_name=GROUP, kinds={"python"})
+@production_step("edit")
+@retry_transient_only
+def edited_master(context: AssetExecutionContext, workspace: WorkspaceResource,
+                  upscaled_scenes: dict[str, Any]) -> dict[str, Any]:
+    """The master: every scene fitted to the canvas (aspect kept, letterboxed when it differs) and joined by
+    the plan's cuts and crossfades, as lossless chunks at the plan's frame rate (16-bit when any scene is)."""
+    started = time.perf_counter()
+    plan = _plan(upscaled_scenes)
+    store = workspace.workspace().chunk_store()
+    scenes = upscaled_scenes["scenes_out"]
+    names = [s["name"] for s in scenes]
+    overlaps = [transition_frames(spec.transition, plan.framerate) for spec in plan.scenes]
+    frames = plan_edit([s["frames"] for s in scenes], overlaps, names)
+    depth = 16 if any(s["bit_depth"] > 8 for s in scenes) else 8
+    sources = [[SceneChunk(r["start_frame"], r["frame_count"], r["path"]) for r in s["records"]] for s in scenes]
+    upstream_keys = [[r["key"] for r in s["records"]] for s in scenes]
+    step = _chunk_frames(plan.framerate)
+    pieces = [frames[i:i + step] for i in range(0, len(frames), step)]
+    records, computed = [], 0
+    for index, piece in enumerate(pieces):
+        digest = hashlib.sha256(json.dumps([asdict(f) for f in piece]).encode()).hexdigest()
+        used = sorted({f.a_scene for f in piece} | {f.b_scene for f in piece if f.b_scene is not None})
+        key = content_key("master", {"frames": digest, "scenes": {str(k): upstream_keys[k] for k in used},
+                                     "canvas": list(plan.canvas), "depth": depth, "version": EDIT_VERSION})
+        chunk_started = time.perf_counter()
+        with store.lock("master", key):
+            record = store.get("master", key)
+            reused = record is not None
+            if record is None:
+
+                def produce(tmp: Path, piece=piece) -> ChunkContent:
+                    count = render_edit_chunk(piece, sources, tmp, plan.canvas, depth, names=names)
+                    return ChunkContent(count, tuple(f.index for f in piece), plan.canvas[0], plan.canvas[1], depth)
+
+                record = store.put("master", key, produce, index=index, start_frame=piece[0].index)
+                computed += 1
+        records.append(record)
+        report_progress(context, "edit", index, len(pieces), record.frame_count, reused,
+                        time.perf_counter() - chunk_started)
+    fades = [f"{spec.transition.duration:g} s crossfade into {spec.name}" for spec in plan.scenes
+             if spec.transition.type == "crossfade"]
+    seconds = len(frames) / float(plan.framerate)
+    reason = (f"{len(scenes)} scenes, {len(frames)} frames ({seconds:.2f} s) at {plan.canvas[0]}x{plan.canvas[1]}"
+              f", {depth}-bit; " + (", ".join(fades) if fades else "cuts only"))
+    context.add_output_metadata({"frames": len(frames), "duration_s": round(seconds, 3), "chunks_computed": computed,
+                                 "chunks_reused": len(records) - computed, "bit_depth": depth})
+    own = _step("edit", OK, reason, seconds=time.perf_counter() - started)
+    return {**upscaled_scenes, "master": [r.to_dict() for r in records], "master_frames": len(frames),
+            "master_depth": depth, "steps": [*upscaled_scenes["steps"], own]}
+
+
+@asset(partitions_def=plans_partitions, group_name=GROUP, kinds={"python"})
+@production_step("audio")
+@retry_transient_only
+def mixed_audio(context: AssetExecutionContext, workspace: WorkspaceResource,
+                edited_master: dict[str, Any]) -> dict[str, Any]:
+    """The plan's audio tracks mixed with per-type gains (music -6 dB, sfx -3 dB, voice 0 dB unless the plan
+    says otherwise), fitted to the master's duration with a fade-out, normalised to the loudness target with
+    two-pass loudnorm. Missing or unreadable tracks are warnings; with none left the mix is silence."""
+    started = time.perf_counter()
+    plan = _plan(edited_master)
+    ws = workspace.workspace()
+    duration = edited_master["master_frames"] / float(plan.framerate)
+    tracks = [{**asdict(t), "stamp": _file_stamp(t.path) if Path(t.path).is_file() else None}
+              for t in plan.audio.tracks]
+    key = content_key("audio", {"tracks": tracks, "gains": dict(plan.audio.gains), "loudness": plan.audio.loudness,
+                                "fade": plan.audio.fade_out, "duration": duration, "version": AUDIO_VERSION})
+    cache = ws.outputs / ".cache" / "audio" / key
+    result_file = cache / "mix.json"
+    result = json.loads(result_file.read_text(encoding="utf-8")) if result_file.exists() else None
+    if result is not None and not (Path(result["path"]).is_file() and sha256_file(result["path"]) == result["sha256"]):
+        result = None
+    reused = result is not None
+    if result is None:
+        cache.mkdir(parents=True, exist_ok=True)
+        mix = mix_audio(list(plan.audio.tracks), cache / "mix.wav", duration, target_lufs=plan.audio.loudness,
+                        fade_out=plan.audio.fade_out, gains=dict(plan.audio.gains) or None)
+        result = {**_jsonable(asdict(mix)), "path": str(cache / "mix.wav"), "sha256": sha256_file(cache / "mix.wav")}
+        atomic_write_text(result_file, json.dumps(result, indent=2))
+    warnings = list(result.get("warnings") or [])
+    for warning in warnings:
+        context.log.warning(warning)
+    if result.get("silent"):
+        reason = "no usable audio track: the deliverables get a silent track"
+    else:
+        used = ", ".join(f"{Path(t['path']).name} ({t['kind']}, {t['gain_db']:+g} dB)" for t in result["tracks"])
+        reason = (f"mixed {used}; {result['measured_lufs']:.1f} LUFS (target {plan.audio.loudness:g}, loudnorm "
+                  f"{result['loudnorm_mode']}), {duration:.2f} s with a {plan.audio.fade_out:g} s fade-out")
+    context.add_output_metadata({"path": MetadataValue.path(result["path"]), "reused": reused,
+                                 "loudness_lufs": result.get("measured_lufs"), "silent": bool(result.get("silent"))})
+    own = _step("audio", OK, reason, warnings=warnings, seconds=time.perf_counter() - started,
+                loudness_lufs=result.get("measured_lufs"))
+    return {**edited_master, "audio": result, "steps": [*edited_master["steps"], own]}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+@asset(partitions_def=plans_partitions, group_name=GROUP, kinds={"python"})
+@production_step("deliver")
+@retry_transient_only
+def deliverables(context: AssetExecutionContext, workspace: WorkspaceResource,
+                 mixed_audio: dict[str, Any]) -> dict[str, Any]:
+    """Every deliverable of the plan encoded from the master with the mixed audio (H.265 MP4 with AAC 320 kb/s,
+    ProRes 422 HQ MOV with 24-bit PCM, and optionally ProRes 4444, H.264, AV1, FFV1), plus the thumbnail and the
+    contact sheet. One deliverable failing does not stop the others; the step then fails with all of them
+    recorded."""
+    plan = _plan(mixed_audio)
+    ws = workspace.workspace()
+    master = _records(mixed_audio["master"])
+    chunk_paths = [r.path for r in master]
+    audio = mixed_audio["audio"]["path"]
+    out_dir = Path(plan.output_dir)
+    steps, outputs = [], []
+    master_keys = [r.key for r in master]
+    for position, kind in enumerate(plan.deliverables):
+        started = time.perf_counter()
+        spec = DeliverableSpec(kind, codec=plan.codec if kind == "mp4" else None)
+        target = out_dir / default_filename(plan.name, kind)
+        try:
+            result, reused = _cached_file(
+                ws, {"master": master_keys, "audio": mixed_audio["audio"]["sha256"], "spec": asdict(spec),
+                     "fps": str(plan.framerate), "version": DELIVER_VERSION}, target.suffix,
+                lambda path, spec=spec: asdict(encode_deliverable(chunk_paths, plan.framerate, path, spec,
+                                                                  audio=audio)))
+            deliver_file(Path(result["cached_path"]), target)
+        except Exception as exc:  # noqa: BLE001 - recorded; the step fails after the others
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            context.log.error(f"deliver: {kind}: {reason}")
+            steps.append(_step(f"deliver:{kind}", FAILED, reason, seconds=time.perf_counter() - started))
+            continue
+        entry = {**{k: v for k, v in result.items() if k not in ("cached_path", "path")}, "path": str(target)}
+        outputs.append(entry)
+        steps.append(_step(f"deliver:{kind}", OK, f"{target.name}: {entry['codec']} {entry['pix_fmt']} "
+                           f"{entry['width']}x{entry['height']} {entry['fps']} fps, audio "
+                           f"{entry.get('audio_codec') or 'none'}{' (reused)' if reused else ''}",
+                           warnings=list(entry.get("notes") or []), seconds=time.perf_counter() - started))
+        report_progress(context, "deliver", position, len(plan.deliverables), entry["frame_count"], reused,
+                        time.perf_counter() - started)
+    fps = plan.framerate
+    stills = (
+        ("thumbnail", f"{plan.name}_thumbnail.jpg",
+         lambda path: write_thumbnail(chunk_paths, fps, path, at=plan.thumbnail.at, at_seconds=plan.thumbnail.seconds,
+                                      width=plan.thumbnail.width)),
+        ("contact_sheet", f"{plan.name}_contact_sheet.jpg",
+         lambda path: write_contact_sheet(chunk_paths, fps, path, columns=plan.contact_sheet.columns,
+                                          rows=plan.contact_sheet.rows, tile_width=plan.contact_sheet.tile_width)),
+    )
+    for name, filename, make in stills:
+        started = time.perf_counter()
+        target = out_dir / filename
+        try:
+            result, _reused = _cached_file(ws, {"master": master_keys, "name": name, "spec": asdict(
+                plan.thumbnail if name == "thumbnail" else plan.contact_sheet), "version": DELIVER_VERSION},
+                ".jpg", lambda path, make=make: asdict(make(path)))
+            deliver_file(Path(result["cached_path"]), target)
+        except Exception as exc:  # noqa: BLE001 - recorded; the step fails after the others
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            steps.append(_step(name, FAILED, reason, seconds=time.perf_counter() - started))
+            continue
+        outputs.append({"kind": name, "path": str(target), "width": result["width"], "height": result["height"]})
+        steps.append(_step(name, OK, f"{filename}: {result['width']}x{result['height']}",
+                           seconds=time.perf_counter() - started))
+    failed = [s for s in steps if s["status"] == FAILED]
+    context.add_output_metadata({"deliverables": len(outputs), "failed": len(failed),
+                                 "output_dir": MetadataValue.path(str(out_dir))})
+    all_steps = [*mixed_audio["steps"], *steps]
+    if failed:
+        raise StepFailed(f"deliver: {len(failed)} of {len(steps)} outputs failed ({failed[0]['step']}: "
+                         f"{failed[0]['reason']}); report.json lists them", steps)
+    return {**mixed_audio, "outputs": outputs, "steps": all_steps}
+
+
+def _cached_file(ws, key_parts: dict[str, Any], suffix: str,
+                 make: Callable[[Path], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    """Make a file once per content key under ``outputs/.cache/production/<key>/``; returns its result (with
+    ``cached_path``) and whether it was reused (its checksum still matches)."""
+    key = content_key("production-output", key_parts)
+    cache = ws.outputs / ".cache" / "production" / key
+    cached = cache / f"output{suffix}"
+    result_file = cache / "result.json"
+    if result_file.exists() and cached.exists():
+        stored = json.loads(result_file.read_text(encoding="utf-8"))
+        if stored.get("sha256") == sha256_file(cached):
+            return stored, True
+    cache.mkdir(parents=True, exist_ok=True)
+    result = _jsonable(make(cached))
+    result = {**result, "cached_path": str(cached), "sha256": sha256_file(cached)}
+    atomic_write_text(result_file, json.dumps(result, indent=2))
+    return result, False
+
+
+@asset(partitions_def=plans_partitions, group_name=GROUP, kinds={"json"})
+@production_step("report")
+@retry_transient_only
+def production_report(context: AssetExecutionContext, deliverables: dict[str, Any]) -> dict[str, Any]:
+    """``report.json`` beside the deliverables: every step's status (OK / SKIPPED / FAILED with the reason),
+    its warnings and seconds, and each deliverable as probed (codec, pixel format, size, frame rate, audio)."""
+    plan = _plan(deliverables)
+    steps = [*deliverables["steps"], _step("report", OK, REPORT_NAME)]
+    path = write_report(plan, steps, run_id=context.run_id, partition=context.partition_key,
+                        deliverables=deliverables["outputs"])
+    context.add_output_metadata({
+        "report": MetadataValue.path(str(path)),
+        "statuses": MetadataValue.md("\n".join(f"- **{s['step']}**: {s['status']} {s['reason']}" for s in steps)),
+        "warnings": sum(len(s["warnings"]) for s in steps),
+    })
+    return {"report": str(path), "outputs": deliverables["outputs"], "steps": steps}
+
+
+PRODUCTION_ASSETS = [production_plan, assembled_scenes, interpolated_scenes, upscaled_scenes, edited_master,
+                     mixed_audio, deliverables, production_report]

@@ -1,0 +1,271 @@
+"""The "reframe and upscale" asset graph: one request (a video, crop keyframes, a target) is a ``reframes`` partition.
+
+    reframe_request -> reframe_frames -> retimed_frames -> reframed_chunks -> reframed_video
+
+The source is decoded into the same lossless chunks as the enhance graph (shared through the chunk store), brought
+to the requested frame rate at its own resolution (cheaper than after upscaling), then each frame's crop is taken
+at native resolution, upscaled by the AI model and resized to the target (stages.reframe), and encoded to H.264
+MP4 with the source's audio. Without the model's weights the crop is resized with Lanczos, with a warning.
+"""
+
+import time
+from dataclasses import asdict, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from dagster import (
+    AssetExecutionContext,
+    DynamicPartitionsDefinition,
+    MetadataValue,
+    asset,
+)
+
+from orchestration.chunk_steps import (
+    cached_timestamps,
+    extract_records,
+    interpolate_records,
+    make_upscaler,
+    progress_reporter,
+    report_progress,
+    rife_factory,
+)
+from orchestration.resources import (
+    DeviceResource,
+    ModelStoreResource,
+    WorkspaceResource,
+)
+from orchestration.retries import retry_transient_only
+from orchestration.workspace import Workspace, lookup_job
+from stages.chunk_store import ChunkContent, ChunkRecord, content_key
+from stages.chunking import ChunkSpec, plan_chunks
+from stages.encode import EncodeInput, EncodeSettings, encode_video
+from stages.errors import ModelError
+from stages.interpolate import (
+    choose_method,
+    chunk_output_frames,
+    make_interpolator,
+    plan_output_frames,
+    rational_fps,
+    timeline_seconds,
+)
+from stages.model_selection import select_model
+from stages.models.catalog import DEFAULT_UPSCALE_MODEL
+from stages.ncnn_backend import choose_backend
+from stages.probe import VideoInfo, probe_video
+from stages.reframe import (
+    CropBox,
+    describe_target,
+    model_scale_for,
+    parse_keyframes,
+    plan_crops,
+    reframe_chunk,
+    target_size,
+)
+from stages.upscale import SUPPORTED_SCALES, UpscaleSettings, describe_plan, plan_scale
+
+reframes_partitions = DynamicPartitionsDefinition(name="reframes")
+
+GROUP = "reframe"
+REFRAME_JOB = "reframe_job"
+CHUNK_SECONDS = 10.0
+FRAMES_VERSION = "1"  # the enhance graph's: both read the same source chunks
+REFRAME_VERSION = "1"
+
+
+def default_output(workspace: Workspace, key: str, video_name: str) -> Path:
+    """Where a request without an output path gets its video: ``outputs/reframes/<partition>/<stem>_reframed.mp4``."""
+    return workspace.outputs / "reframes" / key / f"{Path(video_name).stem}_reframed.mp4"
+
+
+def _records(items: list[dict[str, Any]]) -> list[ChunkRecord]:
+    return [ChunkRecord.from_dict(r) for r in items]
+
+
+@asset(partitions_def=reframes_partitions, group_name=GROUP, kinds={"python"})
+@retry_transient_only
+def reframe_request(context: AssetExecutionContext, workspace: WorkspaceResource) -> dict[str, Any]:
+    """The request checked against the video: its probe, the crop keyframes (inside the frame, sorted, one aspect
+    ratio), the target size (from the crop's aspect unless given) and the output rate."""
+    ws = workspace.workspace()
+    request = lookup_job(ws.reframes, context.partition_key, "reframe request")
+    info = probe_video(request["video"]["path"])
+    keyframes = parse_keyframes(request["keyframes"], info.width, info.height, info.duration)
+    override = tuple(request["target"]) if request.get("target") else None
+    target = target_size(keyframes[0].aspect, override)
+    fps = rational_fps(request["target_fps"])
+    described = describe_target(keyframes[0].aspect, override)
+    context.log.info(f"reframe: {len(keyframes)} keyframes, {described}, {float(fps):g} fps")
+    context.add_output_metadata({"source": MetadataValue.path(request["video"]["path"]),
+                                 "keyframes": len(keyframes), "target": f"{target[0]}x{target[1]}",
+                                 "target_fps": float(fps), "easing": request["easing"]})
+    return {"request": request, "info": info.to_dict(), "keyframes": [asdict(k) for k in keyframes],
+            "target": list(target), "fps": str(fps), "described": described}
+
+
+@asset(partitions_def=reframes_partitions, group_name=GROUP, kinds={"python"})
+@retry_transient_only
+def reframe_frames(context: AssetExecutionContext, workspace: WorkspaceResource,
+                   reframe_request: dict[str, Any]) -> dict[str, Any]:
+    """The source decoded once into lossless chunks of about 10 s (shared with the enhance graph's
+    frame_chunks through the chunk store)."""
+    ws = workspace.workspace()
+    info = VideoInfo.from_dict(reframe_request["info"])
+    source = reframe_request["request"]["video"]
+    stamps = cached_timestamps(ws.cache / source["sha256"], source["path"], info)
+    specs: list[ChunkSpec] = plan_chunks(stamps, info.time_base, CHUNK_SECONDS, [])
+    records, computed = extract_records(ws.chunk_store(), source, info, specs, version=FRAMES_VERSION,
+                                        on_chunk=progress_reporter(context, "frames"))
+    context.add_output_metadata({"chunks": len(records), "chunks_computed": computed,
+                                 "frames": sum(r.frame_count for r in records)})
+    return {"records": [r.to_dict() for r in records]}
+
+
+@asset(partitions_def=reframes_partitions, group_name=GROUP, kinds={"python"}, pool="gpu")
+@retry_transient_only
+def retimed_frames(context: AssetExecutionContext, workspace: WorkspaceResource, model_store: ModelStoreResource,
+                   device: DeviceResource, reframe_request: dict[str, Any],
+                   reframe_frames: dict[str, Any]) -> dict[str, Any]:
+    """The source at the requested frame rate, at its own resolution: frames made between pairs (RIFE when its
+    weights are present, else optical flow) or dropped to a lower rate; passed through when the rates match."""
+    ws = workspace.workspace()
+    info = VideoInfo.from_dict(reframe_request["info"])
+    source = reframe_request["request"]["video"]
+    out_fps = Fraction(reframe_request["fps"])
+    inputs = _records(reframe_frames["records"])
+    source_fps = rational_fps(info.avg_fps)
+    stamps = cached_timestamps(ws.cache / source["sha256"], source["path"], info)
+    times, end = timeline_seconds(stamps, info.time_base, info.end_pts, nominal_fps=source_fps)
+    chunk_starts = [r.start_frame for r in inputs]
+    plan = plan_output_frames(times, end, out_fps, keep=chunk_starts)
+    if not info.is_vfr and source_fps == out_fps:
+        context.add_output_metadata({"method": "none (pass-through)", "fps": float(out_fps)})
+        return {"records": reframe_frames["records"], "times": [float(t) for t in times], "method": "none",
+                "warnings": []}
+    choice = device.choose()
+    present, factory = rife_factory(model_store.store(), choice)
+    method, reason = choose_method("auto", present, choice.kind)
+    context.log.info(f"reframe: {float(source_fps):g} fps -> {float(out_fps):g} fps; {reason}")
+    interpolator = make_interpolator(method, rife_factory=factory)
+    records, computed, synthesized = interpolate_records(
+        ws.chunk_store(), inputs, chunk_output_frames(plan, chunk_starts), interpolator, 0,
+        params={"method": method, "fps": str(out_fps)}, on_chunk=progress_reporter(context, "interpolate"))
+    context.add_output_metadata({"method": method, "reason": reason, "frames_out": len(plan),
+                                 "frames_synthesized": synthesized, "chunks_computed": computed})
+    warnings = [f"reframe: {reason}"] if method != "rife" else []
+    return {"records": [r.to_dict() for r in records], "times": [f.time - float(times[0]) for f in plan],
+            "method": method, "warnings": warnings}
+
+
+@asset(partitions_def=reframes_partitions, group_name=GROUP, kinds={"pytorch"}, pool="gpu")
+@retry_transient_only
+def reframed_chunks(context: AssetExecutionContext, workspace: WorkspaceResource, model_store: ModelStoreResource,
+                    device: DeviceResource, reframe_request: dict[str, Any],
+                    retimed_frames: dict[str, Any]) -> dict[str, Any]:
+    """Each frame's crop (interpolated between keyframes, linear or eased, held after the last) taken at native
+    resolution with sub-pixel accuracy, upscaled by the AI model (the smallest of x2/x4/x8 that reaches the
+    target) and resized to the target. Without the model's weights: Lanczos, with a warning."""
+    ws = workspace.workspace()
+    store = ws.chunk_store()
+    from stages.reframe import CropKeyframe
+
+    keyframes = [CropKeyframe(**k) for k in reframe_request["keyframes"]]
+    target = tuple(reframe_request["target"])
+    easing = reframe_request["request"]["easing"]
+    inputs = _records(retimed_frames["records"])
+    times = retimed_frames["times"]
+    boxes = plan_crops(keyframes, times, easing)
+    warnings = list(retimed_frames.get("warnings") or [])
+    scale = model_scale_for(boxes, target, SUPPORTED_SCALES)
+    model_id = reframe_request["request"].get("model") or DEFAULT_UPSCALE_MODEL
+    upscale = None
+    model_key: dict[str, Any] = {"model": "none"}
+    if scale > 1:
+        try:
+            selection = select_model(model_store.store(), model_id, scale)
+            selection.load()
+        except ModelError as exc:
+            warnings.append(f"reframe: no AI upscaling weights ({str(exc).splitlines()[0]}); the crops are "
+                            "resized with Lanczos instead")
+        else:
+            choice = device.choose()
+            if choice.kind == "cpu":
+                warnings.append("reframe: no GPU; the model runs on the CPU (slow)")
+            settings = UpscaleSettings(model=selection.model_id, scale=scale)
+            backend, backend_reason = choose_backend("auto", choice, selection.load().descriptor)
+            context.log.info(f"reframe: x{scale} with {selection.model_id}; {backend_reason}")
+            steps = plan_scale(scale, selection.model_scale)
+            model_key = {"model": selection.model_id, "weights": selection.weights_sha256,
+                         "plan": describe_plan(steps), "precision": choice.precision, "device": choice.kind,
+                         "backend": backend}
+            engine: list[Any] = []
+
+            def upscale(frames: list[np.ndarray]) -> list[np.ndarray]:
+                if not engine:  # loaded only when a chunk has to be computed
+                    engine.append(make_upscaler(selection, backend, choice, settings,
+                                                model_store.store().cache_dir / "ncnn-exports"))
+                return engine[0].upscale(frames, steps)
+    for warning in warnings:
+        context.log.warning(warning)
+    records, computed, offset = [], 0, 0
+    for upstream in inputs:
+        chunk_boxes: list[CropBox] = boxes[offset:offset + upstream.frame_count]
+        offset += upstream.frame_count
+        key = content_key("reframed", {"upstream": upstream.key, "boxes": [asdict(b) for b in chunk_boxes],
+                                       "target": list(target), **model_key, "version": REFRAME_VERSION})
+        started = time.perf_counter()
+        with store.lock("reframed", key):
+            record = store.get("reframed", key)
+            reused = record is not None
+            if record is None:
+
+                def produce(tmp: Path, upstream: ChunkRecord = upstream, chunk_boxes=chunk_boxes) -> ChunkContent:
+                    result = reframe_chunk(upstream.path, tmp, chunk_boxes, target, upscale=upscale,
+                                           bit_depth=upstream.bit_depth)
+                    return ChunkContent(result.frame_count, upstream.pts, result.width, result.height,
+                                        result.bit_depth)
+
+                record = store.put("reframed", key, produce, index=upstream.index, start_frame=upstream.start_frame)
+                computed += 1
+        records.append(record)
+        report_progress(context, "reframe", upstream.index, len(inputs), record.frame_count, reused,
+                        time.perf_counter() - started)
+    context.add_output_metadata({"target": f"{target[0]}x{target[1]}", "model": model_key["model"],
+                                 "scale": scale, "chunks_computed": computed,
+                                 "chunks_reused": len(records) - computed})
+    return {"records": [r.to_dict() for r in records], "model": model_key["model"], "scale": scale,
+            "warnings": warnings}
+
+
+@asset(partitions_def=reframes_partitions, group_name=GROUP, kinds={"python"})
+@retry_transient_only
+def reframed_video(context: AssetExecutionContext, workspace: WorkspaceResource, reframe_request: dict[str, Any],
+                   reframed_chunks: dict[str, Any]) -> dict[str, Any]:
+    """The reframed video: H.264 MP4 at the target size and frame rate, with the source's audio and subtitles."""
+    ws = workspace.workspace()
+    info = VideoInfo.from_dict(reframe_request["info"])
+    fps = Fraction(reframe_request["fps"])
+    records = _records(reframed_chunks["records"])
+    frames = sum(r.frame_count for r in records)
+    start = round(Fraction(info.start_pts) * info.time_base * fps)
+    timing = replace(info, time_base_num=fps.denominator, time_base_den=fps.numerator, start_pts=start,
+                     end_pts=start + frames, avg_fps=float(fps), real_fps=float(fps), is_vfr=False,
+                     frame_count=frames)
+    request = reframe_request["request"]
+    target = Path(request["output"]) if request.get("output") else default_output(ws, context.partition_key,
+                                                                                   request["video"]["name"])
+    inputs, position = [], start
+    for record in records:
+        inputs.append(EncodeInput(record.path, tuple(range(position, position + record.frame_count))))
+        position += record.frame_count
+    started = time.perf_counter()
+    result = encode_video(inputs, timing, target, EncodeSettings(codec="h264", crf=18, preset="medium"))
+    report_progress(context, "encode", 0, 1, result.frame_count, False, time.perf_counter() - started)
+    context.add_output_metadata({"path": MetadataValue.path(str(target)), "size": f"{result.width}x{result.height}",
+                                 "frames": result.frame_count, "fps": float(fps), "duration_s": round(result.duration, 3)})
+    return {**asdict(result), "fps": str(fps), "warnings": reframed_chunks.get("warnings", []),
+            "model": reframed_chunks["model"], "described": reframe_request["described"]}
+
+
+REFRAME_ASSETS = [reframe_request, reframe_frames, retimed_frames, reframed_chunks, reframed_video]
