@@ -27,7 +27,9 @@ import numpy as np
 from dagster import (
     AssetExecutionContext,
     DynamicPartitionsDefinition,
+    Failure,
     MetadataValue,
+    RetryRequested,
     asset,
 )
 
@@ -156,8 +158,11 @@ def production_step(name: str) -> Callable:
             started = time.perf_counter()
             try:
                 return fn(context, *args, **kwargs)
+            except RetryRequested:
+                raise  # a transient error: the step runs again, nothing to report yet
             except Exception as exc:
-                _report_failure(context, name, exc, kwargs, time.perf_counter() - started)
+                cause = exc.__cause__ if isinstance(exc, Failure) and exc.__cause__ is not None else exc
+                _report_failure(context, name, cause, kwargs, time.perf_counter() - started)
                 raise
 
         return wrapper
@@ -179,7 +184,7 @@ def _report_failure(context: AssetExecutionContext, name: str, exc: Exception, u
         failed_step = next(s["step"] for s in own if s["status"] == FAILED)
         later = [_step(n, SKIPPED, f"not run: the {failed_step} step failed") for n in step_names(plan)
                  if n not in recorded]
-        path = write_report(plan, [*done, *later], run_id=context.run_id, partition=context.partition_key)
+        path = write_report(plan, [*done, *later], run_id=context.run.run_id, partition=context.partition_key)
         context.log.error(f"{name}: failed; {path} lists every step's status")
     except Exception as report_error:  # noqa: BLE001 - the step's own error matters more
         context.log.warning(f"report: could not write {REPORT_NAME} ({report_error})")
@@ -617,7 +622,7 @@ def production_report(context: AssetExecutionContext, deliverables: dict[str, An
     its warnings and seconds, and each deliverable as probed (codec, pixel format, size, frame rate, audio)."""
     plan = _plan(deliverables)
     steps = [*deliverables["steps"], _step("report", OK, REPORT_NAME)]
-    path = write_report(plan, steps, run_id=context.run_id, partition=context.partition_key,
+    path = write_report(plan, steps, run_id=context.run.run_id, partition=context.partition_key,
                         deliverables=deliverables["outputs"])
     context.add_output_metadata({
         "report": MetadataValue.path(str(path)),

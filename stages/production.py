@@ -39,6 +39,7 @@ from typing import Any
 from stages.audio import DEFAULT_GAINS_DB, TRACK_KINDS, AudioTrack
 from stages.deliver import DELIVERABLE_KINDS
 from stages.errors import InputError, SettingsError
+from stages.fsutil import atomic_write_text
 from stages.interpolate import MAX_OUTPUT_FPS, METHODS, rational_fps
 from stages.sequence import MISSING_POLICIES
 
@@ -197,10 +198,11 @@ def parse_plan(data: Any, plan_path: str | os.PathLike[str],
     Raises:
         SettingsError: what is wrong and where (``scenes[0].fps: ...``), with what to do.
     """
-    path = Path(plan_path)
+    path = Path(plan_path).resolve()
     base = path.parent
     top = _mapping(data, "plan", _TOP_KEYS)
-    name = top.get("name", path.stem)
+    # without a name, the file's stem names the outputs (characters a name may not hold become "_")
+    name = top.get("name", re.sub(r"[^\w .-]", "_", path.stem).lstrip(" .-") or "plan")
     if not isinstance(name, str) or not re.fullmatch(r"[\w][\w .-]{0,99}", name):
         raise SettingsError(f"plan: name {name!r} must be 1-100 letters, digits, spaces, '.', '-' or '_' "
                             "(it names the output files); e.g. \"trailer_v2\"")
@@ -496,5 +498,5 @@ def write_example_project(folder: str | os.PathLike[str], *, width: int = 160, h
         "contact_sheet": {"columns": 4, "rows": 4},
     }
     path = root / "plan.json"
-    path.write_text(json.dumps(plan, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(plan, indent=2) + "\n")
     return path

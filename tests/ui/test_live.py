@@ -90,3 +90,29 @@ def test_a_bad_upload_gets_the_message(client, tmp_path):
     assert "holiday.mp4 is not a video the pipeline can read" in message
     run_id, message = client.predict(gradio_client.handle_file(str(noise)), *settings(), api_name="/process")
     assert run_id == "" and "not a video" in message
+
+
+def test_reframe_over_real_http_returns_the_right_sized_video(served, tmp_path):
+    """POST /api/export/upscale on the page's own server, over loopback HTTP: the run goes through the Dagster
+    webserver (reframe_job, a reframes partition) and the answer is the MP4."""
+    import json
+
+    import httpx
+
+    clip = make_sample_clip(tmp_path / "wide.mp4", width=160, height=90, seconds=0.5, fps=24, audio=True)
+    keyframes = [{"time": 0, "x": 0, "y": 0, "width": 80, "height": 45},
+                 {"time": 0.4, "x": 80, "y": 45, "width": 80, "height": 45}]
+    with clip.open("rb") as handle:
+        response = httpx.post(f"{served.page_url}/api/export/upscale", timeout=600,
+                              files={"video": ("wide.mp4", handle, "video/mp4")},
+                              data={"keyframes_json": json.dumps(keyframes), "target_fps": "30", "size": "160x90"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "video/mp4"
+    out = tmp_path / "reframed.mp4"
+    out.write_bytes(response.content)
+    info = probe_video(out)
+    assert (info.width, info.height) == (160, 90) and info.frame_count == 15 and info.audio_streams
+    run = served.graphql(RUN_QUERY, {"id": response.headers["x-run-id"]})["runOrError"]
+    tags = {t["key"]: t["value"] for t in run["tags"]}
+    assert run["status"] == "SUCCESS" and run["jobName"] == "reframe_job"
+    assert tags["vup/launched_by"] == "api" and len(tags["dagster/partition"]) == 16
