@@ -35,10 +35,21 @@ class FakeProcess:
         self.returncode = 0
 
 
+class FakeServer:
+    """The FastAPI server a launched Blocks has (``Blocks.app``): records the routers added to it."""
+
+    def __init__(self) -> None:
+        self.routers: list = []
+
+    def include_router(self, router) -> None:
+        self.routers.append(router)
+
+
 class FakeApp:
     def __init__(self) -> None:
         self.launched: dict = {}
         self.closed = False
+        self.app = FakeServer()
 
     def launch(self, **kwargs) -> None:
         self.launched = kwargs
@@ -99,6 +110,19 @@ def test_exposing_the_page_with_a_login_passes_it_to_the_page(started, monkeypat
     assert started["app"].launched["server_name"] == "0.0.0.0"
     assert started["app"].launched["auth"] == [("ana", "s3cret")]
     assert started["dagster"] == [("127.0.0.1", 3000)], "the Dagster webserver stays on loopback"
+    # the export endpoint on the same server takes the same login (HTTP Basic)
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from ui.export_api import EXPORT_PATH
+
+    (router,) = started["app"].app.routers
+    server = FastAPI()
+    server.include_router(router)
+    client = TestClient(server)
+    assert client.post(EXPORT_PATH, data={"keyframes_json": "[]"}).status_code == 401
+    assert client.post(EXPORT_PATH, data={"keyframes_json": "[]"}, auth=("ana", "wrong")).status_code == 401
+    assert client.post(EXPORT_PATH, data={"keyframes_json": "[]"}, auth=("ana", "s3cret")).status_code == 422
     started["app"].launched = {}
     monkeypatch.setenv("VUP_AUTH", "bo:pw1,cy:pw2")
     serve.run_serve(started["workspace"], host="192.168.1.5")

@@ -3,6 +3,7 @@ cancel, and a refused upload; the same runs seen from the Dagster webserver."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from pathlib import Path
@@ -116,3 +117,23 @@ def test_reframe_over_real_http_returns_the_right_sized_video(served, tmp_path):
     tags = {t["key"]: t["value"] for t in run["tags"]}
     assert run["status"] == "SUCCESS" and run["jobName"] == "reframe_job"
     assert tags["vup/launched_by"] == "api" and len(tags["dagster/partition"]) == 16
+
+
+def test_the_dagster_ui_shows_the_production_and_reframe_lineage(served):
+    """The webserver's asset graph (what the Dagster UI draws): both new graphs, in their groups, with their edges."""
+    nodes = served.graphql("{ assetNodes { assetKey { path } groupName dependencyKeys { path } "
+                           "partitionDefinition { dimensionTypes { dynamicPartitionsDefinitionName } } } }")["assetNodes"]
+    graph = {n["assetKey"]["path"][-1]: n for n in nodes}
+    chains = {
+        "production": ["production_plan", "assembled_scenes", "interpolated_scenes", "upscaled_scenes",
+                       "edited_master", "mixed_audio", "deliverables", "production_report"],
+        "reframe": ["reframe_request", "reframe_frames", "retimed_frames", "reframed_chunks", "reframed_video"],
+    }
+    partitions = {"production": "plans", "reframe": "reframes"}
+    for group, chain in chains.items():
+        for upstream, downstream in itertools.pairwise(chain):
+            node = graph[downstream]
+            assert node["groupName"] == group
+            assert upstream in {d["path"][-1] for d in node["dependencyKeys"]}, (upstream, downstream)
+        dimension = graph[chain[0]]["partitionDefinition"]["dimensionTypes"][0]
+        assert dimension["dynamicPartitionsDefinitionName"] == partitions[group]
