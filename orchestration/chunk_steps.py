@@ -21,7 +21,7 @@ from dagster import AssetExecutionContext, AssetObservation
 from stages.chunk_store import ChunkContent, ChunkRecord, ChunkStore, content_key
 from stages.chunking import ChunkSpec, extract_chunk
 from stages.chunkio import first_frame
-from stages.diskspace import disk_full_error
+from stages.diskspace import raise_if_disk_full
 from stages.interpolate import CODE_VERSION as INTERPOLATE_VERSION
 from stages.interpolate import Interpolator, OutputFrame, interpolate_chunk
 from stages.models.catalog import DEFAULT_INTERPOLATION_MODEL
@@ -282,9 +282,7 @@ def deliver_file(cached: Path, target: Path) -> None:
             shutil.copyfile(cached, tmp)
         os.replace(tmp, target)
     except OSError as exc:
-        full = disk_full_error(exc, f"the output {target.name}", target.parent)  # a copy to another disk
-        if full is not None and full is not exc:
-            raise full from None
+        raise_if_disk_full(exc, f"the output {target.name}", target.parent)  # a copy to another disk
         raise
     finally:
         tmp.unlink(missing_ok=True)

@@ -37,11 +37,7 @@ from orchestration.workspace import (
     register_video,
 )
 from stages.device import validate_device_settings
-from stages.diskspace import (
-    disk_full_error,
-    disk_full_message,
-    free_bytes,
-)
+from stages.diskspace import disk_full_message, free_bytes, raise_if_disk_full
 from stages.errors import DiskFullError, InputError, SettingsError
 from stages.interpolate import MAX_OUTPUT_FPS, rational_fps
 from stages.probe import MIN_VIDEO_SIDE, VideoInfo, ignored_streams, probe_video
@@ -293,15 +289,14 @@ def _forward_events(instance: DagsterInstance, run_id: str, seen: int, on_event:
 def _raise_if_disk_full(exc: BaseException, what: str, where: Path) -> None:
     """Raise a DiskFullError for ``exc`` when the disk is full: ENOSPC anywhere in its chain, or SQLite's vaguer
     "disk I/O error" while less than 1 MB is free there."""
-    full = disk_full_error(exc, what, where)
-    if full is None and isinstance(exc, Exception) and "disk i/o error" in str(exc).lower():
+    raise_if_disk_full(exc, what, where)
+    if isinstance(exc, Exception) and "disk i/o error" in str(exc).lower():
         try:
-            if free_bytes(where) < 1_000_000:
-                full = DiskFullError(disk_full_message(what, where))
+            full = free_bytes(where) < 1_000_000
         except OSError:
-            pass
-    if full is not None and full is not exc:
-        raise full from None
+            full = False
+        if full:
+            raise DiskFullError(disk_full_message(what, where)) from None
 
 
 # ---------------------------------------------------------------------------------------------- production plans

@@ -35,7 +35,7 @@ from types import MappingProxyType
 import av
 import numpy as np
 
-from stages.diskspace import disk_full_error
+from stages.diskspace import disk_full_error, raise_if_disk_full
 from stages.errors import EncodeError, InputError, SettingsError, StageError
 from stages.ffmpeg import find_ffmpeg, run_ffmpeg
 from stages.fsutil import fsync_dir
@@ -335,10 +335,8 @@ def mix_audio(
         _fsync_file(final)
         os.replace(final, out)
     except (OSError, EncodeError) as exc:
-        full = disk_full_error(exc, f"the audio mix {out.name}", out.parent)
-        if full is not None and full is not exc:
-            raise full from None
-        if full is None and isinstance(exc, OSError) and not isinstance(exc, StageError):
+        raise_if_disk_full(exc, f"the audio mix {out.name}", out.parent)
+        if isinstance(exc, OSError) and not isinstance(exc, StageError):
             raise EncodeError(f"audio: cannot write the mix to {out} ({exc}); "
                               "check the output path and its permissions") from exc
         raise

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from stages.chunkio import CHUNK_FORMAT_VERSION, CHUNK_SUFFIX
-from stages.diskspace import disk_full_error
+from stages.diskspace import raise_if_disk_full
 from stages.errors import ChunkError
 from stages.fsutil import atomic_write_text, file_lock, fsync_dir, sha256_file
 
@@ -173,9 +173,7 @@ class ChunkStore:
             os.replace(tmp, media)
         except BaseException as exc:
             tmp.unlink(missing_ok=True)
-            full = disk_full_error(exc, f"the {stage} chunk {index}", media.parent)  # ENOSPC, however wrapped
-            if full is not None and full is not exc:
-                raise full from None
+            raise_if_disk_full(exc, f"the {stage} chunk {index}", media.parent)  # ENOSPC, however wrapped
             raise
         fsync_dir(media.parent)
         record = ChunkRecord(

@@ -42,7 +42,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
 from stages.chunkio import count_frames, first_frame, read_frames
-from stages.diskspace import disk_full_error
+from stages.diskspace import raise_if_disk_full
 from stages.encode import PRESETS, YUV_FLAGS, ProgressCallback, check_frame_size
 from stages.errors import ChunkError, EncodeError, InputError, ProbeError, SettingsError
 from stages.ffmpeg import find_ffmpeg, run_ffmpeg
@@ -407,9 +407,7 @@ def encode_deliverable(
         os.replace(muxed, out)
         fsync_dir(out.parent)
     except (OSError, EncodeError) as exc:
-        full = disk_full_error(exc, f"the {kind.kind} deliverable {out.name}", out.parent)
-        if full is not None and full is not exc:
-            raise full from None
+        raise_if_disk_full(exc, f"the {kind.kind} deliverable {out.name}", out.parent)
         raise
     finally:
         if workdir is not None:

@@ -322,6 +322,14 @@ def disk_full_error(exc: BaseException, what: str, where: str | os.PathLike[str]
     return error
 
 
+def raise_if_disk_full(exc: BaseException, what: str, where: str | os.PathLike[str]) -> None:
+    """Raise the DiskFullError of :func:`disk_full_error` (``from None``) when ``exc`` is a full disk that is not one
+    yet; return otherwise, so the caller re-raises ``exc`` as it is. Call it in an ``except`` block."""
+    full = disk_full_error(exc, what, where)
+    if full is not None and full is not exc:
+        raise full from None
+
+
 def audio_bits_per_second(path: str | os.PathLike[str]) -> float:
     """Sum of the bit rates of the audio streams of ``path`` (512 kbit/s for each one that does not say; the
     encode copies or transcodes them into the output). 0 when there is none or the file cannot be opened."""

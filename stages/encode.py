@@ -29,7 +29,7 @@ from av.video.reformatter import Interpolation
 
 from stages.chunking import ColorConversion, color_conversion
 from stages.chunkio import read_frames
-from stages.diskspace import disk_full_error
+from stages.diskspace import raise_if_disk_full
 from stages.errors import ChunkError, EncodeError, ProbeError, SettingsError
 from stages.ffmpeg import find_ffmpeg, run_ffmpeg
 from stages.probe import (
@@ -176,9 +176,7 @@ def encode_video(
         result = _verify(muxed, out, total, kept_audio, kept_subtitles)
         os.replace(muxed, out)
     except (OSError, EncodeError) as exc:
-        full = disk_full_error(exc, f"the encoded video {out.name}", out.parent)  # ENOSPC from PyAV or ffmpeg
-        if full is not None and full is not exc:
-            raise full from None
+        raise_if_disk_full(exc, f"the encoded video {out.name}", out.parent)  # ENOSPC from PyAV or ffmpeg
         raise
     finally:
         if workdir is not None:

@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from stages.diskspace import disk_full_error
+from stages.diskspace import raise_if_disk_full
 
 
 def sha256_file(path: str | Path, chunk_bytes: int = 1 << 22) -> str:
@@ -53,9 +53,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        full = disk_full_error(exc, path.name, path.parent) if isinstance(exc, OSError) else None
-        if full is not None and full is not exc:
-            raise full from None
+        raise_if_disk_full(exc, path.name, path.parent)
         raise
     fsync_dir(path.parent)
 

@@ -65,7 +65,7 @@ import numpy as np
 from av.codec.context import CodecContext
 
 from stages.chunkio import ChunkWriter
-from stages.diskspace import disk_full_error
+from stages.diskspace import raise_if_disk_full
 from stages.errors import InputError, SettingsError
 from stages.fsutil import atomic_write_bytes, fsync_dir
 
@@ -673,9 +673,7 @@ def write_sequence_chunk(
         os.replace(tmp, out)
         fsync_dir(out.parent)
     except BaseException as exc:
-        full = disk_full_error(exc, f"sequence chunk {out.name}", out.parent) if isinstance(exc, OSError) else None
-        if full is not None and full is not exc:
-            raise full from None
+        raise_if_disk_full(exc, f"sequence chunk {out.name}", out.parent)
         raise
     finally:
         for temp in temps:
