@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 
 from stages.chunkio import ChunkWriter, read_frames, storage_depth
 from stages.errors import ChunkError, SettingsError
+from stages.fsutil import atomic_output
 
 logger = logging.getLogger(__name__)
 
@@ -175,15 +175,11 @@ def render_edit_chunk(
     labels = list(names) if names is not None else [f"scene {k + 1}" for k in range(len(scenes))]
     readers = [_SceneReader(chunks, labels[k]) for k, chunks in enumerate(scenes)]
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     depth = storage_depth(bit_depth)
     peak = 65535.0 if depth == 16 else 255.0
     dtype = np.uint16 if depth == 16 else np.uint8
     try:
-        with ChunkWriter(tmp, canvas[0], canvas[1], bit_depth=depth) as writer:
+        with atomic_output(out) as tmp, ChunkWriter(tmp, canvas[0], canvas[1], bit_depth=depth) as writer:
             for done, frame in enumerate(frames, start=1):
                 image = to_depth(fit_to_canvas(readers[frame.a_scene].get(frame.a_frame), canvas), depth)
                 if frame.b_scene is not None:
@@ -193,10 +189,8 @@ def render_edit_chunk(
                 writer.write(image)
                 if progress is not None:
                     progress(done, len(frames))
-        os.replace(tmp, out)
     finally:
         for reader in readers:
             reader.close()
-        tmp.unlink(missing_ok=True)
     logger.debug("edit: %s: %d frames at %dx%d", out.name, len(frames), *canvas)
     return len(frames)

@@ -40,6 +40,26 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str], suffix: str = ".part") -> Iterator[Path]:
+    """A temporary path next to ``path`` for a writer to fill. When the block ends normally the file is fsynced and
+    renamed to ``path``; on any error it is removed, so nothing is left at ``path`` (its previous content stays).
+    The name carries the pid, so the next run can delete what a killed process left (orchestration.watchdog)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}.", suffix=suffix, dir=out.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(OSError):  # still open by a writer on some systems: its own abort removes it
+            tmp.unlink(missing_ok=True)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder, fsync and rename."""
     path.parent.mkdir(parents=True, exist_ok=True)

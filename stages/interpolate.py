@@ -42,6 +42,7 @@ from stages.flow import (
     to_gray8,
     warp,
 )
+from stages.fsutil import atomic_output
 from stages.pipelining import prefetch
 
 logger = logging.getLogger(__name__)
@@ -722,14 +723,8 @@ def minterpolate_video(
         args += ["-r", f"{in_rate.numerator}/{in_rate.denominator}"]
     args += ["-i", str(in_path), "-map", "0:v:0", "-an", "-sn", "-vf", filters, "-c:v", codec,
              "-frames:v", str(max_frames)]
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_output(out) as tmp:
         run_ffmpeg([*args, "-f", "nut", str(tmp)], ffmpeg=ffmpeg, what="interpolate: minterpolate")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 
@@ -916,10 +911,6 @@ def interpolate_chunk(
     """
     started = time.perf_counter()
     source_path, out = Path(in_path), Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     total = len(frames_plan)
     written = interpolated = 0
     width = height = 0
@@ -927,55 +918,52 @@ def interpolate_chunk(
     source = _FrameSource(frames, first_index, next_first_frame, source_path.name)
     writer: ChunkWriter | None = None
     try:
-        plan = list(frames_plan)
-        if any(later.index <= earlier.index for earlier, later in itertools.pairwise(plan)):
-            raise ChunkError(f"interpolate: the plan for {source_path.name} is not in output order; pass it "
-                             "as chunk_output_frames gives it")
-        position = 0
-        while position < len(plan):
-            frame = plan[position]
-            group = [frame]
-            if not frame.is_copy:
-                while (position + len(group) < len(plan) and not plan[position + len(group)].is_copy
-                       and (plan[position + len(group)].a, plan[position + len(group)].b) == (frame.a, frame.b)):
-                    group.append(plan[position + len(group)])
-            source.release_before(frame.a)
-            first = source.get(frame.a)
+        with atomic_output(out) as tmp:
+            plan = list(frames_plan)
+            if any(later.index <= earlier.index for earlier, later in itertools.pairwise(plan)):
+                raise ChunkError(f"interpolate: the plan for {source_path.name} is not in output order; pass it "
+                                 "as chunk_output_frames gives it")
+            position = 0
+            while position < len(plan):
+                frame = plan[position]
+                group = [frame]
+                if not frame.is_copy:
+                    while (position + len(group) < len(plan) and not plan[position + len(group)].is_copy
+                           and (plan[position + len(group)].a, plan[position + len(group)].b) == (frame.a, frame.b)):
+                        group.append(plan[position + len(group)])
+                source.release_before(frame.a)
+                first = source.get(frame.a)
+                if writer is None:
+                    height, width = first.shape[:2]
+                    writer = ChunkWriter(tmp, width, height, bit_depth=bit_depth)
+                if frame.is_copy:
+                    outputs = [first]
+                else:
+                    second = source.get(frame.b)
+                    if second.shape != first.shape or second.dtype != first.dtype:
+                        raise ChunkError(
+                            f"interpolate: frame {frame.b} ({second.shape} {second.dtype}) does not match frame "
+                            f"{frame.a} ({first.shape} {first.dtype}); pass the next chunk's first frame at the same "
+                            "size and depth"
+                        )
+                    outputs = interpolator.interpolate(first, second, [f.t for f in group])
+                    interpolated += len(outputs)
+                for image in outputs:
+                    writer.write(image)
+                written += len(outputs)
+                position += len(group)
+                if progress is not None:
+                    progress(written, total)
             if writer is None:
-                height, width = first.shape[:2]
-                writer = ChunkWriter(tmp, width, height, bit_depth=bit_depth)
-            if frame.is_copy:
-                outputs = [first]
-            else:
-                second = source.get(frame.b)
-                if second.shape != first.shape or second.dtype != first.dtype:
-                    raise ChunkError(
-                        f"interpolate: frame {frame.b} ({second.shape} {second.dtype}) does not match frame "
-                        f"{frame.a} ({first.shape} {first.dtype}); pass the next chunk's first frame at the same "
-                        "size and depth"
-                    )
-                outputs = interpolator.interpolate(first, second, [f.t for f in group])
-                interpolated += len(outputs)
-            for image in outputs:
-                writer.write(image)
-            written += len(outputs)
-            position += len(group)
-            if progress is not None:
-                progress(written, total)
-        if writer is None:
-            raise ChunkError(f"interpolate: the plan for {source_path.name} has no frames; plan the chunks again "
-                             "with chunk_output_frames")
-        writer.close()
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, out)
+                raise ChunkError(f"interpolate: the plan for {source_path.name} has no frames; plan the chunks again "
+                                 "with chunk_output_frames")
+            writer.close()
     except BaseException:
         if writer is not None:
             writer.abort()
         raise
     finally:
         frames.close()
-        tmp.unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     logger.debug("interpolate: %s: %d frames (%d synthesized by %s) in %.2f s", source_path.name, written,
                  interpolated, getattr(interpolator, "name", type(interpolator).__name__), seconds)

@@ -17,8 +17,6 @@ import bisect
 import json
 import logging
 import math
-import os
-import tempfile
 import time as _time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ from stages.chunkio import (
     storage_depth,
 )
 from stages.errors import ChunkError, SettingsError
+from stages.fsutil import atomic_output
 from stages.pipelining import prefetch
 
 log = logging.getLogger(__name__)
@@ -546,10 +545,6 @@ def reframe_chunk(
     if stretched:
         log.warning("reframe: the output %dx%d has aspect %.4f but the crop has %.4f; the picture is stretched",
                     target_w, target_h, target_w / target_h, boxes[0].aspect)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".part", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     frames = prefetch(read_frames(source), depth=max(2, batch * 2), name="reframe-decode")
     writer: ChunkWriter | None = None
     calls = done = 0
@@ -570,40 +565,37 @@ def reframe_chunk(
             progress(done, total)
 
     try:
-        writer = ChunkWriter(tmp, target_w, target_h, bit_depth=depth)
-        for index, frame in enumerate(frames):
-            if index >= total:
-                raise ChunkError(f"reframe: chunk {source.name} has more frames than the {total} crop boxes; plan "
-                                 "one box per frame of the chunk")
-            if frame.dtype != dtype:
-                raise ChunkError(f"reframe: chunk {source.name} holds {frame.dtype} frames but bit_depth {bit_depth}"
-                                 f" means {dtype}; pass the chunk's bit depth")
-            box = boxes[index]
-            height, width = frame.shape[:2]
-            if (box.x < -_EDGE_SLACK or box.y < -_EDGE_SLACK or box.x + box.width > width + _EDGE_SLACK
-                    or box.y + box.height > height + _EDGE_SLACK):
-                raise SettingsError(f"reframe: the crop of frame {index} ({box}) reaches beyond the chunk's "
-                                    f"{width}x{height} frames; parse the keyframes with this video's frame size")
-            crop = crop_frame(frame, box)
-            if pending and (len(pending) >= batch or pending[0].shape != crop.shape):
+        with atomic_output(out) as tmp:
+            writer = ChunkWriter(tmp, target_w, target_h, bit_depth=depth)
+            for index, frame in enumerate(frames):
+                if index >= total:
+                    raise ChunkError(f"reframe: chunk {source.name} has more frames than the {total} crop boxes; plan "
+                                     "one box per frame of the chunk")
+                if frame.dtype != dtype:
+                    raise ChunkError(f"reframe: chunk {source.name} holds {frame.dtype} frames but bit_depth {bit_depth}"
+                                     f" means {dtype}; pass the chunk's bit depth")
+                box = boxes[index]
+                height, width = frame.shape[:2]
+                if (box.x < -_EDGE_SLACK or box.y < -_EDGE_SLACK or box.x + box.width > width + _EDGE_SLACK
+                        or box.y + box.height > height + _EDGE_SLACK):
+                    raise SettingsError(f"reframe: the crop of frame {index} ({box}) reaches beyond the chunk's "
+                                        f"{width}x{height} frames; parse the keyframes with this video's frame size")
+                crop = crop_frame(frame, box)
+                if pending and (len(pending) >= batch or pending[0].shape != crop.shape):
+                    flush()
+                pending.append(crop)
+            if pending:
                 flush()
-            pending.append(crop)
-        if pending:
-            flush()
-        if done != total:
-            raise ChunkError(f"reframe: chunk {source.name} has {done} frames but {total} crop boxes were given; "
-                             "plan one box per frame of the chunk")
-        writer.close()
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, out)
+            if done != total:
+                raise ChunkError(f"reframe: chunk {source.name} has {done} frames but {total} crop boxes were given; "
+                                 "plan one box per frame of the chunk")
+            writer.close()
     except BaseException:
         if writer is not None:
             writer.abort()
         raise
     finally:
         frames.close()
-        tmp.unlink(missing_ok=True)
     seconds = _time.perf_counter() - started
     log.debug("reframe: %s: %d frames to %dx%d, %d upscale calls, %.2f s", source.name, done, target_w, target_h,
               calls, seconds)
