@@ -70,6 +70,13 @@ class _Progress:
             bar.close()
 
 
+def _run_failed(outcome, workspace) -> int:
+    """Say why a run failed and where its logs are; the exit code of a failed run."""
+    print(f"error: {outcome.error}", file=sys.stderr)
+    print(f"(run {outcome.run_id} in {workspace.dagster_home}; `vup dev` shows its logs)", file=sys.stderr)
+    return 1
+
+
 def cmd_enhance(args: argparse.Namespace) -> int:
     from orchestration.config import (
         ChunkPlanConfig,
@@ -148,9 +155,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     if not outcome.success:
-        print(f"error: {outcome.error}", file=sys.stderr)
-        print(f"(run {outcome.run_id} in {workspace.dagster_home}; `vup dev` shows its logs)", file=sys.stderr)
-        return 1
+        return _run_failed(outcome, workspace)
     report = outcome.report or {}
     flicker = report.get("flicker", {})
     files = report.get("files", {})
@@ -261,23 +266,14 @@ def _read_keyframes(value: str):
     return path.read_text(encoding="utf-8")
 
 
-def _size(value: str | None) -> tuple[int, int] | None:
-    if not value:
-        return None
-    width, sep, height = value.lower().partition("x")
-    if not sep or not width.strip().isdigit() or not height.strip().isdigit():
-        raise SettingsError(f"reframe: --size {value} must be WIDTHxHEIGHT, e.g. 1080x1920")
-    return int(width), int(height)
-
-
 def cmd_reframe(args: argparse.Namespace) -> int:
     from orchestration.runner import ReframeRequest, run_reframe, validate_reframe
-    from stages.reframe import describe_target
+    from stages.reframe import describe_target, parse_size
 
     workspace = _workspace(args)
     request = ReframeRequest(
         input=Path(args.input).expanduser().absolute(), keyframes=_read_keyframes(args.keyframes),
-        target_fps=args.target_fps, target=_size(args.size), easing=args.easing,
+        target_fps=args.target_fps, target=parse_size(args.size), easing=args.easing,
         output=Path(args.output).expanduser() if args.output else None, model=args.model, device=args.device,
         precision=args.precision, max_runtime_hours=args.max_runtime_hours,
     )
@@ -292,9 +288,7 @@ def cmd_reframe(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     if not outcome.success:
-        print(f"error: {outcome.error}", file=sys.stderr)
-        print(f"(run {outcome.run_id} in {workspace.dagster_home}; `vup dev` shows its logs)", file=sys.stderr)
-        return 1
+        return _run_failed(outcome, workspace)
     result = outcome.result or {}
     for warning in result.get("warnings", []):
         print(f"warning:  {warning}", file=sys.stderr)

@@ -357,6 +357,21 @@ def _check_target(target: object) -> tuple[int, int]:
     return width, height
 
 
+def parse_size(value: str | None) -> tuple[int, int] | None:
+    """``"WIDTHxHEIGHT"`` (as typed on the command line or sent to the API) as ``(width, height)``; None when empty.
+    The size itself is checked by :func:`target_size`.
+
+    Raises:
+        SettingsError: not two whole numbers joined by ``x``.
+    """
+    if not value:
+        return None
+    width, sep, height = value.lower().partition("x")
+    if not sep or not width.strip().isdigit() or not height.strip().isdigit():
+        raise SettingsError(f"reframe: size {value!r} must be WIDTHxHEIGHT, e.g. 1080x1920")
+    return int(width), int(height)
+
+
 def target_size(aspect: float, override: tuple[int, int] | None = None) -> tuple[int, int]:
     """Output ``(width, height)`` in pixels for crops of ``aspect`` (width / height).
 

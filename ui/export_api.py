@@ -29,6 +29,7 @@ from orchestration.service import (
     max_upload_bytes,
 )
 from stages.errors import InputError, SettingsError, StageError
+from stages.reframe import parse_size
 
 EXPORT_PATH = "/api/export/upscale"
 EXPORT_TIMEOUT_ENV = "VUP_EXPORT_TIMEOUT_S"
@@ -37,15 +38,6 @@ DEFAULT_EXPORT_TIMEOUT_S = 6 * 3600.0
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
-
-
-def _size(value: str | None) -> tuple[int, int] | None:
-    if not value:
-        return None
-    width, sep, height = value.lower().partition("x")
-    if not sep or not width.strip().isdigit() or not height.strip().isdigit():
-        raise SettingsError(f"reframe: size {value!r} must be WIDTHxHEIGHT, e.g. 1080x1920")
-    return int(width), int(height)
 
 
 def _receive(video: UploadFile, folder: Path, limit: int) -> Path:
@@ -99,7 +91,7 @@ def build_export_router(service: Any, *, credentials: list[tuple[str, str]] | No
             received = _receive(video, workspace.uploads / "tmp", limit)
             upload = accept_upload(workspace, received, original_name=video.filename or "video.mp4", max_bytes=limit)
             request = ReframeRequest(input=upload.path, keyframes=keyframes_json, target_fps=target_fps,
-                                     target=_size(size), easing=easing, model=model or None)
+                                     target=parse_size(size), easing=easing, model=model or None)
             run_id, output = service.submit_reframe(request, sha256=upload.sha256)
         except HTTPException as exc:
             return _error(exc.status_code, str(exc.detail))
