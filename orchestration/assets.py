@@ -25,6 +25,7 @@ from dagster import (
 )
 
 from orchestration.chunk_steps import (
+    cached_output,
     cached_timestamps,
     deliver_file,
     extract_records,
@@ -460,18 +461,9 @@ def encoded_video(
             "version": ENCODE_VERSION,
         },
     )
-    cache_dir = ws.outputs / ".cache" / key
-    cached = cache_dir / f"video{target.suffix.lower()}"
-    result_file = cache_dir / "result.json"
-    result: dict[str, Any] | None = None
-    if result_file.exists() and cached.exists():
-        stored = json.loads(result_file.read_text(encoding="utf-8"))
-        if stored.get("sha256") == sha256_file(cached):
-            result = stored
-    reused = result is not None
     started = time.perf_counter()
-    if result is None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
+
+    def encode(path: Path) -> dict[str, Any]:
         total = sum(r.frame_count for r in records)
         ends = np.cumsum([r.frame_count for r in records])
         reported = [0]
@@ -488,11 +480,12 @@ def encoded_video(
                 reported[0] += 1
 
         encoded = encode_video(
-            [EncodeInput(r.path, tuple(r.pts)) for r in records], info, cached, settings, progress=progress
+            [EncodeInput(r.path, tuple(r.pts)) for r in records], info, path, settings, progress=progress
         )
-        result = {**asdict(encoded), "sha256": sha256_file(cached), "seconds": time.perf_counter() - started,
-                  "frames_expected": total}
-        atomic_write_text(result_file, json.dumps(result, indent=2))
+        return {**asdict(encoded), "seconds": time.perf_counter() - started, "frames_expected": total}
+
+    result, reused = cached_output(ws.outputs / ".cache" / key, f"video{target.suffix.lower()}", encode)
+    cached = Path(result["cached_path"])
     deliver_file(cached, target)
     if reused:
         report_progress(context, "encode", 0, 1, int(result["frame_count"]), True, time.perf_counter() - started)

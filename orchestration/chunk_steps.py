@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -22,6 +23,7 @@ from stages.chunk_store import ChunkContent, ChunkRecord, ChunkStore, content_ke
 from stages.chunking import ChunkSpec, extract_chunk
 from stages.chunkio import first_frame
 from stages.diskspace import raise_if_disk_full
+from stages.fsutil import atomic_write_text, sha256_file
 from stages.interpolate import CODE_VERSION as INTERPOLATE_VERSION
 from stages.interpolate import Interpolator, OutputFrame, interpolate_chunk
 from stages.models.catalog import DEFAULT_INTERPOLATION_MODEL
@@ -301,3 +303,33 @@ def cached_timestamps(cache: Path, path: str, info: VideoInfo) -> np.ndarray:
     np.save(tmp, stamps)
     tmp.replace(file)
     return stamps
+
+
+def cached_output(cache_dir: Path, filename: str, make: Callable[[Path], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    """Make the file ``cache_dir / filename`` once. ``make(path)`` writes it and returns what it wrote; that result is
+    kept in ``cache_dir / "result.json"`` with the file's ``sha256`` and ``cached_path``. A later call whose file still
+    has that checksum returns the stored result and True (reused); otherwise the file is made again. ``cache_dir``
+    is ``outputs/.cache/<content key>``, so whatever decides the bytes decides the folder."""
+    cached = cache_dir / filename
+    result_file = cache_dir / "result.json"
+    if result_file.exists() and cached.exists():
+        stored = json.loads(result_file.read_text(encoding="utf-8"))
+        if stored.get("sha256") == sha256_file(cached):
+            return stored, True
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    result = {**_jsonable(make(cached)), "cached_path": str(cached), "sha256": sha256_file(cached)}
+    atomic_write_text(result_file, json.dumps(result, indent=2))
+    return result, False
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with tuples as lists, non-finite floats as None and anything else unknown as its text."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)

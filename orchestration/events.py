@@ -22,6 +22,12 @@ def progress_events(instance: DagsterInstance, run_id: str) -> list[tuple[dict[s
              entry.timestamp) for entry in records]
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 300 characters), else its class name."""
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
 def error_line(error: Any, default: str = "unknown error") -> str:
     """The first line of the deepest error of this project's own in the cause chain of a Dagster
     ``SerializableErrorInfo`` (else of the deepest cause), without the class-name prefix Dagster adds

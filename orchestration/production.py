@@ -34,6 +34,7 @@ from dagster import (
 )
 
 from orchestration.chunk_steps import (
+    cached_output,
     deliver_file,
     interpolate_records,
     progress_reporter,
@@ -41,6 +42,7 @@ from orchestration.chunk_steps import (
     rife_factory,
     upscale_records,
 )
+from orchestration.events import first_line
 from orchestration.resources import (
     DeviceResource,
     ModelStoreResource,
@@ -59,7 +61,7 @@ from stages.deliver import (
 )
 from stages.edit import SceneChunk, plan_edit, render_edit_chunk
 from stages.errors import ModelError, StageError
-from stages.fsutil import atomic_write_text, sha256_file
+from stages.fsutil import atomic_write_text
 from stages.interpolate import (
     choose_method,
     chunk_output_frames,
@@ -177,7 +179,7 @@ def _report_failure(context: AssetExecutionContext, name: str, exc: Exception, u
         previous = max((v["steps"] for v in values), key=len, default=[])
         plan = _plan(values[0]) if values else plan_from_dict(
             lookup_job(context.resources.workspace.workspace().plans, context.partition_key, "plan"))
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         own = exc.steps if isinstance(exc, StepFailed) else [_step(name, FAILED, reason, seconds=seconds)]
         done = [*previous, *own]
         recorded = {s["step"] for s in done}
@@ -380,7 +382,7 @@ def upscaled_scenes(context: AssetExecutionContext, workspace: WorkspaceResource
                                      plan.upscale_model_path)
             selection.load()
         except ModelError as exc:
-            warnings.append(f"upscale: {scene['name']}: no AI upscaling weights ({str(exc).splitlines()[0]}); "
+            warnings.append(f"upscale: {scene['name']}: no AI upscaling weights ({first_line(exc)}); "
                             "falling back to Lanczos")
             scenes.append(scene)
             notes.append(f"{scene['name']}: Lanczos (no weights)")
@@ -480,18 +482,10 @@ def mixed_audio(context: AssetExecutionContext, workspace: WorkspaceResource,
               for t in plan.audio.tracks]
     key = content_key("audio", {"tracks": tracks, "gains": dict(plan.audio.gains), "loudness": plan.audio.loudness,
                                 "fade": plan.audio.fade_out, "duration": duration, "version": AUDIO_VERSION})
-    cache = ws.outputs / ".cache" / "audio" / key
-    result_file = cache / "mix.json"
-    result = json.loads(result_file.read_text(encoding="utf-8")) if result_file.exists() else None
-    if result is not None and not (Path(result["path"]).is_file() and sha256_file(result["path"]) == result["sha256"]):
-        result = None
-    reused = result is not None
-    if result is None:
-        cache.mkdir(parents=True, exist_ok=True)
-        mix = mix_audio(list(plan.audio.tracks), cache / "mix.wav", duration, target_lufs=plan.audio.loudness,
-                        fade_out=plan.audio.fade_out, gains=dict(plan.audio.gains) or None)
-        result = {**_jsonable(asdict(mix)), "path": str(cache / "mix.wav"), "sha256": sha256_file(cache / "mix.wav")}
-        atomic_write_text(result_file, json.dumps(result, indent=2))
+    result, reused = cached_output(
+        ws.outputs / ".cache" / key, "mix.wav",
+        lambda path: asdict(mix_audio(list(plan.audio.tracks), path, duration, target_lufs=plan.audio.loudness,
+                                      fade_out=plan.audio.fade_out, gains=dict(plan.audio.gains) or None)))
     warnings = list(result.get("warnings") or [])
     for warning in warnings:
         context.log.warning(warning)
@@ -499,25 +493,15 @@ def mixed_audio(context: AssetExecutionContext, workspace: WorkspaceResource,
         reason = "no usable audio track: the deliverables get a silent track"
     else:
         used = ", ".join(f"{Path(t['path']).name} ({t['kind']}, {t['gain_db']:+g} dB)" for t in result["tracks"])
-        reason = (f"mixed {used}; {result['measured_lufs']:.1f} LUFS (target {plan.audio.loudness:g}, loudnorm "
+        measured = result["measured_lufs"]  # None: too short to measure (under one 0.4 s gating block)
+        level = f"{measured:.1f} LUFS" if measured is not None else "loudness not measurable"
+        reason = (f"mixed {used}; {level} (target {plan.audio.loudness:g}, loudnorm "
                   f"{result['loudnorm_mode']}), {duration:.2f} s with a {plan.audio.fade_out:g} s fade-out")
     context.add_output_metadata({"path": MetadataValue.path(result["path"]), "reused": reused,
                                  "loudness_lufs": result.get("measured_lufs"), "silent": bool(result.get("silent"))})
     own = _step("audio", OK, reason, warnings=warnings, seconds=time.perf_counter() - started,
                 loudness_lufs=result.get("measured_lufs"))
     return {**edited_master, "audio": result, "steps": [*edited_master["steps"], own]}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
 
 
 @asset(partitions_def=plans_partitions, group_name=GROUP, kinds={"python"})
@@ -542,14 +526,14 @@ def deliverables(context: AssetExecutionContext, workspace: WorkspaceResource,
         spec = DeliverableSpec(kind, codec=plan.codec if kind == "mp4" else None)
         target = out_dir / default_filename(plan.name, kind)
         try:
-            result, reused = _cached_file(
+            result, reused = _cached_output(
                 ws, {"master": master_keys, "audio": mixed_audio["audio"]["sha256"], "spec": asdict(spec),
                      "fps": str(plan.framerate), "version": DELIVER_VERSION}, target.suffix,
                 lambda path, spec=spec: asdict(encode_deliverable(chunk_paths, plan.framerate, path, spec,
                                                                   audio=audio)))
             deliver_file(Path(result["cached_path"]), target)
         except Exception as exc:  # noqa: BLE001 - recorded; the step fails after the others
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             context.log.error(f"deliver: {kind}: {reason}")
             steps.append(_step(f"deliver:{kind}", FAILED, reason, seconds=time.perf_counter() - started))
             continue
@@ -574,12 +558,12 @@ def deliverables(context: AssetExecutionContext, workspace: WorkspaceResource,
         started = time.perf_counter()
         target = out_dir / filename
         try:
-            result, _reused = _cached_file(ws, {"master": master_keys, "name": name, "spec": asdict(
+            result, _reused = _cached_output(ws, {"master": master_keys, "name": name, "spec": asdict(
                 plan.thumbnail if name == "thumbnail" else plan.contact_sheet), "version": DELIVER_VERSION},
                 ".jpg", lambda path, make=make: asdict(make(path)))
             deliver_file(Path(result["cached_path"]), target)
         except Exception as exc:  # noqa: BLE001 - recorded; the step fails after the others
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             steps.append(_step(name, FAILED, reason, seconds=time.perf_counter() - started))
             continue
         outputs.append({"kind": name, "path": str(target), "width": result["width"], "height": result["height"]})
@@ -595,23 +579,10 @@ def deliverables(context: AssetExecutionContext, workspace: WorkspaceResource,
     return {**mixed_audio, "outputs": outputs, "steps": all_steps}
 
 
-def _cached_file(ws, key_parts: dict[str, Any], suffix: str,
-                 make: Callable[[Path], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
-    """Make a file once per content key under ``outputs/.cache/production/<key>/``; returns its result (with
-    ``cached_path``) and whether it was reused (its checksum still matches)."""
-    key = content_key("production-output", key_parts)
-    cache = ws.outputs / ".cache" / "production" / key
-    cached = cache / f"output{suffix}"
-    result_file = cache / "result.json"
-    if result_file.exists() and cached.exists():
-        stored = json.loads(result_file.read_text(encoding="utf-8"))
-        if stored.get("sha256") == sha256_file(cached):
-            return stored, True
-    cache.mkdir(parents=True, exist_ok=True)
-    result = _jsonable(make(cached))
-    result = {**result, "cached_path": str(cached), "sha256": sha256_file(cached)}
-    atomic_write_text(result_file, json.dumps(result, indent=2))
-    return result, False
+def _cached_output(ws, key_parts: dict[str, Any], suffix: str,
+                   make: Callable[[Path], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    """A deliverable or still made once per content key (chunk_steps.cached_output)."""
+    return cached_output(ws.outputs / ".cache" / content_key("production-output", key_parts), f"output{suffix}", make)
 
 
 @asset(partitions_def=plans_partitions, group_name=GROUP, kinds={"json"})

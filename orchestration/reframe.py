@@ -31,6 +31,7 @@ from orchestration.chunk_steps import (
     report_progress,
     rife_factory,
 )
+from orchestration.events import first_line
 from orchestration.resources import (
     DeviceResource,
     ModelStoreResource,
@@ -186,7 +187,7 @@ def reframed_chunks(context: AssetExecutionContext, workspace: WorkspaceResource
             selection = select_model(model_store.store(), model_id, scale)
             selection.load()
         except ModelError as exc:
-            warnings.append(f"reframe: no AI upscaling weights ({str(exc).splitlines()[0]}); the crops are "
+            warnings.append(f"reframe: no AI upscaling weights ({first_line(exc)}); the crops are "
                             "resized with Lanczos instead")
         else:
             choice = device.choose()

@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from orchestration.events import error_line, progress_events
+from orchestration.events import error_line, first_line, progress_events
 from orchestration.inbox import (
     ENHANCE_JOB,
     SCHEMA,
@@ -629,22 +629,30 @@ class DagsterService:
         Raises:
             StageError: the webserver cannot be reached or refused the run (message says what to do).
         """
-        from dagster_graphql import DagsterGraphQLClientError
-
         record = register_video(self.workspace, request.input, sha256=sha256)
-        if not self.instance.has_dynamic_partition("videos", record.key):
-            self.instance.add_dynamic_partitions("videos", [record.key])
         run_config = run_config_for(request)
         run_config["resources"] = {"device": {"config": {"device": request.device, "precision": request.precision}}}
-        tags = {PARTITION_TAG: record.key, TAG_SOURCE: record.name, TAG_LAUNCHED_BY: "ui", TAG_KIND: kind,
-                **limit_tags(request.max_runtime_hours)}
+        tags = {TAG_SOURCE: record.name, TAG_LAUNCHED_BY: "ui", TAG_KIND: kind, **limit_tags(request.max_runtime_hours)}
+        return self._submit(ENHANCE_JOB, "videos", record.key, run_config, tags, "ui")
+
+    def _submit(self, job: str, partitions: str, key: str, run_config: dict[str, Any], tags: dict[str, str],
+                who: str) -> str:
+        """Add ``key`` to the dynamic partitions ``partitions`` and submit ``job`` for it through the webserver.
+
+        Raises:
+            StageError: the webserver cannot be reached or refused the run (``who`` starts the message).
+        """
+        from dagster_graphql import DagsterGraphQLClientError
+
+        if not self.instance.has_dynamic_partition(partitions, key):
+            self.instance.add_dynamic_partitions(partitions, [key])
         try:
-            return self._client().submit_job_execution(ENHANCE_JOB, run_config=run_config, tags=tags)
+            return self._client().submit_job_execution(job, run_config=run_config, tags={PARTITION_TAG: key, **tags})
         except DagsterGraphQLClientError as exc:
-            raise StageError(f"ui: Dagster refused the run ({first_line(exc)}); see the webserver's log") from exc
+            raise StageError(f"{who}: Dagster refused the run ({first_line(exc)}); see the webserver's log") from exc
         except Exception as exc:
             raise StageError(
-                f"ui: cannot reach the Dagster webserver at {self.webserver_url} ({first_line(exc)}); "
+                f"{who}: cannot reach the Dagster webserver at {self.webserver_url} ({first_line(exc)}); "
                 "start everything with `vup serve`"
             ) from exc
 
@@ -656,27 +664,15 @@ class DagsterService:
             InputError / SettingsError: the video, a keyframe or a setting cannot be used (before any run).
             StageError: the webserver cannot be reached or refused the run.
         """
-        from dagster_graphql import DagsterGraphQLClientError
-
         from orchestration.reframe import REFRAME_JOB, default_output
 
         key = register_reframe(self.workspace, request, sha256=sha256)
-        if not self.instance.has_dynamic_partition("reframes", key):
-            self.instance.add_dynamic_partitions("reframes", [key])
         output = request.output.expanduser().resolve() if request.output else default_output(
             self.workspace, key, request.input.name)
         run_config = {"resources": {"device": {"config": {"device": request.device, "precision": request.precision}}}}
-        tags = {PARTITION_TAG: key, TAG_SOURCE: request.input.name, TAG_LAUNCHED_BY: "api", TAG_KIND: "reframe",
+        tags = {TAG_SOURCE: request.input.name, TAG_LAUNCHED_BY: "api", TAG_KIND: "reframe",
                 **limit_tags(request.max_runtime_hours)}
-        try:
-            return self._client().submit_job_execution(REFRAME_JOB, run_config=run_config, tags=tags), output
-        except DagsterGraphQLClientError as exc:
-            raise StageError(f"api: Dagster refused the run ({first_line(exc)}); see the webserver's log") from exc
-        except Exception as exc:
-            raise StageError(
-                f"api: cannot reach the Dagster webserver at {self.webserver_url} ({first_line(exc)}); "
-                "start everything with `vup serve`"
-            ) from exc
+        return self._submit(REFRAME_JOB, "reframes", key, run_config, tags, "api"), output
 
     def known_run(self, run_id: str) -> bool:
         """Whether ``run_id`` is a run of this instance. Anything that is not a plain run id (letters, digits,
@@ -809,12 +805,6 @@ class DagsterService:
             if progress.finished or time.monotonic() > deadline:
                 return progress
             time.sleep(poll)
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (at most 300 characters), else its class name."""
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
 
 
 # ------------------------------------------------------------------------------------------------ system
