@@ -284,7 +284,8 @@ def cmd_reframe(args: argparse.Namespace) -> int:
               f"{float(fps):g} fps", file=sys.stderr)
     progress = _ChunkProgress(enabled=not args.quiet)
     try:
-        outcome = run_reframe(workspace, request, on_event=progress, log_level="DEBUG" if args.verbose else "WARNING")
+        outcome = run_reframe(workspace, request, on_event=progress, log_level="DEBUG" if args.verbose else "WARNING",
+                              info=info)
     finally:
         progress.close()
     if not outcome.success:

@@ -72,7 +72,12 @@ from stages.model_selection import select_model
 from stages.models.catalog import DEFAULT_UPSCALE_MODEL
 from stages.ncnn_backend import choose_backend
 from stages.production import ProductionPlan, plan_from_dict, transition_frames
-from stages.sequence import find_sequence, plan_timeline, write_sequence_chunk
+from stages.sequence import (
+    SequenceTimeline,
+    find_sequence,
+    plan_timeline,
+    write_sequence_chunk,
+)
 from stages.upscale import SUPPORTED_SCALES, UpscaleSettings, describe_plan, plan_scale
 
 plans_partitions = DynamicPartitionsDefinition(name="plans")
@@ -293,9 +298,7 @@ def _chunk_frames(fps: Fraction) -> int:
     return max(1, round(CHUNK_SECONDS * fps))
 
 
-def _timeline(data: dict[str, Any]):
-    from stages.sequence import SequenceTimeline
-
+def _timeline(data: dict[str, Any]) -> SequenceTimeline:
     return SequenceTimeline(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
@@ -369,6 +372,9 @@ def upscaled_scenes(context: AssetExecutionContext, workspace: WorkspaceResource
     store = ws.chunk_store()
     scenes, notes, warnings = [], [], []
     used_model = False
+    models = model_store.store()
+    choice = device.choose()
+    selections: dict[int, Any] = {}  # scale -> model selection, loaded once for every scene at that scale
     for scene in interpolated_scenes["scenes_out"]:
         needed = _needed_scale(scene["width"], scene["height"], plan.canvas)
         if needed <= 1.0 or not plan.upscale_enabled:
@@ -377,21 +383,25 @@ def upscaled_scenes(context: AssetExecutionContext, workspace: WorkspaceResource
             notes.append(f"{scene['name']}: {why}; resized to fit")
             continue
         scale = next((s for s in SUPPORTED_SCALES if s >= needed), SUPPORTED_SCALES[-1])
-        try:
-            selection = select_model(model_store.store(), plan.upscale_model or DEFAULT_UPSCALE_MODEL, scale,
-                                     plan.upscale_model_path)
-            selection.load()
-        except ModelError as exc:
-            warnings.append(f"upscale: {scene['name']}: no AI upscaling weights ({first_line(exc)}); "
+        if scale not in selections:
+            try:
+                selections[scale] = select_model(models, plan.upscale_model or DEFAULT_UPSCALE_MODEL, scale,
+                                                 plan.upscale_model_path)
+                selections[scale].load()
+            except ModelError as exc:
+                selections[scale] = exc
+            else:
+                if selections[scale].note:
+                    context.log.info(selections[scale].note)
+        selection = selections[scale]
+        if isinstance(selection, ModelError):
+            warnings.append(f"upscale: {scene['name']}: no AI upscaling weights ({first_line(selection)}); "
                             "falling back to Lanczos")
             scenes.append(scene)
             notes.append(f"{scene['name']}: Lanczos (no weights)")
             continue
-        if selection.note:
-            context.log.info(selection.note)
-        choice = device.choose()
         if choice.kind == "cpu":
-            message = "upscale: no GPU; the model runs on the CPU (slow; an NVIDIA GPU is about 50x faster)"
+            message = "upscale: no GPU; the model runs on the CPU (slow)"
             if message not in warnings:
                 warnings.append(message)
         settings = UpscaleSettings(model=selection.model_id, scale=scale, tile=plan.upscale_tile)
@@ -399,8 +409,7 @@ def upscaled_scenes(context: AssetExecutionContext, workspace: WorkspaceResource
         context.log.info(f"upscale: {scene['name']}: x{scale} with {selection.model_id}; {backend_reason}")
         steps = plan_scale(scale, selection.model_scale)
         tally = upscale_records(store, _records(scene["records"]), selection=selection, steps=steps, choice=choice,
-                                backend=backend, settings=settings,
-                                ncnn_cache=model_store.store().cache_dir / "ncnn-exports",
+                                backend=backend, settings=settings, ncnn_cache=models.cache_dir / "ncnn-exports",
                                 on_chunk=progress_reporter(context, "upscale"))
         first = tally.records[0]
         scenes.append({**scene, "records": [r.to_dict() for r in tally.records], "width": first.width,

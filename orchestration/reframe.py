@@ -57,6 +57,7 @@ from stages.ncnn_backend import choose_backend
 from stages.probe import VideoInfo, probe_video
 from stages.reframe import (
     CropBox,
+    CropKeyframe,
     describe_target,
     model_scale_for,
     parse_keyframes,
@@ -169,8 +170,6 @@ def reframed_chunks(context: AssetExecutionContext, workspace: WorkspaceResource
     target) and resized to the target. Without the model's weights: Lanczos, with a warning."""
     ws = workspace.workspace()
     store = ws.chunk_store()
-    from stages.reframe import CropKeyframe
-
     keyframes = [CropKeyframe(**k) for k in reframe_request["keyframes"]]
     target = tuple(reframe_request["target"])
     easing = reframe_request["request"]["easing"]

@@ -384,15 +384,17 @@ class ReframeOutcome:
     seconds: float
 
 
-def validate_reframe(request: ReframeRequest) -> tuple[VideoInfo, list[Any], tuple[int, int], Fraction]:
+def validate_reframe(request: ReframeRequest, info: VideoInfo | None = None
+                     ) -> tuple[VideoInfo, list[Any], tuple[int, int], Fraction]:
     """Check the video, keyframes, target, rate and output before any work; returns the probe, the parsed
-    keyframes, the target size and the exact rate.
+    keyframes, the target size and the exact rate. ``info``: the video's probe when the caller has it (a probe
+    reads every packet of the file).
 
     Raises:
         InputError / ProbeError: the video cannot be used. SettingsError: a keyframe, the target, the rate,
         the easing or the output is impossible (the message says which and what to do).
     """
-    info = probe_video(request.input)
+    info = info or probe_video(request.input)
     keyframes = parse_keyframes(request.keyframes, info.width, info.height, info.duration)
     target = target_size(keyframes[0].aspect, request.target)
     if request.easing not in EASINGS:
@@ -416,9 +418,11 @@ def validate_reframe(request: ReframeRequest) -> tuple[VideoInfo, list[Any], tup
     return info, list(keyframes), target, fps
 
 
-def register_reframe(workspace: Workspace, request: ReframeRequest, *, sha256: str | None = None) -> str:
-    """Validate ``request``, register its video and record it as a ``reframes`` partition; returns the key."""
-    _info, keyframes, target, fps = validate_reframe(request)
+def register_reframe(workspace: Workspace, request: ReframeRequest, *, sha256: str | None = None,
+                     info: VideoInfo | None = None) -> str:
+    """Validate ``request`` (``info``: its video's probe when known), register its video and record it as a
+    ``reframes`` partition; returns the key."""
+    _info, keyframes, target, fps = validate_reframe(request, info)
     record = register_video(workspace.ensure(), request.input, sha256=sha256)
     content = {
         "video": asdict(record),
@@ -441,10 +445,12 @@ def run_reframe(
     model_store: ModelStoreResource | None = None,
     poll_seconds: float = 0.5,
     log_level: str = "WARNING",
+    info: VideoInfo | None = None,
 ) -> ReframeOutcome:
-    """Register ``request`` as a ``reframes`` partition and run ``reframe_job`` for it in this process."""
+    """Register ``request`` as a ``reframes`` partition and run ``reframe_job`` for it in this process (``info``:
+    the video's probe, when the caller has already validated the request)."""
     started = time.perf_counter()
-    key = register_reframe(workspace, request)
+    key = register_reframe(workspace, request, info=info)
     instance = prepare_partition(workspace, "reframes", key)
     defs = build_definitions(str(workspace.root), model_store=model_store,
                              device=DeviceResource(device=request.device, precision=request.precision))

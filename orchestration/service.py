@@ -140,13 +140,14 @@ class UploadInfo:
 
 
 def accept_upload(workspace: Workspace, path: str | Path, *, original_name: str | None = None,
-                  max_bytes: int | None = None) -> UploadInfo:
+                  max_bytes: int | None = None, move: bool = False) -> UploadInfo:
     """Check an uploaded file and keep a copy under the workspace; returns what it contains.
 
     The type is checked by extension (MP4, MOV, MKV, AVI, WEBM) and by content (it must probe as a video with
     frames); the size against ``max_bytes`` (default :func:`max_upload_bytes`). The copy is named after the
     sanitised original name, in a folder named after the content hash, so two uploads never collide and the
-    same file uploaded twice is stored once.
+    same file uploaded twice is stored once. ``move``: the file is a temporary copy on the workspace's disk (the
+    export endpoint's), renamed into place instead of copied again.
 
     Raises:
         UploadError: wrong type, empty, too large, or not a readable video (the message says what to do).
@@ -180,9 +181,12 @@ def accept_upload(workspace: Workspace, path: str | Path, *, original_name: str 
     folder.mkdir(parents=True, exist_ok=True)
     stored = folder / name
     if not (stored.is_file() and stored.stat().st_size == size):
-        partial = folder / f".{name}.partial"
-        shutil.copyfile(source, partial)
-        os.replace(partial, stored)
+        if move:
+            os.replace(source, stored)
+        else:
+            partial = folder / f".{name}.partial"
+            shutil.copyfile(source, partial)
+            os.replace(partial, stored)
     return UploadInfo(path=stored, name=name, key=key, sha256=digest,
                       info=dataclasses.replace(info, path=str(stored)))
 
@@ -656,9 +660,11 @@ class DagsterService:
                 "start everything with `vup serve`"
             ) from exc
 
-    def submit_reframe(self, request: ReframeRequest, *, sha256: str | None = None) -> tuple[str, Path]:
+    def submit_reframe(self, request: ReframeRequest, *, sha256: str | None = None,
+                       info: VideoInfo | None = None) -> tuple[str, Path]:
         """Validate and register ``request`` as a ``reframes`` partition and submit ``reframe_job`` for it;
-        returns the run id and the path its video will have.
+        returns the run id and the path its video will have. ``sha256`` and ``info``: the accepted upload's
+        digest and probe, so the file is not read again for them.
 
         Raises:
             InputError / SettingsError: the video, a keyframe or a setting cannot be used (before any run).
@@ -666,7 +672,7 @@ class DagsterService:
         """
         from orchestration.reframe import REFRAME_JOB, default_output
 
-        key = register_reframe(self.workspace, request, sha256=sha256)
+        key = register_reframe(self.workspace, request, sha256=sha256, info=info)
         output = request.output.expanduser().resolve() if request.output else default_output(
             self.workspace, key, request.input.name)
         run_config = {"resources": {"device": {"config": {"device": request.device, "precision": request.precision}}}}

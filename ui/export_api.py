@@ -89,10 +89,11 @@ def build_export_router(service: Any, *, credentials: list[tuple[str, str]] | No
         received = None
         try:
             received = _receive(video, workspace.uploads / "tmp", limit)
-            upload = accept_upload(workspace, received, original_name=video.filename or "video.mp4", max_bytes=limit)
+            upload = accept_upload(workspace, received, original_name=video.filename or "video.mp4", max_bytes=limit,
+                                   move=True)
             request = ReframeRequest(input=upload.path, keyframes=keyframes_json, target_fps=target_fps,
                                      target=parse_size(size), easing=easing, model=model or None)
-            run_id, output = service.submit_reframe(request, sha256=upload.sha256)
+            run_id, output = service.submit_reframe(request, sha256=upload.sha256, info=upload.info)
         except HTTPException as exc:
             return _error(exc.status_code, str(exc.detail))
         except UploadError as exc:

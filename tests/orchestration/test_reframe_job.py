@@ -152,8 +152,8 @@ def test_the_cli_refuses_bad_keyframes_before_any_run(workspace, tmp_path, capsy
 class InProcessService(DagsterService):
     """The page's service, but each reframe runs through Dagster in this process (no webserver needed)."""
 
-    def submit_reframe(self, request, *, sha256=None):
-        outcome = run_reframe(self.workspace, request)
+    def submit_reframe(self, request, *, sha256=None, info=None):
+        outcome = run_reframe(self.workspace, request, info=info)
         return outcome.run_id, Path(outcome.output or self.workspace.outputs / "missing.mp4")
 
 
