@@ -561,7 +561,6 @@ def reframe_chunk(
         log.warning("reframe: the output %dx%d has aspect %.4f but the crop has %.4f; the picture is stretched",
                     target_w, target_h, target_w / target_h, boxes[0].aspect)
     frames = prefetch(read_frames(source), depth=max(2, batch * 2), name="reframe-decode")
-    writer: ChunkWriter | None = None
     calls = done = 0
     pending: list[np.ndarray] = []
 
@@ -580,8 +579,7 @@ def reframe_chunk(
             progress(done, total)
 
     try:
-        with atomic_output(out) as tmp:
-            writer = ChunkWriter(tmp, target_w, target_h, bit_depth=depth)
+        with atomic_output(out) as tmp, ChunkWriter(tmp, target_w, target_h, bit_depth=depth) as writer:
             for index, frame in enumerate(frames):
                 if index >= total:
                     raise ChunkError(f"reframe: chunk {source.name} has more frames than the {total} crop boxes; plan "
@@ -604,11 +602,6 @@ def reframe_chunk(
             if done != total:
                 raise ChunkError(f"reframe: chunk {source.name} has {done} frames but {total} crop boxes were given; "
                                  "plan one box per frame of the chunk")
-            writer.close()
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
     finally:
         frames.close()
     seconds = _time.perf_counter() - started

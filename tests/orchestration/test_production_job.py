@@ -61,10 +61,8 @@ def test_one_command_delivers_mp4_mov_thumbnail_grid_and_report(workspace, tmp_p
     plan_path = _project(tmp_path / "project")
     assert main(["produce", str(plan_path), "-q"]) == 0
     out_dir = plan_path.parent / "trailer_deliverables"
-    names = sorted(p.name for p in out_dir.iterdir())
-    assert names == ["report.json", "trailer.mp4", "trailer.mov", "trailer_contact_sheet.jpg",
-                     "trailer_thumbnail.jpg"] or set(names) == {"report.json", "trailer.mp4", "trailer.mov",
-                                                               "trailer_contact_sheet.jpg", "trailer_thumbnail.jpg"}
+    assert {p.name for p in out_dir.iterdir()} == {"report.json", "trailer.mp4", "trailer.mov",
+                                                   "trailer_contact_sheet.jpg", "trailer_thumbnail.jpg"}
     # 12 frames at 24 fps -> 15 at 30 fps per scene; a 0.25 s crossfade overlaps round(7.5) = 8 frames
     frames = 15 + 15 - 8
     mp4, mov = probe_video(out_dir / "trailer.mp4"), probe_video(out_dir / "trailer.mov")
