@@ -8,6 +8,11 @@ Every step records a status (OK, SKIPPED or FAILED, with the reason and its warn
 writes ``report.json`` at once, with that step FAILED and every later step SKIPPED ("not run"), before the run
 ends. Frames live in the chunk store like the enhance graph's, so a rerun reuses every chunk already made.
 
+Alpha: when the plan asks for ProRes 4444, each scene whose frames carry alpha keeps it as alpha chunks beside its
+picture chunks; they are retimed by the same interpolator, left at the scene's native size by the AI upscaler,
+and the edit builds the master's matte from them (stages.edit.render_matte_chunk: resized with Lanczos to the
+picture, opaque for scenes without alpha, transparent bars), which ProRes 4444 encodes as its alpha channel.
+
 Fallbacks are warnings, never failures: no RIFE weights -> the optical-flow interpolator; no upscaling weights
 -> Lanczos (in the edit step's fit to the canvas); no GPU -> the CPU.
 """
@@ -15,8 +20,10 @@ Fallbacks are warnings, never failures: no RIFE weights -> the optical-flow inte
 import functools
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict
 from datetime import datetime, timezone
 from fractions import Fraction
@@ -51,7 +58,8 @@ from orchestration.resources import (
 from orchestration.retries import retry_transient_only
 from orchestration.workspace import lookup_job
 from stages.audio import mix_audio
-from stages.chunk_store import ChunkContent, ChunkRecord, content_key
+from stages.chunk_store import ChunkContent, ChunkRecord, ChunkStore, content_key
+from stages.chunkio import ChunkWriter
 from stages.deliver import (
     DeliverableSpec,
     default_filename,
@@ -59,7 +67,13 @@ from stages.deliver import (
     write_contact_sheet,
     write_thumbnail,
 )
-from stages.edit import SceneChunk, plan_edit, render_edit_chunk
+from stages.edit import (
+    SceneChunk,
+    SceneMatte,
+    plan_edit,
+    render_edit_chunk,
+    render_matte_chunk,
+)
 from stages.errors import ModelError, StageError
 from stages.fsutil import atomic_write_text
 from stages.interpolate import (
@@ -93,6 +107,7 @@ SEQUENCE_VERSION = "1"
 EDIT_VERSION = "1"
 AUDIO_VERSION = "1"
 DELIVER_VERSION = "1"
+ALPHA_KIND = "prores4444"  # the one deliverable that carries an alpha channel
 
 
 class StepFailed(StageError):
@@ -243,6 +258,7 @@ def assembled_scenes(context: AssetExecutionContext, workspace: WorkspaceResourc
     started = time.perf_counter()
     plan = _plan(production_plan)
     store = workspace.workspace().chunk_store()
+    want_alpha = ALPHA_KIND in plan.deliverables
     scenes_out, warnings = [], []
     total_chunks = sum(max(1, -(-len(s["timeline"]["paths"]) // _chunk_frames(scene.fps)))
                        for s, scene in zip(production_plan["scenes"], plan.scenes, strict=True))
@@ -252,46 +268,97 @@ def assembled_scenes(context: AssetExecutionContext, workspace: WorkspaceResourc
         paths = timeline["paths"]
         step = _chunk_frames(scene.fps)
         depth = sequence["storage_depth"]
-        records = []
+        keep_alpha = want_alpha and sequence["has_alpha"]
+        records, alpha_records = [], []
         for index, start in enumerate(range(0, len(paths), step)):
             count = min(step, len(paths) - start)
-            key = content_key("sequence", {
-                "files": [_file_stamp(p) for p in paths[start:start + count]], "depth": depth,
-                "size": [sequence["width"], sequence["height"]], "version": SEQUENCE_VERSION})
+            parts = {"files": [_file_stamp(p) for p in paths[start:start + count]], "depth": depth,
+                     "size": [sequence["width"], sequence["height"]], "version": SEQUENCE_VERSION}
+            key = content_key("sequence", parts)
+            alpha_key = content_key("sequence-alpha", parts)
             chunk_started = time.perf_counter()
-            with store.lock("sequence", key):
+            with store.lock("sequence", key), store.lock("sequence-alpha", alpha_key) if keep_alpha else nullcontext():
                 record = store.get("sequence", key)
-                reused = record is not None
-                if record is None:
-
-                    def produce(tmp: Path, start: int = start, count: int = count, timeline=timeline,
-                                sequence=sequence, depth: int = depth) -> ChunkContent:
-                        written = write_sequence_chunk(_timeline(timeline), start, count, tmp,
-                                                       width=sequence["width"], height=sequence["height"],
-                                                       storage_depth=depth)
-                        return ChunkContent(written.frame_count, tuple(range(start, start + count)), written.width,
-                                            written.height, written.bit_depth)
-
-                    record = store.put("sequence", key, produce, index=index, start_frame=start,
-                                       params={"scene": scene.name})
+                alpha_record = store.get("sequence-alpha", alpha_key) if keep_alpha else None
+                reused = record is not None and (alpha_record is not None or not keep_alpha)
+                if not reused:  # decode the frames once for both chunks
+                    record, alpha_record = _assemble_chunk(
+                        store, key, alpha_key if keep_alpha else None, _timeline(timeline), start, count, index,
+                        sequence, scene.name)
                     computed += 1
             records.append(record)
+            if alpha_record is not None:
+                alpha_records.append(alpha_record)
             report_progress(context, "assemble", done, total_chunks, record.frame_count, reused,
                             time.perf_counter() - chunk_started)
             done += 1
         if timeline.get("warning"):
             warnings.append(f"{scene.name}: {timeline['warning']}")
+        if sequence["has_alpha"] and not want_alpha:
+            context.log.info(f"assemble: {scene.name} has alpha; only {ALPHA_KIND} carries it, which the plan "
+                             "does not ask for")
         scenes_out.append({"name": scene.name, "fps": str(scene.fps), "records": [r.to_dict() for r in records],
                            "frames": len(paths), "width": sequence["width"], "height": sequence["height"],
                            "bit_depth": depth, "source_bits": sequence["bit_depth"],
-                           "transfer": sequence["transfer"], "alpha": sequence["has_alpha"]})
+                           "transfer": sequence["transfer"], "alpha": sequence["has_alpha"],
+                           "alpha_records": [r.to_dict() for r in alpha_records] if keep_alpha else None})
     notes = [f"{s['name']}: {s['frames']} frames {s['width']}x{s['height']} at {s['source_bits']} bits"
              f"{' (linear EXR, shown through the sRGB transfer)' if s['transfer'] == 'linear' else ''}"
+             f"{_alpha_note(s['alpha'], want_alpha)}"
              for s in scenes_out]
     context.add_output_metadata({"scenes": len(scenes_out), "chunks_computed": computed,
                                  "chunks_reused": done - computed, "frames": sum(s["frames"] for s in scenes_out)})
     own = _step("assemble", OK, "; ".join(notes), warnings=warnings, seconds=time.perf_counter() - started)
     return {**production_plan, "scenes_out": scenes_out, "steps": [*production_plan["steps"], own]}
+
+
+def _alpha_note(has_alpha: bool, want_alpha: bool) -> str:
+    if not has_alpha:
+        return ""
+    return f", alpha kept for {ALPHA_KIND}" if want_alpha else f", alpha dropped (only {ALPHA_KIND} carries it)"
+
+
+def _assemble_chunk(store: ChunkStore, key: str, alpha_key: str | None, timeline: SequenceTimeline, start: int,
+                    count: int, index: int, sequence: dict[str, Any], scene: str
+                    ) -> tuple[ChunkRecord, ChunkRecord | None]:
+    """Read frames ``[start, start + count)`` of a scene into its picture chunk and, with ``alpha_key``, its alpha
+    chunk (fully opaque where no frame of the range has alpha). The caller holds both chunks' locks."""
+    width, height, depth = sequence["width"], sequence["height"], sequence["storage_depth"]
+    side = None
+    if alpha_key is not None:  # where write_sequence_chunk puts the alpha until the store takes it
+        folder = store.paths("sequence-alpha", alpha_key)[0].parent
+        side = folder / f".{alpha_key}.{os.getpid()}.{os.urandom(4).hex()}.alpha.nut"
+    try:
+        alpha_seen = False
+
+        def produce(tmp: Path) -> ChunkContent:
+            nonlocal alpha_seen
+            written = write_sequence_chunk(timeline, start, count, tmp, width=width, height=height,
+                                           storage_depth=depth, alpha_out=side)
+            alpha_seen = written.alpha_path is not None
+            return ChunkContent(written.frame_count, tuple(range(start, start + count)), written.width,
+                                written.height, written.bit_depth)
+
+        record = store.put("sequence", key, produce, index=index, start_frame=start, params={"scene": scene})
+        if alpha_key is None or side is None:
+            return record, None
+
+        def produce_alpha(tmp: Path) -> ChunkContent:
+            if alpha_seen:
+                os.replace(side, tmp)
+            else:  # the first frame had alpha, none of this range does: opaque
+                with ChunkWriter(tmp, width, height, depth) as writer:
+                    opaque = np.full((height, width, 3), (1 << depth) - 1, dtype=np.uint8 if depth == 8 else np.uint16)
+                    for _ in range(record.frame_count):
+                        writer.write(opaque)
+            return ChunkContent(record.frame_count, record.pts, width, height, depth)
+
+        alpha_record = store.put("sequence-alpha", alpha_key, produce_alpha, index=index, start_frame=start,
+                                 params={"scene": scene, "alpha": True})
+        return record, alpha_record
+    finally:
+        if side is not None:
+            side.unlink(missing_ok=True)
 
 
 def _chunk_frames(fps: Fraction) -> int:
@@ -343,8 +410,15 @@ def interpolated_scenes(context: AssetExecutionContext, workspace: WorkspaceReso
         records, _computed, synthesized = interpolate_records(
             store, inputs, per_chunk, interpolator, 0, params={"method": method, "fps": str(out_fps)},
             on_chunk=progress_reporter(context, "interpolate"))
+        alpha_records = scene.get("alpha_records")
+        if alpha_records:  # the matte is retimed by the same interpolator, frame for frame
+            retimed, _computed, _made = interpolate_records(
+                store, _records(alpha_records), per_chunk, interpolator, 0,
+                params={"method": method, "fps": str(out_fps), "alpha": True},
+                on_chunk=progress_reporter(context, "interpolate alpha"), stage="interpolated-alpha")
+            alpha_records = [r.to_dict() for r in retimed]
         scenes.append({**scene, "fps": str(out_fps), "records": [r.to_dict() for r in records],
-                       "frames": sum(r.frame_count for r in records)})
+                       "frames": sum(r.frame_count for r in records), "alpha_records": alpha_records})
         notes.append(f"{scene['name']}: {float(fps):g} -> {float(out_fps):g} fps with {method} "
                      f"({synthesized} frames made)")
     status = OK if method is not None else SKIPPED
@@ -443,6 +517,13 @@ def edited_master(context: AssetExecutionContext, workspace: WorkspaceResource,
     step = _chunk_frames(plan.framerate)
     pieces = [frames[i:i + step] for i in range(0, len(frames), step)]
     records, computed = [], 0
+    mattes = matte_keys = None
+    alpha_records: list[ChunkRecord] = []
+    if ALPHA_KIND in plan.deliverables and any(s.get("alpha_records") for s in scenes):
+        mattes = [SceneMatte(tuple(SceneChunk(r["start_frame"], r["frame_count"], r["path"])
+                                   for r in s.get("alpha_records") or ()), s["width"], s["height"]) for s in scenes]
+        matte_keys = [[r["key"] for r in s.get("alpha_records") or ()] or ["opaque", s["width"], s["height"]]
+                      for s in scenes]
     for index, piece in enumerate(pieces):
         digest = hashlib.sha256(json.dumps([asdict(f) for f in piece]).encode()).hexdigest()
         used = sorted({f.a_scene for f in piece} | {f.b_scene for f in piece if f.b_scene is not None})
@@ -461,6 +542,11 @@ def edited_master(context: AssetExecutionContext, workspace: WorkspaceResource,
                 record = store.put("master", key, produce, index=index, start_frame=piece[0].index)
                 computed += 1
         records.append(record)
+        if mattes is not None:
+            matte, matte_reused = _matte_chunk(store, piece, digest, mattes, matte_keys, plan.canvas, depth, names,
+                                               index)
+            alpha_records.append(matte)
+            reused = reused and matte_reused
         report_progress(context, "edit", index, len(pieces), record.frame_count, reused,
                         time.perf_counter() - chunk_started)
     fades = [f"{spec.transition.duration:g} s crossfade into {spec.name}" for spec in plan.scenes
@@ -468,11 +554,38 @@ def edited_master(context: AssetExecutionContext, workspace: WorkspaceResource,
     seconds = len(frames) / float(plan.framerate)
     reason = (f"{len(scenes)} scenes, {len(frames)} frames ({seconds:.2f} s) at {plan.canvas[0]}x{plan.canvas[1]}"
               f", {depth}-bit; " + (", ".join(fades) if fades else "cuts only"))
+    if mattes is not None:
+        reason += "; alpha matte from " + ", ".join(n for n, s in zip(names, scenes, strict=True)
+                                                   if s.get("alpha_records")) + " (the other scenes opaque)"
     context.add_output_metadata({"frames": len(frames), "duration_s": round(seconds, 3), "chunks_computed": computed,
-                                 "chunks_reused": len(records) - computed, "bit_depth": depth})
+                                 "chunks_reused": len(records) - computed, "bit_depth": depth,
+                                 "alpha": mattes is not None})
     own = _step("edit", OK, reason, seconds=time.perf_counter() - started)
     return {**upscaled_scenes, "master": [r.to_dict() for r in records], "master_frames": len(frames),
-            "master_depth": depth, "steps": [*upscaled_scenes["steps"], own]}
+            "master_depth": depth, "master_alpha": [r.to_dict() for r in alpha_records] if mattes else None,
+            "steps": [*upscaled_scenes["steps"], own]}
+
+
+def _matte_chunk(store: ChunkStore, piece: list, digest: str, mattes: list[SceneMatte], matte_keys: list[list[Any]],
+                 canvas: tuple[int, int], depth: int, names: list[str], index: int) -> tuple[ChunkRecord, bool]:
+    """The master's alpha for the frames ``piece`` (the master chunk ``index``), made once per content key;
+    returns its record and whether it was reused."""
+    used = sorted({f.a_scene for f in piece} | {f.b_scene for f in piece if f.b_scene is not None})
+    key = content_key("master-alpha", {"frames": digest, "scenes": {str(k): matte_keys[k] for k in used},
+                                       "sizes": {str(k): [mattes[k].width, mattes[k].height] for k in used},
+                                       "canvas": list(canvas), "depth": depth, "version": EDIT_VERSION})
+    with store.lock("master-alpha", key):
+        record = store.get("master-alpha", key)
+        reused = record is not None
+        if record is None:
+
+            def produce(tmp: Path) -> ChunkContent:
+                count = render_matte_chunk(piece, mattes, tmp, canvas, depth, names=names)
+                return ChunkContent(count, tuple(f.index for f in piece), canvas[0], canvas[1], depth)
+
+            record = store.put("master-alpha", key, produce, index=index, start_frame=piece[0].index,
+                               params={"alpha": True})
+    return record, reused
 
 
 @asset(partitions_def=plans_partitions, group_name=GROUP, kinds={"python"})
@@ -530,16 +643,19 @@ def deliverables(context: AssetExecutionContext, workspace: WorkspaceResource,
     out_dir = Path(plan.output_dir)
     steps, outputs = [], []
     master_keys = [r.key for r in master]
+    matte = _records(mixed_audio["master_alpha"]) if mixed_audio.get("master_alpha") else None
     for position, kind in enumerate(plan.deliverables):
         started = time.perf_counter()
         spec = DeliverableSpec(kind, codec=plan.codec if kind == "mp4" else None)
         target = out_dir / default_filename(plan.name, kind)
+        alpha = [r.path for r in matte] if matte and kind == ALPHA_KIND else None
         try:
             result, reused = _cached_output(
                 ws, {"master": master_keys, "audio": mixed_audio["audio"]["sha256"], "spec": asdict(spec),
-                     "fps": str(plan.framerate), "version": DELIVER_VERSION}, target.suffix,
-                lambda path, spec=spec: asdict(encode_deliverable(chunk_paths, plan.framerate, path, spec,
-                                                                  audio=audio)))
+                     "fps": str(plan.framerate), "alpha": [r.key for r in matte] if alpha else None,
+                     "version": DELIVER_VERSION}, target.suffix,
+                lambda path, spec=spec, alpha=alpha: asdict(encode_deliverable(
+                    chunk_paths, plan.framerate, path, spec, audio=audio, alpha_chunks=alpha)))
             deliver_file(Path(result["cached_path"]), target)
         except Exception as exc:  # noqa: BLE001 - recorded; the step fails after the others
             reason = first_line(exc)

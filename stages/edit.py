@@ -9,6 +9,13 @@ code values (what editing tools call a "dissolve").
 
 Fitting (:func:`fit_to_canvas`) keeps the aspect ratio: the frame is scaled to the largest size that fits the
 canvas (area averaging when shrinking, Lanczos when enlarging) and centred on black (letterbox or pillarbox).
+
+Alpha (:func:`render_matte_chunk`): the master's matte is built from the same edit plan. A scene's matte is its
+alpha chunks (the alpha value in all three channels) or, for a scene without alpha, fully opaque. Each matte frame
+is first resized with Lanczos to the size of the scene's picture (its frames after AI upscaling: the model
+enlarges the picture, never the matte), then fitted like the picture, so both land on the same pixels; the bars
+around a fitted picture are transparent (alpha 0), and a crossfade mixes the two mattes with the pictures'
+weights.
 """
 
 from __future__ import annotations
@@ -50,6 +57,17 @@ class SceneChunk:
     start_frame: int
     frame_count: int
     path: str
+
+
+@dataclass(frozen=True)
+class SceneMatte:
+    """The alpha of one scene for :func:`render_matte_chunk`: its alpha chunks (numbered like the scene's own
+    chunks, before any upscaling), or no chunk for a fully opaque scene; ``width`` x ``height`` is the size of
+    the scene's picture frames, to which each matte frame is resized before it is fitted to the canvas."""
+
+    chunks: tuple[SceneChunk, ...]
+    width: int
+    height: int
 
 
 def plan_edit(frame_counts: Sequence[int], overlaps: Sequence[int], names: Sequence[str] | None = None
@@ -168,22 +186,88 @@ def render_edit_chunk(
     Raises:
         ChunkError: a scene chunk is missing, unreadable or shorter than the plan needs.
     """
-    if not frames:
-        raise ChunkError("edit: no frame to write; plan the edit first")
-    if any(b.index <= a.index for a, b in itertools.pairwise(frames)):
-        raise ChunkError("edit: the frames are not in master order; pass a slice of plan_edit's plan")
-    labels = list(names) if names is not None else [f"scene {k + 1}" for k in range(len(scenes))]
+    labels = _labels(names, len(scenes))
     readers = [_SceneReader(chunks, labels[k]) for k, chunks in enumerate(scenes)]
-    out = Path(out_path)
-    depth = storage_depth(bit_depth)
-    peak = 65535.0 if depth == 16 else 255.0
-    dtype = np.uint16 if depth == 16 else np.uint8
+    return _render(frames, [reader.get for reader in readers], readers, out_path, canvas, bit_depth, progress)
+
+
+def render_matte_chunk(
+    frames: Sequence[EditFrame],
+    mattes: Sequence[SceneMatte],
+    out_path: str | os.PathLike[str],
+    canvas: tuple[int, int],
+    bit_depth: int,
+    *,
+    names: Sequence[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Write the alpha of the master frames ``frames`` (the same slice :func:`render_edit_chunk` got) to the
+    lossless chunk ``out_path``: each scene's matte resized to its picture size (Lanczos), fitted to ``canvas``
+    on transparent bars, crossfades mixed like the pictures; the alpha value in all three channels, at
+    ``bit_depth`` (8 or 16). Returns the number of frames written; on any failure nothing is left at
+    ``out_path``.
+
+    Raises:
+        ChunkError: a matte chunk is missing, unreadable or shorter than the plan needs.
+        SettingsError: a scene's picture size is not positive.
+    """
+    labels = _labels(names, len(mattes))
+    readers, fetchers = [], []
+    for k, matte in enumerate(mattes):
+        if matte.width < 1 or matte.height < 1:
+            raise SettingsError(f"edit: {labels[k]} has a picture size of {matte.width}x{matte.height}; "
+                                "give the size of its frames")
+        reader = _SceneReader(matte.chunks, f"the alpha of {labels[k]}") if matte.chunks else None
+        if reader is not None:
+            readers.append(reader)
+        fetchers.append(_matte_fetcher(reader, matte.width, matte.height))
+    return _render(frames, fetchers, readers, out_path, canvas, bit_depth, progress)
+
+
+def _matte_fetcher(reader: _SceneReader | None, width: int, height: int) -> Callable[[int], np.ndarray]:
+    """Frame ``index`` of a scene's matte at its picture size: read and resized (Lanczos, saturating), or opaque
+    when the scene has no alpha chunk."""
+    opaque = np.full((height, width, 3), 255, dtype=np.uint8)  # raised to 16 bits exactly by to_depth
+
+    def fetch(index: int) -> np.ndarray:
+        if reader is None:
+            return opaque
+        frame = reader.get(index)
+        if frame.shape[:2] == (height, width):
+            return frame
+        return cv2.resize(frame, (width, height), interpolation=cv2.INTER_LANCZOS4)
+
+    return fetch
+
+
+def _labels(names: Sequence[str] | None, count: int) -> list[str]:
+    return list(names) if names is not None else [f"scene {k + 1}" for k in range(count)]
+
+
+def _render(
+    frames: Sequence[EditFrame],
+    fetchers: Sequence[Callable[[int], np.ndarray]],
+    readers: Sequence[_SceneReader],
+    out_path: str | os.PathLike[str],
+    canvas: tuple[int, int],
+    bit_depth: int,
+    progress: Callable[[int, int], None] | None,
+) -> int:
+    """The edit loop: fetch each master frame's scene frame(s), fit, mix a crossfade, write; closes ``readers``."""
     try:
+        if not frames:
+            raise ChunkError("edit: no frame to write; plan the edit first")
+        if any(b.index <= a.index for a, b in itertools.pairwise(frames)):
+            raise ChunkError("edit: the frames are not in master order; pass a slice of plan_edit's plan")
+        out = Path(out_path)
+        depth = storage_depth(bit_depth)
+        peak = 65535.0 if depth == 16 else 255.0
+        dtype = np.uint16 if depth == 16 else np.uint8
         with atomic_output(out) as tmp, ChunkWriter(tmp, canvas[0], canvas[1], bit_depth=depth) as writer:
             for done, frame in enumerate(frames, start=1):
-                image = to_depth(fit_to_canvas(readers[frame.a_scene].get(frame.a_frame), canvas), depth)
+                image = to_depth(fit_to_canvas(fetchers[frame.a_scene](frame.a_frame), canvas), depth)
                 if frame.b_scene is not None:
-                    other = to_depth(fit_to_canvas(readers[frame.b_scene].get(frame.b_frame), canvas), depth)
+                    other = to_depth(fit_to_canvas(fetchers[frame.b_scene](frame.b_frame), canvas), depth)
                     mixed = image.astype(np.float32) * (1.0 - frame.weight) + other.astype(np.float32) * frame.weight
                     image = np.clip(np.rint(mixed), 0, peak).astype(dtype)
                 writer.write(image)

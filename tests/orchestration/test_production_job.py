@@ -4,9 +4,11 @@ lineage in the instance, a rerun from cache, and the failure paths (report.json 
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
@@ -24,11 +26,13 @@ CANVAS = (256, 144)
 
 
 def _project(root: Path, *, tracks: tuple[str, ...] = ("music_theme.wav", "sfx_hits.wav", "voice_over.wav"),
-             write_tracks: bool = True, deliverables: tuple[str, ...] = ("mp4", "mov"), **extra) -> Path:
-    """Two scenes at 24 fps, 64x36: 16-bit PNG with frames 5 and 6 missing (held), linear EXR named by a glob;
-    a 0.25 s crossfade; three audio tracks; output 256x144 at 30 fps."""
+             write_tracks: bool = True, deliverables: tuple[str, ...] = ("mp4", "mov"), alpha: bool = False,
+             **extra) -> Path:
+    """Two scenes at 24 fps, 64x36: 16-bit PNG with frames 5 and 6 missing (held; with ``alpha`` an alpha ramp
+    0.25 -> 1 from left to right), linear EXR named by a glob; a 0.25 s crossfade; three audio tracks; output
+    256x144 at 30 fps."""
     make_sample_sequence(root / "shots", "shot_####.png", count=12, width=64, height=36, bit_depth=16,
-                         missing=(5, 6))
+                         missing=(5, 6), alpha=alpha)
     make_sample_sequence(root / "graded", "graded_scene_001_*.exr", count=12, width=64, height=36, linear=True,
                          offset=4)
     if write_tracks:
@@ -184,3 +188,47 @@ def test_the_master_holds_the_16_bit_frames(workspace, tmp_path):
     assert records and all(r.bit_depth == 16 for r in records)
     frame = next(read_frames(records[0].path))
     assert frame.dtype == np.uint16 and len(np.unique(frame)) > 256  # more levels than 8 bits can hold
+
+
+def test_prores4444_carries_the_alpha_of_the_sequence(workspace, tmp_path):
+    """A 16-bit RGBA PNG scene crossfading into an EXR scene without alpha, delivered as ProRes 4444: the alpha
+    is kept through the 24 -> 30 fps retiming and the x4 enlargement; decoded from the MOV, the first frame holds
+    the scene's ramp (0.25 at the left edge, 1 at the right), the last frame (the EXR scene) is opaque, and the
+    crossfade lies between them."""
+    plan = load_plan(_project(tmp_path / "project", deliverables=("prores4444",), alpha=True))
+    outcome = run_production(workspace, plan)
+    assert outcome.success, outcome.error
+    out = Path(plan.output_dir) / "trailer_4444.mov"
+    info = probe_video(out)
+    assert info.codec == "prores" and info.pix_fmt.startswith("yuva444p") and (info.width, info.height) == CANVAS
+    with av.open(str(out)) as container:
+        alphas = [f.reformat(format="rgba64le").to_ndarray()[..., 3] / 65535.0 for f in container.decode(video=0)]
+    report = _report(tmp_path / "project" / "plan.json")
+    edit = next(s for s in report["steps"] if s["step"] == "edit")
+    assert "alpha matte from opening" in edit["reason"]
+    assemble = next(s for s in report["steps"] if s["step"] == "assemble")
+    assert "alpha kept for prores4444" in assemble["reason"]
+    deliver = next(s for s in report["steps"] if s["step"] == "deliver:prores4444")
+    assert any("alpha from the alpha chunks" in w for w in deliver["warnings"])
+    assert len(alphas) == report["deliverables"][0]["frame_count"] == 15 + 15 - 8  # 0.5 s scenes, 8-frame crossfade
+    first, last = alphas[0], alphas[-1]
+    middle = first[CANVAS[1] // 2]
+    expected = 0.25 + 0.75 * (np.arange(CANVAS[0]) + 0.5) / CANVAS[0]  # the ramp sampled at the canvas's pixels
+    assert np.abs(middle[8:-8] - expected[8:-8]).max() < 0.03
+    assert np.abs(first - middle).max() < 0.01  # the same on every row
+    assert last.min() > 0.99
+    left = [float(a[:, : CANVAS[0] // 4].mean()) for a in alphas]  # the ramp's low end: about 0.34
+    assert left[0] < 0.4 and left[-1] > 0.99
+    # master frames 0-6: the opening alone; 7-14: the crossfade (weights 1/9 .. 8/9); 15-21: the EXR scene
+    assert all(abs(v - left[0]) < 0.01 for v in left[:7])
+    blend = left[7:15]
+    assert all(b > a for a, b in itertools.pairwise([left[6], *blend, left[15]]))  # rising towards opaque
+    expected_blend = [left[0] + (1 - left[0]) * k / 9 for k in range(1, 9)]
+    assert np.abs(np.array(blend) - expected_blend).max() < 0.02
+    assert all(v > 0.99 for v in left[15:])
+    assert (workspace.chunks / "master-alpha").is_dir() and (workspace.chunks / "interpolated-alpha").is_dir()
+    events: list[dict] = []
+    again = run_production(workspace, plan, on_event=events.append)
+    assert again.success, again.error
+    assert "interpolate alpha" in {e["stage"] for e in events}
+    assert all(e["reused"] for e in events), [e for e in events if not e["reused"]]  # the alpha chunks too

@@ -14,9 +14,11 @@ from stages.chunkio import ChunkWriter, count_frames, read_frames
 from stages.edit import (
     EditFrame,
     SceneChunk,
+    SceneMatte,
     fit_to_canvas,
     plan_edit,
     render_edit_chunk,
+    render_matte_chunk,
     to_depth,
 )
 from stages.errors import ChunkError, SettingsError
@@ -380,4 +382,108 @@ def test_render_missing_chunk_file_leaves_nothing(scenes: list[Scene], tmp_path:
     folder.mkdir()
     with pytest.raises(ChunkError, match="gone.nut"):
         render_edit_chunk(plan_edit([10], [0]), [chunks], folder / "edit.nut", CANVAS, 8)
+    assert list(folder.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------------ render_matte_chunk
+
+
+def _matte_chunks(folder: Path, size: tuple[int, int], bits: int, counts: list[int],
+                  value: callable) -> tuple[SceneChunk, ...]:
+    """Alpha chunks of ``size`` (grey in 3 channels): frame ``i`` is ``value(i, x)`` along the row, the same on
+    every row."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dtype = np.uint16 if bits == 16 else np.uint8
+    chunks, start = [], 0
+    for count in counts:
+        path = folder / f"alpha_{start:03d}.nut"
+        with ChunkWriter(path, size[0], size[1], bit_depth=bits) as writer:
+            for i in range(start, start + count):
+                row = np.array([value(i, x) for x in range(size[0])], dtype=dtype)
+                writer.write(np.repeat(np.broadcast_to(row, (size[1], size[0]))[:, :, None], 3, axis=2).copy())
+        chunks.append(SceneChunk(start, count, str(path)))
+        start += count
+    return tuple(chunks)
+
+
+def _half_opaque(i: int, x: int, width: int = 16, peak: int = 255) -> int:
+    """Left half opaque, right half transparent, for every frame."""
+    return peak if x < width // 2 else 0
+
+
+def test_matte_is_resized_to_the_picture_then_fitted_like_it(tmp_path: Path) -> None:
+    """A 16x9 matte (left half opaque) of a scene whose picture was upscaled x4 to 64x36 lands on the canvas
+    where the picture does: fitted into a 4:3 canvas it is letterboxed, the bars transparent, the left half of
+    the picture area opaque and the right half transparent, away from the Lanczos edge; all three channels
+    equal."""
+    chunks = _matte_chunks(tmp_path / "a", (16, 9), 8, [2, 3], _half_opaque)
+    canvas = (48, 36)  # the 64x36 picture fits as 48x27 at rows 4..30
+    plan = plan_edit([5], [0])
+    out = tmp_path / "matte.nut"
+    assert render_matte_chunk(plan, [SceneMatte(chunks, 64, 36)], out, canvas, 8) == 5
+    frames = list(read_frames(out))
+    assert len(frames) == 5
+    for frame in frames:
+        assert frame.shape == (36, 48, 3) and frame.dtype == np.uint8
+        assert (frame[..., 0] == frame[..., 1]).all() and (frame[..., 0] == frame[..., 2]).all()
+        alpha = frame[..., 0].astype(int)
+        assert alpha[:4].max() == 0 and alpha[31:].max() == 0  # the letterbox bars are transparent
+        assert alpha[4:31, :12].min() >= 250  # the left of the picture is opaque
+        assert alpha[4:31, 36:].max() <= 5  # the right is transparent
+        assert alpha[4:31, :22].min() >= 225  # Lanczos rings a little beside the edge, no more
+        row = alpha[15]
+        crossing = int(np.argmax(row < 128))
+        assert 23 <= crossing <= 25  # the edge is where the picture's middle is (column 24)
+        assert (alpha[4:31] == row).all()  # every row of the picture area the same
+
+
+def test_matte_of_a_scene_without_alpha_is_opaque_on_transparent_bars(scenes: list[Scene], tmp_path: Path) -> None:
+    """Scene 1 (4:3, pillarboxed on the 16:9 canvas) has no alpha: its matte is full in the picture area, 0 in
+    the bars; at 16 bits full is 65535."""
+    plan = plan_edit([scenes[1].count], [0])
+    out = tmp_path / "opaque.nut"
+    render_matte_chunk(plan, [SceneMatte((), 48, 36)], out, CANVAS, 16)
+    top, bottom, left, right = scenes[1].area
+    for frame in read_frames(out):
+        assert frame.dtype == np.uint16
+        assert (frame[top:bottom, left:right] == 65535).all()
+        assert frame[:, :left].max() == 0 and frame[:, right:].max() == 0
+
+
+def test_matte_crossfade_mixes_with_the_pictures_weights(tmp_path: Path) -> None:
+    """An 8-bit alpha scene (alpha 40 + 10*i everywhere) crossfades into an opaque scene over 3 frames, rendered
+    at 16 bits in two slices: each blended frame is (1-w)*a + w*65535, and the mattes of the pictures' frames
+    follow the edit plan frame for frame."""
+    chunks = _matte_chunks(tmp_path / "a", (32, 18), 8, [4, 4], lambda i, x: 40 + 10 * i)
+    plan = plan_edit([8, 5], [0, 3])
+    mattes = [SceneMatte(chunks, 64, 36), SceneMatte((), 64, 36)]
+    got = []
+    for number, part in enumerate([plan[:6], plan[6:]]):
+        out = tmp_path / f"m{number}.nut"
+        render_matte_chunk(part, mattes, out, CANVAS, 16, names=["keyed", "plate"])
+        got.extend(read_frames(out))
+    assert len(got) == len(plan) == 10
+
+    def alpha_of(scene: int, frame: int) -> float:
+        return (40 + 10 * frame) * 257.0 if scene == 0 else 65535.0
+
+    for frame, image in zip(plan, got, strict=True):
+        want = alpha_of(frame.a_scene, frame.a_frame)
+        if frame.b_scene is not None:
+            want = want * (1 - frame.weight) + alpha_of(frame.b_scene, frame.b_frame) * frame.weight
+        assert np.abs(image.astype(np.float64) - want).max() <= 1, f"master frame {frame.index}"
+
+
+def test_matte_refusals_leave_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "master"
+    folder.mkdir()
+    gone = (SceneChunk(0, 3, str(tmp_path / "gone_alpha.nut")),)
+    with pytest.raises(ChunkError, match="gone_alpha.nut"):
+        render_matte_chunk(plan_edit([3], [0]), [SceneMatte(gone, 64, 36)], folder / "m.nut", CANVAS, 8)
+    short = _matte_chunks(tmp_path / "s", (16, 9), 8, [2], _half_opaque)
+    with pytest.raises(ChunkError, match="^edit: the alpha of keyed has no frame 2"):
+        render_matte_chunk(plan_edit([3], [0]), [SceneMatte(short, 64, 36)], folder / "m.nut", CANVAS, 8,
+                           names=["keyed"])
+    with pytest.raises(SettingsError, match="picture size of 0x36"):
+        render_matte_chunk(plan_edit([3], [0]), [SceneMatte((), 0, 36)], folder / "m.nut", CANVAS, 8)
     assert list(folder.iterdir()) == []
