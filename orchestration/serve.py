@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -68,10 +69,42 @@ def dagster_env(workspace: Workspace) -> dict[str, str]:
     return {**os.environ, "VUP_WORKSPACE": str(workspace.root), "DAGSTER_HOME": str(workspace.dagster_home)}
 
 
+# Runs a module as ``python -m`` does, with Ctrl-C's handler set first. A program started in the background by a
+# shell script inherits SIGINT *ignored*, and Python then never installs its handler: ``dagster dev`` would ignore
+# the SIGINT that stops it, be killed after the timeout, and leave its webserver and daemon running.
+_INTERRUPTIBLE = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                  "sys.argv = sys.argv[1:]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)")
+
+
+def interruptible_command(module: str, *args: str) -> list[str]:
+    """``python -m module args...`` that SIGINT interrupts even when this process ignores SIGINT."""
+    return [sys.executable, "-c", _INTERRUPTIBLE, module, *args]
+
+
+def check_port_free(host: str, port: int, flag: str) -> None:
+    """Refuse a port something already listens on: a Dagster webserver left running would answer instead of ours.
+
+    Raises:
+        SettingsError: the port is taken (or the host cannot be bound).
+    """
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                                 flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed socket's TIME_WAIT is no owner
+            probe.bind(address)
+    except OSError as exc:
+        raise SettingsError(
+            f"serve: port {port} on {host} is taken ({exc.strerror or exc}); another program listens there, e.g. "
+            f"a Dagster webserver left by an earlier `vup serve` or `vup dev`. Stop it, or pass another {flag}"
+        ) from exc
+
+
 def start_dagster(workspace: Workspace, host: str, port: int, *, log_file: Path | None = None) -> subprocess.Popen:
     """Start ``dagster dev`` (webserver, daemon and code server) for the workspace; its output goes to
-    ``log_file`` (appended) when given, else to this terminal."""
-    command = [sys.executable, "-m", "dagster", "dev", "-m", "orchestration.definitions", "-h", host, "-p", str(port)]
+    ``log_file`` (appended) when given, else to this terminal. It stops on SIGINT (:func:`stop_process`) even
+    when this process was started with SIGINT ignored."""
+    command = interruptible_command("dagster", "dev", "-m", "orchestration.definitions", "-h", host, "-p", str(port))
     if log_file is None:
         return subprocess.Popen(command, env=dagster_env(workspace))
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -142,6 +175,7 @@ def check_dagster_host(host: str, public: bool, flag: str) -> None:
 def run_dev(workspace: Workspace, host: str, port: int, *, public: bool = False) -> int:
     """``vup dev``: the Dagster UI and daemon until Ctrl-C / SIGTERM."""
     check_dagster_host(host, public, "--host")
+    check_port_free(host, port, "--port")
     print(f"Dagster UI on {_url(host, port)} (instance {workspace.dagster_home}); Ctrl-C stops it", file=sys.stderr)
     process = start_dagster(workspace, host, port)
     with sigterm_as_interrupt():
@@ -161,7 +195,7 @@ def run_serve(workspace: Workspace, *, host: str = "127.0.0.1", port: int = 7860
 
     Raises:
         SettingsError: a non-loopback ``host`` without authentication, a non-loopback ``dagster_host`` without
-        ``dagster_public``, or a bad ``auth`` / upload limit.
+        ``dagster_public``, a bad ``auth`` / upload limit, or a Dagster port already taken.
     """
     check_dagster_host(dagster_host, dagster_public, "--dagster-host")
     credentials = parse_auth(auth or os.environ.get(AUTH_ENV))
@@ -179,6 +213,7 @@ def run_serve(workspace: Workspace, *, host: str = "127.0.0.1", port: int = 7860
     os.environ["GRADIO_TEMP_DIR"] = str(workspace.root / "tmp" / "gradio")
     Path(os.environ["GRADIO_TEMP_DIR"]).mkdir(parents=True, exist_ok=True)
 
+    check_port_free(dagster_host, dagster_port, "--dagster-port")
     dagster_url = _url(dagster_host, dagster_port)
     log_file = workspace.root / "logs" / "dagster.log" if dagster_log else None
     process = start_dagster(workspace, dagster_host, dagster_port, log_file=log_file)
