@@ -73,6 +73,15 @@ class Served:
     log: Path
     start_seconds: float
 
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        """The ``data`` of a GraphQL query to the Dagster webserver."""
+        request = urllib.request.Request(
+            f"{self.dagster_url}/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["data"]
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -112,13 +121,13 @@ def vup_command() -> list[str]:
                                                                           "import main; sys.exit(main())")]
 
 
-@contextmanager
-def live_serve(root: Path, log: Path, timeout: float = SERVE_START_SECONDS) -> Iterator[Served]:
-    """`vup serve` on free loopback ports for the workspace ``root``, stopped (SIGTERM, then SIGKILL of its
-    process group after 90 s) on leaving.
+def start_serve(root: Path, log: Path, timeout: float = SERVE_START_SECONDS) -> Served:
+    """Start `vup serve` on free loopback ports for the workspace ``root`` (its own process group, output to
+    ``log``) and wait until the page and the Dagster webserver answer.
 
     Raises:
-        RuntimeError: it exited or did not answer within ``timeout`` seconds (the end of its logs says why).
+        RuntimeError: it exited or did not answer within ``timeout`` seconds (the end of its logs says why);
+            whatever it started is stopped.
     """
     page_port, dagster_port = free_port(), free_port()
     started = time.perf_counter()
@@ -129,27 +138,50 @@ def live_serve(root: Path, log: Path, timeout: float = SERVE_START_SECONDS) -> I
             cwd=REPO, env=serve_env(root), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     page_url, dagster_url = f"http://127.0.0.1:{page_port}", f"http://127.0.0.1:{dagster_port}"
+    deadline = time.monotonic() + timeout
+    while not (answers(f"{page_url}/config") and answers(f"{dagster_url}/server_info")):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_serve(process)
+            dagster_log = root / "logs" / "dagster.log"
+            detail = dagster_log.read_text(errors="replace")[-3000:] if dagster_log.exists() else ""
+            raise RuntimeError(f"vup serve did not come up:\n{log.read_text(errors='replace')[-3000:]}\n{detail}")
+        time.sleep(1)
+    return Served(root, page_url, dagster_url, process, log, time.perf_counter() - started)
+
+
+def stop_serve(process: subprocess.Popen) -> tuple[int | None, bool]:
+    """Stop a `vup serve` as a service manager does: SIGTERM, up to 90 s for it to exit, up to 30 s more for
+    every process it started to go, then SIGKILL of its process group. Returns its exit code (None: it had to
+    be killed) and whether processes it started were still running when it was killed."""
+    code = process.poll()
+    if code is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            code = None
+    deadline = time.monotonic() + 30
+    while group_alive(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    leftover = group_alive(process.pid)
+    if leftover:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    return code, leftover
+
+
+@contextmanager
+def live_serve(root: Path, log: Path, timeout: float = SERVE_START_SECONDS) -> Iterator[Served]:
+    """`vup serve` (:func:`start_serve`) for the workspace ``root``, stopped (:func:`stop_serve`) on leaving.
+
+    Raises:
+        RuntimeError: it exited or did not answer within ``timeout`` seconds.
+    """
+    served = start_serve(root, log, timeout)
     try:
-        deadline = time.monotonic() + timeout
-        while not (answers(f"{page_url}/config") and answers(f"{dagster_url}/server_info")):
-            if process.poll() is not None or time.monotonic() > deadline:
-                dagster_log = root / "logs" / "dagster.log"
-                detail = dagster_log.read_text(errors="replace")[-3000:] if dagster_log.exists() else ""
-                raise RuntimeError(f"vup serve did not come up:\n{log.read_text(errors='replace')[-3000:]}\n{detail}")
-            time.sleep(1)
-        yield Served(root, page_url, dagster_url, process, log, time.perf_counter() - started)
+        yield served
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                pass
-        deadline = time.monotonic() + 30
-        while group_alive(process.pid) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        if group_alive(process.pid):
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_serve(served.process)
 
 
 # ---------------------------------------------------------------------------------------------------- the jobs
@@ -622,7 +654,9 @@ def claim_race(root: Path, trials: int = 40, *, serialized: bool = True) -> tupl
     concurrency info at the end. ``serialized=False`` measures Dagster's own claim, without the file lock of
     orchestration/concurrency.py (restored afterwards)."""
     from dagster import DagsterInstance
-    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+        SqliteEventLogStorage,
+    )
 
     import orchestration.definitions  # noqa: F401 - installs the serialized claim, as every run process does
 

@@ -16,6 +16,7 @@ Frames are ``HxWx3`` RGB arrays, ``uint8`` (8-bit chunks) or ``uint16`` (16-bit 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
 import logging
 import math
@@ -918,7 +919,7 @@ def interpolate_chunk(
     source = _FrameSource(frames, first_index, next_first_frame, source_path.name)
     writer: ChunkWriter | None = None
     try:
-        with atomic_output(out) as tmp:
+        with atomic_output(out) as tmp, contextlib.ExitStack() as writers:  # the writer comes at the first frame
             plan = list(frames_plan)
             if any(later.index <= earlier.index for earlier, later in itertools.pairwise(plan)):
                 raise ChunkError(f"interpolate: the plan for {source_path.name} is not in output order; pass it "
@@ -935,7 +936,7 @@ def interpolate_chunk(
                 first = source.get(frame.a)
                 if writer is None:
                     height, width = first.shape[:2]
-                    writer = ChunkWriter(tmp, width, height, bit_depth=bit_depth)
+                    writer = writers.enter_context(ChunkWriter(tmp, width, height, bit_depth=bit_depth))
                 if frame.is_copy:
                     outputs = [first]
                 else:
@@ -957,11 +958,6 @@ def interpolate_chunk(
             if writer is None:
                 raise ChunkError(f"interpolate: the plan for {source_path.name} has no frames; plan the chunks again "
                                  "with chunk_output_frames")
-            writer.close()
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
     finally:
         frames.close()
     seconds = time.perf_counter() - started

@@ -60,23 +60,6 @@ _NAMED_ASPECTS = (
 
 
 @dataclass(frozen=True)
-class CropKeyframe:
-    """A crop at one moment: ``time`` in seconds from the clip's start; ``x``, ``y``, ``width``, ``height`` in
-    source pixels (top-left corner and size)."""
-
-    time: float
-    x: float
-    y: float
-    width: float
-    height: float
-
-    @property
-    def aspect(self) -> float:
-        """Width over height."""
-        return self.width / self.height
-
-
-@dataclass(frozen=True)
 class CropBox:
     """The crop of one frame, in source pixels (floats: sub-pixel positions and sizes are kept)."""
 
@@ -94,6 +77,14 @@ class CropBox:
     def native_size(self) -> tuple[int, int]:
         """``(width, height)`` in whole pixels of the crop taken at native resolution (rounded half up)."""
         return max(1, _round_half_up(self.width)), max(1, _round_half_up(self.height))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CropKeyframe(CropBox):
+    """A crop at one moment: ``time`` in seconds from the clip's start; ``x``, ``y``, ``width``, ``height`` in
+    source pixels (top-left corner and size)."""
+
+    time: float
 
 
 @dataclass(frozen=True)
@@ -179,7 +170,7 @@ def _check_entry(index: int, entry: object) -> CropKeyframe:
         if not _is_number(value) or not math.isfinite(value):
             raise SettingsError(f"reframe: {label}: {key} is {value!r}, not a finite number; give a number "
                                 "(true/false, text and null are not numbers)")
-    keyframe = CropKeyframe(*(float(entry[key]) for key in KEYFRAME_KEYS))
+    keyframe = CropKeyframe(**{key: float(entry[key]) for key in KEYFRAME_KEYS})
     if keyframe.time < 0:
         raise SettingsError(f"reframe: {label}: time is negative; give times in seconds from the clip's start, "
                             "0 or more")

@@ -56,6 +56,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -699,31 +700,24 @@ def _write_frames(
     """Write the frames of ``paths`` to ``tmp`` (and their alpha to ``alpha_tmp``); frames written, alpha seen."""
     paths = list(paths)
     alpha_present = False
-    with ChunkWriter(tmp, width, height, storage_depth) as writer:
-        alpha_writer = ChunkWriter(alpha_tmp, width, height, storage_depth) if alpha_tmp is not None else None
-        try:
-            opaque = np.full((height, width, 3), (1 << storage_depth) - 1,
-                             dtype=np.uint8 if storage_depth == 8 else np.uint16)
-            previous: str | None = None
-            frame: ImageFrame | None = None
-            alpha_rgb = opaque
-            for done, path in enumerate(paths, 1):
-                if frame is None or path != previous:
-                    frame = read_image(path, expect=(width, height), storage_depth=storage_depth)
-                    previous = path
-                    alpha_rgb = opaque if frame.alpha is None else np.repeat(frame.alpha[:, :, None], 3, axis=2)
-                    alpha_present = alpha_present or frame.alpha is not None
-                writer.write(frame.rgb)
-                if alpha_writer is not None:
-                    alpha_writer.write(alpha_rgb)
-                if progress is not None:
-                    progress(done, len(paths))
-        except BaseException:
+    alpha_output = ChunkWriter(alpha_tmp, width, height, storage_depth) if alpha_tmp is not None else nullcontext()
+    with ChunkWriter(tmp, width, height, storage_depth) as writer, alpha_output as alpha_writer:
+        opaque = np.full((height, width, 3), (1 << storage_depth) - 1,
+                         dtype=np.uint8 if storage_depth == 8 else np.uint16)
+        previous: str | None = None
+        frame: ImageFrame | None = None
+        alpha_rgb = opaque
+        for done, path in enumerate(paths, 1):
+            if frame is None or path != previous:
+                frame = read_image(path, expect=(width, height), storage_depth=storage_depth)
+                previous = path
+                alpha_rgb = opaque if frame.alpha is None else np.repeat(frame.alpha[:, :, None], 3, axis=2)
+                alpha_present = alpha_present or frame.alpha is not None
+            writer.write(frame.rgb)
             if alpha_writer is not None:
-                alpha_writer.abort()
-            raise
-        if alpha_writer is not None:
-            alpha_writer.close()
+                alpha_writer.write(alpha_rgb)
+            if progress is not None:
+                progress(done, len(paths))
     return writer.frames, alpha_present
 
 

@@ -426,7 +426,8 @@ def kf(time=0.0, x=100, y=40, width=608, height=1080, **extra) -> dict:
 
 def test_parse_keyframes_accepts_json_text_bytes_and_lists():
     keys = [kf(0.0), kf(2.5, x=700.5, y=0)]
-    want = (CropKeyframe(0.0, 100.0, 40.0, 608.0, 1080.0), CropKeyframe(2.5, 700.5, 0.0, 608.0, 1080.0))
+    want = (CropKeyframe(time=0.0, x=100.0, y=40.0, width=608.0, height=1080.0),
+            CropKeyframe(time=2.5, x=700.5, y=0.0, width=608.0, height=1080.0))
     assert parse_keyframes(json.dumps(keys), 1920, 1120) == want
     assert parse_keyframes(json.dumps(keys).encode(), 1920, 1120, duration=2.5) == want
     assert parse_keyframes(keys, 1920, 1120) == want
