@@ -381,32 +381,29 @@ def coherent_chunks(
              "settings": asdict(resolved), "version": TEMPORAL_VERSION},
         )
         started = time.perf_counter()
-        with store.lock("coherent", key):
-            record = store.get("coherent", key)
-            reused = record is not None
-            if record is None:
-                if previous is None:
-                    filt = TemporalFilter(resolved)
-                elif lr is not None:
-                    filt = TemporalFilter.from_state(resolved, last_frame(previous.path),
-                                                     last_frame(sources[position - 1].path))
-                else:
-                    filt = TemporalFilter.from_state(resolved, last_frame(previous.path),
-                                                     prev_hr=last_frame(inputs[position - 1].path))
-                chunk_cuts = ({c - lr.start_frame for c in cuts if lr.start_frame <= c < lr.start_frame + lr.frame_count}
-                              if lr is not None else set())
 
-                def produce(tmp: Path, upstream: ChunkRecord = upstream, lr: ChunkRecord | None = lr,
-                            filt: TemporalFilter = filt, chunk_cuts: set[int] = chunk_cuts) -> ChunkContent:
-                    result = cohere_chunk(upstream.path, lr.path if lr else None, tmp, filt,
-                                          cuts_in_chunk=frozenset(chunk_cuts), bit_depth=upstream.bit_depth,
-                                          expected_frames=upstream.frame_count)
-                    blended.append(result.blended_fraction)
-                    return ChunkContent(result.frame_count, upstream.pts, result.width, result.height, result.bit_depth)
+        def produce(tmp: Path, upstream: ChunkRecord = upstream, lr: ChunkRecord | None = lr,
+                    previous: ChunkRecord | None = previous, position: int = position) -> ChunkContent:
+            if previous is None:
+                filt = TemporalFilter(resolved)
+            elif lr is not None:
+                filt = TemporalFilter.from_state(resolved, last_frame(previous.path),
+                                                 last_frame(sources[position - 1].path))
+            else:
+                filt = TemporalFilter.from_state(resolved, last_frame(previous.path),
+                                                 prev_hr=last_frame(inputs[position - 1].path))
+            chunk_cuts = ({c - lr.start_frame for c in cuts if lr.start_frame <= c < lr.start_frame + lr.frame_count}
+                          if lr is not None else set())
+            result = cohere_chunk(upstream.path, lr.path if lr else None, tmp, filt,
+                                  cuts_in_chunk=frozenset(chunk_cuts), bit_depth=upstream.bit_depth,
+                                  expected_frames=upstream.frame_count)
+            blended.append(result.blended_fraction)
+            return ChunkContent(result.frame_count, upstream.pts, result.width, result.height, result.bit_depth)
 
-                record = store.put("coherent", key, produce, index=upstream.index, start_frame=upstream.start_frame,
-                                   params={"method": method})
-                computed += 1
+        record, reused = store.get_or_put("coherent", key, produce, index=upstream.index,
+                                          start_frame=upstream.start_frame, params={"method": method})
+        if not reused:
+            computed += 1
         records.append(record)
         report_progress(context, "coherence", upstream.index, len(inputs), record.frame_count, reused,
                          time.perf_counter() - started)

@@ -109,19 +109,16 @@ def extract_records(
              **({"deinterlace": "bwdif"} if info.interlaced else {})},  # extract_chunk deinterlaces those
         )
         started = time.perf_counter()
-        with store.lock("frames", key):
-            record = store.get("frames", key)
-            reused = record is not None
-            if record is None:
 
-                def produce(tmp: Path, spec: ChunkSpec = spec) -> ChunkContent:
-                    ex = extract_chunk(source["path"], info, spec, tmp)
-                    return ChunkContent(ex.frame_count, tuple(ex.pts), ex.width, ex.height, ex.bit_depth)
+        def produce(tmp: Path, spec: ChunkSpec = spec) -> ChunkContent:
+            ex = extract_chunk(source["path"], info, spec, tmp)
+            return ChunkContent(ex.frame_count, tuple(ex.pts), ex.width, ex.height, ex.bit_depth)
 
-                record = store.put("frames", key, produce, index=spec.index, start_frame=spec.start_frame)
-                computed += 1
-            if record.frame_count != spec.frame_count and on_short is not None:
-                on_short(spec, record)
+        record, reused = store.get_or_put("frames", key, produce, index=spec.index, start_frame=spec.start_frame)
+        if not reused:
+            computed += 1
+        if record.frame_count != spec.frame_count and on_short is not None:
+            on_short(spec, record)
         records.append(record)
         on_chunk(spec.index, len(specs), record, reused, time.perf_counter() - started)
     return records, computed
@@ -177,26 +174,25 @@ def upscale_records(
             },
         )
         started = time.perf_counter()
-        with store.lock(stage, key):
-            record = store.get(stage, key)
-            reused = record is not None
-            if record is None:
-                if upscaler is None:
-                    upscaler = make_upscaler(selection, backend, choice, settings, ncnn_cache)
 
-                def produce(tmp: Path, upstream: ChunkRecord = upstream, engine=upscaler) -> ChunkContent:
-                    result = upscale_chunk(upstream.path, tmp, engine, steps, expected_frames=upstream.frame_count,
-                                           bit_depth=upstream.bit_depth)
-                    tally.model_seconds += result.model_seconds
-                    tally.write_wait_seconds += result.write_wait_seconds
-                    return ChunkContent(result.frame_count, upstream.pts, result.width, result.height, result.bit_depth)
+        def produce(tmp: Path, upstream: ChunkRecord = upstream) -> ChunkContent:
+            nonlocal upscaler
+            if upscaler is None:  # loaded only once a chunk has to be made
+                upscaler = make_upscaler(selection, backend, choice, settings, ncnn_cache)
+            before = upscaler.model_calls
+            result = upscale_chunk(upstream.path, tmp, upscaler, steps, expected_frames=upstream.frame_count,
+                                   bit_depth=upstream.bit_depth)
+            tally.model_calls += upscaler.model_calls - before
+            tally.model_seconds += result.model_seconds
+            tally.write_wait_seconds += result.write_wait_seconds
+            return ChunkContent(result.frame_count, upstream.pts, result.width, result.height, result.bit_depth)
 
-                before = upscaler.model_calls
-                record = store.put(stage, key, produce, index=index_of(upstream) if index_of else upstream.index,
-                                   start_frame=upstream.start_frame,
-                                   params={"model": selection.model_id, "plan": describe_plan(steps)})
-                tally.model_calls += upscaler.model_calls - before
-                tally.computed += 1
+        record, reused = store.get_or_put(stage, key, produce,
+                                          index=index_of(upstream) if index_of else upstream.index,
+                                          start_frame=upstream.start_frame,
+                                          params={"model": selection.model_id, "plan": describe_plan(steps)})
+        if not reused:
+            tally.computed += 1
         tally.records.append(record)
         on_chunk(position, len(inputs), record, reused, time.perf_counter() - started)
     tally.precision = upscaler.precision if upscaler else choice.precision
@@ -231,24 +227,21 @@ def interpolate_records(
              "interpolator": interpolator.key, "version": INTERPOLATE_VERSION},
         )
         started = time.perf_counter()
-        with store.lock(stage, key):
-            record = store.get(stage, key)
-            reused = record is not None
-            if record is None:
-                next_first = first_frame(following.path) if following is not None else None
-                pts = tuple(start_pts + f.index for f in frames_plan)
 
-                def produce(tmp: Path, upstream: ChunkRecord = upstream, frames_plan=frames_plan,
-                            next_first=next_first, pts: tuple[int, ...] = pts) -> ChunkContent:
-                    nonlocal synthesized
-                    result = interpolate_chunk(upstream.path, tmp, frames_plan, upstream.start_frame, next_first,
-                                               interpolator, bit_depth=upstream.bit_depth)
-                    synthesized += result.interpolated
-                    return ChunkContent(result.frame_count, pts, result.width, result.height, result.bit_depth)
+        def produce(tmp: Path, upstream: ChunkRecord = upstream, following: ChunkRecord | None = following,
+                    frames_plan: Sequence[OutputFrame] = frames_plan) -> ChunkContent:
+            nonlocal synthesized
+            next_first = first_frame(following.path) if following is not None else None
+            result = interpolate_chunk(upstream.path, tmp, frames_plan, upstream.start_frame, next_first,
+                                       interpolator, bit_depth=upstream.bit_depth)
+            synthesized += result.interpolated
+            return ChunkContent(result.frame_count, tuple(start_pts + f.index for f in frames_plan), result.width,
+                                result.height, result.bit_depth)
 
-                record = store.put(stage, key, produce, index=upstream.index, start_frame=frames_plan[0].index,
-                                   params=params)
-                computed += 1
+        record, reused = store.get_or_put(stage, key, produce, index=upstream.index,
+                                          start_frame=frames_plan[0].index, params=params)
+        if not reused:
+            computed += 1
         records.append(record)
         on_chunk(position, len(inputs), record, reused, time.perf_counter() - started)
     return records, computed, synthesized

@@ -522,29 +522,34 @@ def edited_master(context: AssetExecutionContext, workspace: WorkspaceResource,
     if ALPHA_KIND in plan.deliverables and any(s.get("alpha_records") for s in scenes):
         mattes = [SceneMatte(tuple(SceneChunk(r["start_frame"], r["frame_count"], r["path"])
                                    for r in s.get("alpha_records") or ()), s["width"], s["height"]) for s in scenes]
-        matte_keys = [[r["key"] for r in s.get("alpha_records") or ()] or ["opaque", s["width"], s["height"]]
-                      for s in scenes]
+        matte_keys = [[r["key"] for r in s.get("alpha_records") or ()] or "opaque" for s in scenes]
     for index, piece in enumerate(pieces):
         digest = hashlib.sha256(json.dumps([asdict(f) for f in piece]).encode()).hexdigest()
         used = sorted({f.a_scene for f in piece} | {f.b_scene for f in piece if f.b_scene is not None})
         key = content_key("master", {"frames": digest, "scenes": {str(k): upstream_keys[k] for k in used},
                                      "canvas": list(plan.canvas), "depth": depth, "version": EDIT_VERSION})
         chunk_started = time.perf_counter()
-        with store.lock("master", key):
-            record = store.get("master", key)
-            reused = record is not None
-            if record is None:
 
-                def produce(tmp: Path, piece=piece) -> ChunkContent:
-                    count = render_edit_chunk(piece, sources, tmp, plan.canvas, depth, names=names)
-                    return ChunkContent(count, tuple(f.index for f in piece), plan.canvas[0], plan.canvas[1], depth)
+        def produce(tmp: Path, piece=piece) -> ChunkContent:
+            count = render_edit_chunk(piece, sources, tmp, plan.canvas, depth, names=names)
+            return ChunkContent(count, tuple(f.index for f in piece), plan.canvas[0], plan.canvas[1], depth)
 
-                record = store.put("master", key, produce, index=index, start_frame=piece[0].index)
-                computed += 1
+        record, reused = store.get_or_put("master", key, produce, index=index, start_frame=piece[0].index)
+        if not reused:
+            computed += 1
         records.append(record)
-        if mattes is not None:
-            matte, matte_reused = _matte_chunk(store, piece, digest, mattes, matte_keys, plan.canvas, depth, names,
-                                               index)
+        if mattes is not None:  # the master's alpha for the same frames
+
+            def produce_matte(tmp: Path, piece=piece) -> ChunkContent:
+                count = render_matte_chunk(piece, mattes, tmp, plan.canvas, depth, names=names)
+                return ChunkContent(count, tuple(f.index for f in piece), plan.canvas[0], plan.canvas[1], depth)
+
+            matte_key = content_key("master-alpha", {
+                "frames": digest, "scenes": {str(k): matte_keys[k] for k in used},
+                "sizes": {str(k): [mattes[k].width, mattes[k].height] for k in used},
+                "canvas": list(plan.canvas), "depth": depth, "version": EDIT_VERSION})
+            matte, matte_reused = store.get_or_put("master-alpha", matte_key, produce_matte, index=index,
+                                                   start_frame=piece[0].index, params={"alpha": True})
             alpha_records.append(matte)
             reused = reused and matte_reused
         report_progress(context, "edit", index, len(pieces), record.frame_count, reused,
@@ -564,28 +569,6 @@ def edited_master(context: AssetExecutionContext, workspace: WorkspaceResource,
     return {**upscaled_scenes, "master": [r.to_dict() for r in records], "master_frames": len(frames),
             "master_depth": depth, "master_alpha": [r.to_dict() for r in alpha_records] if mattes else None,
             "steps": [*upscaled_scenes["steps"], own]}
-
-
-def _matte_chunk(store: ChunkStore, piece: list, digest: str, mattes: list[SceneMatte], matte_keys: list[list[Any]],
-                 canvas: tuple[int, int], depth: int, names: list[str], index: int) -> tuple[ChunkRecord, bool]:
-    """The master's alpha for the frames ``piece`` (the master chunk ``index``), made once per content key;
-    returns its record and whether it was reused."""
-    used = sorted({f.a_scene for f in piece} | {f.b_scene for f in piece if f.b_scene is not None})
-    key = content_key("master-alpha", {"frames": digest, "scenes": {str(k): matte_keys[k] for k in used},
-                                       "sizes": {str(k): [mattes[k].width, mattes[k].height] for k in used},
-                                       "canvas": list(canvas), "depth": depth, "version": EDIT_VERSION})
-    with store.lock("master-alpha", key):
-        record = store.get("master-alpha", key)
-        reused = record is not None
-        if record is None:
-
-            def produce(tmp: Path) -> ChunkContent:
-                count = render_matte_chunk(piece, mattes, tmp, canvas, depth, names=names)
-                return ChunkContent(count, tuple(f.index for f in piece), canvas[0], canvas[1], depth)
-
-            record = store.put("master-alpha", key, produce, index=index, start_frame=piece[0].index,
-                               params={"alpha": True})
-    return record, reused
 
 
 @asset(partitions_def=plans_partitions, group_name=GROUP, kinds={"python"})

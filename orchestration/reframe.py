@@ -215,19 +215,16 @@ def reframed_chunks(context: AssetExecutionContext, workspace: WorkspaceResource
         key = content_key("reframed", {"upstream": upstream.key, "boxes": [asdict(b) for b in chunk_boxes],
                                        "target": list(target), **model_key, "version": REFRAME_VERSION})
         started = time.perf_counter()
-        with store.lock("reframed", key):
-            record = store.get("reframed", key)
-            reused = record is not None
-            if record is None:
 
-                def produce(tmp: Path, upstream: ChunkRecord = upstream, chunk_boxes=chunk_boxes) -> ChunkContent:
-                    result = reframe_chunk(upstream.path, tmp, chunk_boxes, target, upscale=upscale,
-                                           bit_depth=upstream.bit_depth)
-                    return ChunkContent(result.frame_count, upstream.pts, result.width, result.height,
-                                        result.bit_depth)
+        def produce(tmp: Path, upstream: ChunkRecord = upstream, chunk_boxes=chunk_boxes) -> ChunkContent:
+            result = reframe_chunk(upstream.path, tmp, chunk_boxes, target, upscale=upscale,
+                                   bit_depth=upstream.bit_depth)
+            return ChunkContent(result.frame_count, upstream.pts, result.width, result.height, result.bit_depth)
 
-                record = store.put("reframed", key, produce, index=upstream.index, start_frame=upstream.start_frame)
-                computed += 1
+        record, reused = store.get_or_put("reframed", key, produce, index=upstream.index,
+                                          start_frame=upstream.start_frame)
+        if not reused:
+            computed += 1
         records.append(record)
         report_progress(context, "reframe", upstream.index, len(inputs), record.frame_count, reused,
                         time.perf_counter() - started)

@@ -194,3 +194,21 @@ class ChunkStore:
         )
         atomic_write_text(manifest, json.dumps(record.to_dict(), sort_keys=True))
         return record
+
+    def get_or_put(
+        self,
+        stage: str,
+        key: str,
+        produce: Callable[[Path], ChunkContent],
+        *,
+        index: int,
+        start_frame: int,
+        params: Mapping[str, Any] | None = None,
+    ) -> tuple[ChunkRecord, bool]:
+        """The stored chunk, or one made now by ``produce`` (see :meth:`put`), under the chunk's lock so that two
+        runs never make the same chunk at once; returns its record and whether it was already stored."""
+        with self.lock(stage, key):
+            record = self.get(stage, key)
+            if record is not None:
+                return record, True
+            return self.put(stage, key, produce, index=index, start_frame=start_frame, params=params), False

@@ -101,3 +101,25 @@ def test_first_and_last_frame_of_a_chunk(tmp_path):
     assert np.array_equal(last_frame(tmp_path / "c.nut"), frames[-1])
     with pytest.raises(ChunkError):
         first_frame(tmp_path / "missing.nut")
+
+
+def test_get_or_put_makes_once_then_reuses_and_redoes_a_damaged_chunk(tmp_path):
+    store = ChunkStore(tmp_path)
+    calls = []
+
+    def produce(tmp):
+        calls.append(tmp)
+        return _producer()(tmp)
+
+    first, reused = store.get_or_put("frames", "k1", produce, index=1, start_frame=3, params={"x": 1})
+    assert not reused and len(calls) == 1 and first.start_frame == 3 and first.params == {"x": 1}
+    again, reused = store.get_or_put("frames", "k1", produce, index=1, start_frame=3)
+    assert reused and again == first and len(calls) == 1
+    media, _manifest = store.paths("frames", "k1")
+    media.write_bytes(b"damaged")
+    redone, reused = store.get_or_put("frames", "k1", produce, index=1, start_frame=3)
+    assert not reused and len(calls) == 2 and redone.sha256 == first.sha256
+    with pytest.raises(RuntimeError, match="disk full"):
+        store.get_or_put("frames", "k2", _producer(fail=True), index=0, start_frame=0)
+    assert store.get("frames", "k2") is None
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir() if ".tmp" in p.name) == []
