@@ -607,6 +607,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
 
 
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Where and how long a job runs: --device, --precision, --max-runtime-hours (enhance, produce, reframe)."""
+    parser.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps, xpu or cpu")
+    parser.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
+    parser.add_argument("--max-runtime-hours", type=float, default=None, metavar="H",
+                        help="stop the run if it takes longer (a hung step); default VUP_MAX_RUNTIME_HOURS or 24, "
+                             "0: no limit")
+
+
 def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     from stages.models.catalog import DEFAULT_UPSCALE_MODEL
 
@@ -616,16 +625,12 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile", type=int, default=0, help="input tile size in pixels, 0 = automatic")
     parser.add_argument("--tile-overlap", type=int, default=16, help="tile overlap in input pixels (default 16)")
     parser.add_argument("--batch", type=int, default=0, help="frames per model call, 0 = automatic")
-    parser.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps, xpu or cpu")
+    _add_run_options(parser)
     parser.add_argument("--backend", default="auto", choices=("auto", "torch", "ncnn"),
                         help="inference engine: PyTorch, or ncnn (CPU, or Vulkan GPUs of any vendor); auto picks "
                              "the faster here and says why")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the model (off by default: slower on the CPUs measured; try it on GPUs)")
-    parser.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
-    parser.add_argument("--max-runtime-hours", type=float, default=None, metavar="H",
-                        help="stop the run if it takes longer (a hung step); default VUP_MAX_RUNTIME_HOURS or 24, "
-                             "0: no limit")
     parser.add_argument("--interpolate", type=int, default=None, metavar="N",
                         help="frame interpolation by a factor of 2, 4 or 8 (output never above 120 fps)")
     parser.add_argument("--fps", default=None, help="frame interpolation to a target rate, e.g. 60 or 59.94 (<= 120)")
@@ -736,10 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--example", metavar="FOLDER", default=None,
                          help="write an example project (two scenes, three audio tracks, plan.json) into FOLDER and "
                               "run it")
-    produce.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps, xpu or cpu")
-    produce.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
-    produce.add_argument("--max-runtime-hours", type=float, default=None, metavar="H",
-                         help="stop the run if it takes longer; default VUP_MAX_RUNTIME_HOURS or 24, 0: no limit")
+    _add_run_options(produce)
     _add_common(produce)
     produce.set_defaults(func=cmd_produce)
 
@@ -755,10 +757,7 @@ def build_parser() -> argparse.ArgumentParser:
     reframe.add_argument("--easing", default="linear", choices=("linear", "ease"),
                          help="how the crop moves between keyframes (default linear)")
     reframe.add_argument("--model", default=None, help="upscaling model id (default the catalog default)")
-    reframe.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps, xpu or cpu")
-    reframe.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
-    reframe.add_argument("--max-runtime-hours", type=float, default=None, metavar="H",
-                         help="stop the run if it takes longer; default VUP_MAX_RUNTIME_HOURS or 24, 0: no limit")
+    _add_run_options(reframe)
     _add_common(reframe)
     reframe.set_defaults(func=cmd_reframe)
 
