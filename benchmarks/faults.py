@@ -45,9 +45,8 @@ from pathlib import Path
 from benchmarks.common import REPO, RESULTS, command_line, versions
 
 # kill stages in pipeline order: (name, folder of committed chunks or None)
-STAGES = ("frames", "upscale", "interpolate", "coherence", "encode", "report")
-_FOLDERS = {"frames": "frames", "upscale": "upscaled", "interpolate": "interpolated", "coherence": "coherent"}
-CHUNK_STAGES = tuple(_FOLDERS)
+STAGES = ("frames", "upscale", "interpolate", "cohere", "encode", "report")
+CHUNK_STAGES = ("frames", "upscale", "interpolate", "cohere")  # store folders are the ops' names
 RUN_TIMEOUT_S = 300.0
 _POLL_S = 0.01
 
@@ -178,7 +177,7 @@ def corrupt_one(scan: StoreScan, rng: random.Random) -> tuple[str, str, str] | N
 
 
 def _manifests(workspace: Path, stage: str) -> int | None:
-    folder = workspace / "chunks" / _FOLDERS[stage]
+    folder = workspace / "chunks" / stage
     try:
         return sum(1 for p in folder.iterdir() if p.suffix == ".json" and not p.name.startswith("."))
     except OSError:

@@ -672,12 +672,12 @@ def claim_race(root: Path, trials: int = 40, *, serialized: bool = True) -> tupl
         for n in range(trials):
             runs = [f"run{n}-a", f"run{n}-b"]
             for run_id in runs:  # both steps assigned first, as two claims at the same moment are
-                storage.add_pending_step("gpu", run_id, "upscaled_chunks", should_assign=True)
+                storage.add_pending_step("gpu", run_id, "upscale", should_assign=True)
             barrier, won = threading.Barrier(2), []
 
             def claim(i: int, runs=runs, barrier=barrier, won=won) -> None:
                 barrier.wait()
-                status = instances[i].event_log_storage.claim_concurrency_slot("gpu", runs[i], "upscaled_chunks")
+                status = instances[i].event_log_storage.claim_concurrency_slot("gpu", runs[i], "upscale")
                 won.append(status.is_claimed)
 
             threads = [threading.Thread(target=claim, args=(i,)) for i in range(2)]

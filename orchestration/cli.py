@@ -34,8 +34,7 @@ class _Progress:
     """One tqdm bar per stage, fed by the run's per-chunk events; a stage's bar opens when the one before it
     is full, so its clock starts when the stage does."""
 
-    LABELS: ClassVar[dict[str, str]] = {"frames": "decode ", "upscale": "upscale", "interpolate": "interp ", "coherence": "coherence",
-              "encode": "encode ", "report": "report "}
+    LABELS: ClassVar[dict[str, str]] = {"frames": "decode ", "interpolate": "interp ", "cohere": "coherence"}
 
     def __init__(self, totals: dict[str, int], enabled: bool) -> None:
         """``totals``: frames each stage will report, in stage order (stages that do no work are left out)."""
@@ -51,7 +50,7 @@ class _Progress:
             for other in self.bars.values():
                 other.close()
             total = self.totals.get(stage, 0) or None
-            self.bars[stage] = tqdm(total=total, desc=self.LABELS.get(stage, stage), unit="frame", leave=True)
+            self.bars[stage] = tqdm(total=total, desc=self.LABELS.get(stage, stage.ljust(7)), unit="frame", leave=True)
         return self.bars[stage]
 
     def __call__(self, event: dict) -> None:
@@ -129,26 +128,21 @@ def cmd_enhance(args: argparse.Namespace) -> int:
             f"-> {out_w}x{out_h} {using}",
             file=sys.stderr,
         )
-    out_frames = info.frame_count
     interp = request.interpolate.to_settings()
     if interp.enabled:
         from stages.interpolate import rational_fps
 
         source_fps = rational_fps(info.avg_fps)
         out_fps = interp.output_fps(source_fps)
-        out_frames = max(1, round(info.duration * out_fps))
         if not args.quiet:
             print(f"interpolation: {float(source_fps):.3f} fps -> {float(out_fps):.3f} fps ({interp.method})",
                   file=sys.stderr)
-    totals = {"frames": info.frame_count}
-    if args.scale != 1:
-        totals["upscale"] = info.frame_count
-    if interp.enabled:
-        totals["interpolate"] = out_frames
-    if args.temporal != "none":
-        totals["coherence"] = out_frames
-    totals["encode"] = out_frames
-    totals["report"] = out_frames
+    from orchestration.chain import plan_shapes
+    from orchestration.enhance_steps import ENHANCE_CHAIN
+
+    shapes = plan_shapes(ENHANCE_CHAIN, request.step_configs(), info)  # one bar per step that does work
+    totals = {name: shape.frames for name, shape in shapes.items()}
+    totals["encode"] = totals["report"] = list(shapes.values())[-1].frames
     progress = _Progress(totals, enabled=not args.quiet)
     try:
         outcome = run_enhance(workspace, request, on_event=progress, log_level="DEBUG" if args.verbose else "WARNING")

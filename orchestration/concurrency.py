@@ -6,7 +6,7 @@ step as assigned when it counts a free slot, then reads a free slot row and writ
 (``SELECT ... FOR UPDATE SKIP LOCKED`` then ``UPDATE ... WHERE id = ?``). SQLite has no row locks, so two
 processes that claim at the same moment can both be assigned and both write themselves into the one slot: both
 steps run, and the slot row names only the later one. Seen with two ``vup enhance`` runs of one clip (their
-``upscaled_chunks`` steps ran side by side); reproduced with two processes claiming at once (both got the single
+``upscale`` steps ran side by side); reproduced with two processes claiming at once (both got the single
 slot in 2 trials out of 10).
 
 :func:`serialize_sqlite_claims` makes each claim on a SQLite event log storage hold an exclusive file lock

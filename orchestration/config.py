@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dagster import Config
@@ -93,14 +94,20 @@ def enhance_run_config(
     temporal: TemporalConfig | None = None,
     interpolate: InterpolateConfig | None = None,
     metrics: MetricsConfig | None = None,
+    *,
+    chain: Sequence[str] | None = None,
+    steps: Mapping[str, Config] | None = None,
 ) -> dict[str, Any]:
-    """Run config for ``enhance_job`` from the config objects (defaults where None)."""
-    ops = {
-        "chunk_plan": {"config": (chunk or ChunkPlanConfig()).model_dump()},
-        "upscaled_chunks": {"config": (upscale or UpscaleConfig()).model_dump()},
-        "interpolated_chunks": {"config": (interpolate or InterpolateConfig()).model_dump()},
-        "coherent_chunks": {"config": (temporal or TemporalConfig()).model_dump()},
-        "encoded_video": {"config": (encode or EncodeConfig()).model_dump()},
-        "metrics_report": {"config": (metrics or MetricsConfig()).model_dump()},
-    }
+    """Run config for ``enhance_job`` from the config objects (defaults where None). ``chain``: the op names of the
+    job's chain (default: orchestration.enhance_steps.ENHANCE_CHAIN); ``steps``: configs of other chain steps by
+    name (a step with no entry gets its config's defaults)."""
+    from orchestration.chain import chain_step
+    from orchestration.enhance_steps import ENHANCE_CHAIN
+
+    given = {"upscale": upscale, "interpolate": interpolate, "cohere": temporal, **(steps or {})}
+    ops: dict[str, Any] = {"chunk_plan": {"config": (chunk or ChunkPlanConfig()).model_dump()}}
+    for name in chain or ENHANCE_CHAIN:
+        ops[name] = {"config": (given.get(name) or chain_step(name).config()).model_dump()}
+    ops["encoded_video"] = {"config": (encode or EncodeConfig()).model_dump()}
+    ops["metrics_report"] = {"config": (metrics or MetricsConfig()).model_dump()}
     return {"ops": ops}

@@ -11,7 +11,9 @@ from dagster import (
     in_process_executor,
 )
 
-from orchestration.assets import ENHANCE_ASSETS, GROUP
+from collections.abc import Sequence
+
+from orchestration.assets import ENHANCE_ASSETS, GROUP, enhance_assets
 from orchestration.benchmark_assets import (
     BENCHMARK_ASSETS,
     benchmark_job,
@@ -68,11 +70,13 @@ def build_definitions(
     workspace_root: str | None = None,
     model_store: ModelStoreResource | None = None,
     device: DeviceResource | None = None,
+    chain: Sequence[str] | None = None,
 ) -> Definitions:
-    """Definitions for a workspace (default: ``VUP_WORKSPACE`` or the per-user data directory)."""
+    """Definitions for a workspace (default: ``VUP_WORKSPACE`` or the per-user data directory). ``chain``: the
+    enhance graph's op names, in order (default: orchestration.enhance_steps.ENHANCE_CHAIN)."""
     workspace = Workspace(default_workspace() if workspace_root is None else Path(workspace_root))
     return Definitions(
-        assets=[*ENHANCE_ASSETS, *PRODUCTION_ASSETS, *REFRAME_ASSETS, *BENCHMARK_ASSETS],
+        assets=[*(ENHANCE_ASSETS if chain is None else enhance_assets(chain)), *PRODUCTION_ASSETS, *REFRAME_ASSETS, *BENCHMARK_ASSETS],
         jobs=[enhance_job, production_job, reframe_job, benchmark_job],
         schedules=[benchmark_schedule],
         sensors=[*INBOX_SENSORS, abandoned_runs_sensor],

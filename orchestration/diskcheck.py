@@ -18,8 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from orchestration.config import enhance_run_config
 from orchestration.workspace import Workspace, default_workspace
+from orchestration.chain import plan_shapes
+from orchestration.enhance_steps import ENHANCE_CHAIN
 from stages.diskspace import (
     JobShape,
+    StageSize,
     SpaceEstimate,
     audio_bits_per_second,
     check_disk_space,
@@ -27,46 +30,40 @@ from stages.diskspace import (
     same_disk,
     sample_bytes_per_pixel,
 )
-from stages.interpolate import rational_fps
 from stages.probe import VideoInfo
-from stages.upscale import NO_UPSCALE, output_size
 
 if TYPE_CHECKING:
     from orchestration.runner import EnhanceRequest
 
 log = logging.getLogger(__name__)
 
-# progress-event stage names -> chunk store folders; each stage's chunks depend on the run config of its own op
-# and of every op before it
-_EVENT_STAGES = {"frames": "frames", "upscale": "upscaled", "interpolate": "interpolated", "coherence": "coherent"}
-_CONFIG_CHAIN = {
-    "frames": ("chunk_plan",),
-    "upscaled": ("chunk_plan", "upscaled_chunks"),
-    "interpolated": ("chunk_plan", "upscaled_chunks", "interpolated_chunks"),
-    "coherent": ("chunk_plan", "upscaled_chunks", "interpolated_chunks", "coherent_chunks"),
-    "encode": ("chunk_plan", "upscaled_chunks", "interpolated_chunks", "coherent_chunks", "encoded_video"),
-}
 _RECENT_RUNS = 20
 
 
 def job_shape(request: EnhanceRequest, info: VideoInfo) -> JobShape:
-    """The sizes that decide the space ``request`` needs on the source ``info``."""
-    scale = request.upscale.scale
-    out_w, out_h = (info.width, info.height) if scale == NO_UPSCALE else output_size(info.width, info.height, scale)
-    interp = request.interpolate.to_settings()
-    source_fps = rational_fps(info.avg_fps)
-    out_fps = interp.output_fps(source_fps) if interp.enabled else source_fps
-    interpolated = interp.enabled and out_fps != source_fps
-    out_frames = math.ceil(info.duration * out_fps) + 1 if interpolated else info.frame_count
+    """The sizes that decide the space ``request`` needs on the source ``info``, each chain step's from the chain
+    (orchestration.chain.plan_shapes). Interpolated frame counts get one frame of margin."""
+    shapes = plan_shapes(ENHANCE_CHAIN, request.step_configs(), info)
+    stages = tuple(StageSize(name, shape.frames + (shape.frames != info.frame_count), shape.width, shape.height)
+                   for name, shape in shapes.items() if name != "frames")
     pix_fmt = request.encode.pix_fmt
     return JobShape(
         width=info.width, height=info.height, frames=info.frame_count, bit_depth=info.bit_depth,
-        duration=info.duration, out_width=out_w, out_height=out_h, out_frames=out_frames,
-        upscaled=scale != NO_UPSCALE, interpolated=interpolated, cohered=request.temporal.method != "none",
+        duration=info.duration, stages=stages,
         chunks=max(1, math.ceil(info.duration / request.chunk.chunk_seconds)), crf=request.encode.crf,
         high_bit_depth_output=(info.bit_depth > 8) if pix_fmt is None else ("10le" in pix_fmt or "12le" in pix_fmt),
         audio_bits_per_second=audio_bits_per_second(info.path) if info.audio_streams else 0.0,
     )
+
+
+def _config_chain(stage: str) -> tuple[str, ...]:
+    """The run-config entries that decide the chunks of ``stage``: its own op's and every op's before it."""
+    ops = ("chunk_plan", *ENHANCE_CHAIN, "encoded_video")
+    if stage == "frames":
+        return ops[:1]
+    if stage == "encode":
+        return ops
+    return ops[:ops.index(stage) + 1]
 
 
 def estimate_request_space(request: EnhanceRequest, info: VideoInfo, workspace: Workspace | None = None
@@ -151,12 +148,12 @@ def _done_shares(workspace: Workspace, request: EnhanceRequest, info: VideoInfo,
         for record in records:
             run = record.dagster_run
             ops = _ops(run.run_config)
-            matching = {stage for stage, chain in _CONFIG_CHAIN.items()
-                        if all(ops.get(op) == wanted.get(op) for op in chain)}
+            matching = {stage for stage in ("frames", *ENHANCE_CHAIN, "encode")
+                        if all(ops.get(op) == wanted.get(op) for op in _config_chain(stage))}
             if not matching:
                 continue
             for event, _logged in progress_events(instance, run.run_id):
-                stage = "encode" if event.get("stage") == "encode" else _EVENT_STAGES.get(str(event.get("stage")))
+                stage = str(event.get("stage"))
                 if stage not in matching:
                     continue
                 if stage == "encode" and event.get("reused"):

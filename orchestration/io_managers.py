@@ -4,7 +4,7 @@
 Dagster's ``FilesystemIOManager`` keeps one file per asset and partition, written in place. Two runs of the same
 partition at the same time (the page and the CLI given the same video) then read each other's values: a
 ``--scale 2`` and a ``--scale 4`` run of one clip submitted together both produced x4 videos, because the gpu
-pool ran the x4 run's ``upscaled_chunks`` between the x2 run's ``upscaled_chunks`` and its next step, which
+pool ran the x4 run's ``upscale`` between the x2 run's ``upscale`` and its next step, which
 loaded the x4 manifest. A reader could also catch a file half written.
 
 Here every output is written (atomically: temp file, rename) to ``runs/<run id>/<asset>/<partition>``, the run's

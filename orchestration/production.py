@@ -40,15 +40,7 @@ from dagster import (
     asset,
 )
 
-from orchestration.chunk_steps import (
-    cached_output,
-    deliver_file,
-    interpolate_records,
-    progress_reporter,
-    report_progress,
-    rife_factory,
-    upscale_records,
-)
+from orchestration.chunk_steps import cached_output, deliver_file, progress_reporter, report_progress
 from orchestration.events import first_line
 from orchestration.resources import (
     DeviceResource,
@@ -76,15 +68,10 @@ from stages.edit import (
 )
 from stages.errors import ModelError, StageError
 from stages.fsutil import atomic_write_text
-from stages.interpolate import (
-    choose_method,
-    chunk_output_frames,
-    make_interpolator,
-    plan_output_frames,
-)
-from stages.model_selection import select_model
 from stages.models.catalog import DEFAULT_UPSCALE_MODEL
-from stages.ncnn_backend import choose_backend
+from stages.ops.driver import run_op
+from stages.ops.interpolate import InterpolateOp, choose_interpolator, plan_retime, rife_factory
+from stages.ops.upscale import build_upscale_op
 from stages.production import ProductionPlan, plan_from_dict, transition_frames
 from stages.sequence import (
     SequenceTimeline,
@@ -92,7 +79,8 @@ from stages.sequence import (
     plan_timeline,
     write_sequence_chunk,
 )
-from stages.upscale import SUPPORTED_SCALES, UpscaleSettings, describe_plan, plan_scale
+from stages.upscale import SUPPORTED_SCALES, UpscaleSettings, describe_plan
+from stages.versions import stage_version
 
 plans_partitions = DynamicPartitionsDefinition(name="plans")
 
@@ -102,11 +90,6 @@ CHUNK_SECONDS = 10.0
 REPORT_NAME = "report.json"
 OK, SKIPPED, FAILED = "OK", "SKIPPED", "FAILED"
 
-# Bump when a step's code changes the bytes it produces: its chunks are then redone.
-SEQUENCE_VERSION = "1"
-EDIT_VERSION = "1"
-AUDIO_VERSION = "1"
-DELIVER_VERSION = "1"
 ALPHA_KIND = "prores4444"  # the one deliverable that carries an alpha channel
 
 
@@ -273,7 +256,7 @@ def assembled_scenes(context: AssetExecutionContext, workspace: WorkspaceResourc
         for index, start in enumerate(range(0, len(paths), step)):
             count = min(step, len(paths) - start)
             parts = {"files": [_file_stamp(p) for p in paths[start:start + count]], "depth": depth,
-                     "size": [sequence["width"], sequence["height"]], "version": SEQUENCE_VERSION}
+                     "size": [sequence["width"], sequence["height"]], "version": stage_version("sequence")}
             key = content_key("sequence", parts)
             alpha_key = content_key("sequence-alpha", parts)
             chunk_started = time.perf_counter()
@@ -382,7 +365,7 @@ def interpolated_scenes(context: AssetExecutionContext, workspace: WorkspaceReso
     store = workspace.workspace().chunk_store()
     out_fps = plan.framerate
     scenes, notes, warnings = [], [], []
-    interpolator = method = None
+    chosen = None
     for scene in assembled_scenes["scenes_out"]:
         fps = Fraction(scene["fps"])
         inputs = _records(scene["records"])
@@ -390,37 +373,35 @@ def interpolated_scenes(context: AssetExecutionContext, workspace: WorkspaceReso
             scenes.append(scene)
             notes.append(f"{scene['name']}: already {float(fps):g} fps")
             continue
-        if interpolator is None:
+        if chosen is None:
             choice = device.choose()
-            present, factory = rife_factory(model_store.store(), choice)
             requested = plan.interpolation_method
-            if requested == "rife" and not present:
+            if requested == "rife" and not rife_factory(model_store.store(), choice)[0]:
                 warnings.append("interpolate: no RIFE weights on this machine; using the optical-flow "
                                 "interpolator instead (`vup models download` gets RIFE)")
                 requested = "flow"
-            method, reason = choose_method(requested, present, choice.kind)
-            if method != "rife" and plan.interpolation_method == "auto":
-                warnings.append(f"interpolate: {reason}")
-            context.log.info(f"interpolate: {reason}")
-            interpolator = make_interpolator(method, flow_preset=plan.flow_preset, rife_factory=factory)
+            chosen = choose_interpolator(model_store.store(), choice, requested, flow_preset=plan.flow_preset)
+            if chosen.method != "rife" and plan.interpolation_method == "auto":
+                warnings.append(f"interpolate: {chosen.reason}")
+            context.log.info(f"interpolate: {chosen.reason}")
         count = scene["frames"]
         times = np.arange(count, dtype=np.float64) / float(fps)
-        frames_plan = plan_output_frames(times, count / float(fps), out_fps, keep=[r.start_frame for r in inputs])
-        per_chunk = chunk_output_frames(frames_plan, [r.start_frame for r in inputs])
-        records, _computed, synthesized = interpolate_records(
-            store, inputs, per_chunk, interpolator, 0, params={"method": method, "fps": str(out_fps)},
-            on_chunk=progress_reporter(context, "interpolate"))
+        retime = plan_retime(times, count / float(fps), out_fps, [r.start_frame for r in inputs])
+        params = {"method": chosen.method, "fps": str(out_fps)}
+        op = InterpolateOp(chosen.interpolator, retime.per_chunk, params=params)
+        records = run_op(store, op, inputs, on_chunk=progress_reporter(context, "interpolate")).records
         alpha_records = scene.get("alpha_records")
         if alpha_records:  # the matte is retimed by the same interpolator, frame for frame
-            retimed, _computed, _made = interpolate_records(
-                store, _records(alpha_records), per_chunk, interpolator, 0,
-                params={"method": method, "fps": str(out_fps), "alpha": True},
-                on_chunk=progress_reporter(context, "interpolate alpha"), stage="interpolated-alpha")
+            matte = InterpolateOp(chosen.interpolator, retime.per_chunk, params={**params, "alpha": True},
+                                  extra={"alpha": True})
+            retimed = run_op(store, matte, _records(alpha_records),
+                             on_chunk=progress_reporter(context, "interpolate alpha")).records
             alpha_records = [r.to_dict() for r in retimed]
         scenes.append({**scene, "fps": str(out_fps), "records": [r.to_dict() for r in records],
                        "frames": sum(r.frame_count for r in records), "alpha_records": alpha_records})
-        notes.append(f"{scene['name']}: {float(fps):g} -> {float(out_fps):g} fps with {method} "
-                     f"({synthesized} frames made)")
+        notes.append(f"{scene['name']}: {float(fps):g} -> {float(out_fps):g} fps with {chosen.method} "
+                     f"({op.synthesized} frames made)")
+    method = chosen.method if chosen is not None else None
     status = OK if method is not None else SKIPPED
     reason = "; ".join(notes) if method is not None else f"every scene is already at {float(out_fps):g} fps"
     context.add_output_metadata({"method": method or "none", "output_fps": float(out_fps)})
@@ -448,7 +429,7 @@ def upscaled_scenes(context: AssetExecutionContext, workspace: WorkspaceResource
     used_model = False
     models = model_store.store()
     choice = device.choose()
-    selections: dict[int, Any] = {}  # scale -> model selection, loaded once for every scene at that scale
+    chosen: dict[int, Any] = {}  # scale -> the upscale op (or the ModelError), made once for every scene at that scale
     for scene in interpolated_scenes["scenes_out"]:
         needed = _needed_scale(scene["width"], scene["height"], plan.canvas)
         if needed <= 1.0 or not plan.upscale_enabled:
@@ -457,19 +438,19 @@ def upscaled_scenes(context: AssetExecutionContext, workspace: WorkspaceResource
             notes.append(f"{scene['name']}: {why}; resized to fit")
             continue
         scale = next((s for s in SUPPORTED_SCALES if s >= needed), SUPPORTED_SCALES[-1])
-        if scale not in selections:
+        if scale not in chosen:
+            settings = UpscaleSettings(model=plan.upscale_model or DEFAULT_UPSCALE_MODEL, scale=scale,
+                                       tile=plan.upscale_tile)
             try:
-                selections[scale] = select_model(models, plan.upscale_model or DEFAULT_UPSCALE_MODEL, scale,
-                                                 plan.upscale_model_path)
-                selections[scale].load()
+                chosen[scale] = build_upscale_op(models, settings, choice, model_path=plan.upscale_model_path)
             except ModelError as exc:
-                selections[scale] = exc
+                chosen[scale] = exc
             else:
-                if selections[scale].note:
-                    context.log.info(selections[scale].note)
-        selection = selections[scale]
-        if isinstance(selection, ModelError):
-            warnings.append(f"upscale: {scene['name']}: no AI upscaling weights ({first_line(selection)}); "
+                if chosen[scale].selection.note:
+                    context.log.info(chosen[scale].selection.note)
+        upscale = chosen[scale]
+        if isinstance(upscale, ModelError):
+            warnings.append(f"upscale: {scene['name']}: no AI upscaling weights ({first_line(upscale)}); "
                             "falling back to Lanczos")
             scenes.append(scene)
             notes.append(f"{scene['name']}: Lanczos (no weights)")
@@ -478,17 +459,14 @@ def upscaled_scenes(context: AssetExecutionContext, workspace: WorkspaceResource
             message = "upscale: no GPU; the model runs on the CPU (slow)"
             if message not in warnings:
                 warnings.append(message)
-        settings = UpscaleSettings(model=selection.model_id, scale=scale, tile=plan.upscale_tile)
-        backend, backend_reason = choose_backend("auto", choice, selection.load().descriptor)
-        context.log.info(f"upscale: {scene['name']}: x{scale} with {selection.model_id}; {backend_reason}")
-        steps = plan_scale(scale, selection.model_scale)
-        tally = upscale_records(store, _records(scene["records"]), selection=selection, steps=steps, choice=choice,
-                                backend=backend, settings=settings, ncnn_cache=models.cache_dir / "ncnn-exports",
-                                on_chunk=progress_reporter(context, "upscale"))
-        first = tally.records[0]
-        scenes.append({**scene, "records": [r.to_dict() for r in tally.records], "width": first.width,
+        model_id = upscale.selection.model_id
+        context.log.info(f"upscale: {scene['name']}: x{scale} with {model_id}; {upscale.backend_reason}")
+        records = run_op(store, upscale.op, _records(scene["records"]),
+                         on_chunk=progress_reporter(context, "upscale")).records
+        first = records[0]
+        scenes.append({**scene, "records": [r.to_dict() for r in records], "width": first.width,
                        "height": first.height})
-        notes.append(f"{scene['name']}: x{scale} with {selection.model_id} ({describe_plan(steps)}) on "
+        notes.append(f"{scene['name']}: x{scale} with {model_id} ({describe_plan(upscale.op.steps)}) on "
                      f"{choice.device}, {scene['width']}x{scene['height']} -> {first.width}x{first.height}")
         used_model = True
     status = OK if used_model or warnings else SKIPPED
@@ -527,7 +505,7 @@ def edited_master(context: AssetExecutionContext, workspace: WorkspaceResource,
         digest = hashlib.sha256(json.dumps([asdict(f) for f in piece]).encode()).hexdigest()
         used = sorted({f.a_scene for f in piece} | {f.b_scene for f in piece if f.b_scene is not None})
         key = content_key("master", {"frames": digest, "scenes": {str(k): upstream_keys[k] for k in used},
-                                     "canvas": list(plan.canvas), "depth": depth, "version": EDIT_VERSION})
+                                     "canvas": list(plan.canvas), "depth": depth, "version": stage_version("edit")})
         chunk_started = time.perf_counter()
 
         def produce(tmp: Path, piece=piece) -> ChunkContent:
@@ -547,7 +525,7 @@ def edited_master(context: AssetExecutionContext, workspace: WorkspaceResource,
             matte_key = content_key("master-alpha", {
                 "frames": digest, "scenes": {str(k): matte_keys[k] for k in used},
                 "sizes": {str(k): [mattes[k].width, mattes[k].height] for k in used},
-                "canvas": list(plan.canvas), "depth": depth, "version": EDIT_VERSION})
+                "canvas": list(plan.canvas), "depth": depth, "version": stage_version("edit")})
             matte, matte_reused = store.get_or_put("master-alpha", matte_key, produce_matte, index=index,
                                                    start_frame=piece[0].index, params={"alpha": True})
             alpha_records.append(matte)
@@ -586,7 +564,7 @@ def mixed_audio(context: AssetExecutionContext, workspace: WorkspaceResource,
     tracks = [{**asdict(t), "stamp": _file_stamp(t.path) if Path(t.path).is_file() else None}
               for t in plan.audio.tracks]
     key = content_key("audio", {"tracks": tracks, "gains": dict(plan.audio.gains), "loudness": plan.audio.loudness,
-                                "fade": plan.audio.fade_out, "duration": duration, "version": AUDIO_VERSION})
+                                "fade": plan.audio.fade_out, "duration": duration, "version": stage_version("audio")})
     result, reused = cached_output(
         ws.outputs / ".cache" / key, "mix.wav",
         lambda path: asdict(mix_audio(list(plan.audio.tracks), path, duration, target_lufs=plan.audio.loudness,
@@ -636,7 +614,7 @@ def deliverables(context: AssetExecutionContext, workspace: WorkspaceResource,
             result, reused = _cached_output(
                 ws, {"master": master_keys, "audio": mixed_audio["audio"]["sha256"], "spec": asdict(spec),
                      "fps": str(plan.framerate), "alpha": [r.key for r in matte] if alpha else None,
-                     "version": DELIVER_VERSION}, target.suffix,
+                     "version": stage_version("deliver")}, target.suffix,
                 lambda path, spec=spec, alpha=alpha: asdict(encode_deliverable(
                     chunk_paths, plan.framerate, path, spec, audio=audio, alpha_chunks=alpha)))
             deliver_file(Path(result["cached_path"]), target)
@@ -667,7 +645,7 @@ def deliverables(context: AssetExecutionContext, workspace: WorkspaceResource,
         target = out_dir / filename
         try:
             result, _reused = _cached_output(ws, {"master": master_keys, "name": name, "spec": asdict(
-                plan.thumbnail if name == "thumbnail" else plan.contact_sheet), "version": DELIVER_VERSION},
+                plan.thumbnail if name == "thumbnail" else plan.contact_sheet), "version": stage_version("deliver")},
                 ".jpg", lambda path, make=make: asdict(make(path)))
             deliver_file(Path(result["cached_path"]), target)
         except Exception as exc:  # noqa: BLE001 - recorded; the step fails after the others

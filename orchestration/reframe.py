@@ -14,7 +14,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from dagster import (
     AssetExecutionContext,
     DynamicPartitionsDefinition,
@@ -22,15 +21,7 @@ from dagster import (
     asset,
 )
 
-from orchestration.chunk_steps import (
-    cached_timestamps,
-    extract_records,
-    interpolate_records,
-    make_upscaler,
-    progress_reporter,
-    report_progress,
-    rife_factory,
-)
+from orchestration.chunk_steps import cached_timestamps, decode_chunks, progress_reporter, report_progress
 from orchestration.events import first_line
 from orchestration.resources import (
     DeviceResource,
@@ -39,50 +30,37 @@ from orchestration.resources import (
 )
 from orchestration.retries import retry_transient_only
 from orchestration.workspace import Workspace, lookup_job
-from stages.chunk_store import ChunkContent, ChunkRecord, content_key
 from stages.chunking import ChunkSpec, plan_chunks
 from stages.encode import EncodeInput, EncodeSettings, encode_video
 from stages.errors import ModelError
-from stages.interpolate import (
-    choose_method,
-    chunk_output_frames,
-    make_interpolator,
-    plan_output_frames,
-    rational_fps,
-    timeline_seconds,
-)
-from stages.model_selection import select_model
+from stages.interpolate import rational_fps, timeline_seconds
 from stages.models.catalog import DEFAULT_UPSCALE_MODEL
-from stages.ncnn_backend import choose_backend
+from stages.ops.driver import run_op
+from stages.ops.interpolate import InterpolateOp, choose_interpolator, plan_retime
+from stages.ops.records import RecordSet, Retiming
+from stages.ops.reframe import ReframeOp
+from stages.ops.upscale import build_upscale_op
 from stages.probe import VideoInfo, probe_video
 from stages.reframe import (
-    CropBox,
     CropKeyframe,
     describe_target,
     model_scale_for,
     parse_keyframes,
     plan_crops,
-    reframe_chunk,
     target_size,
 )
-from stages.upscale import SUPPORTED_SCALES, UpscaleSettings, describe_plan, plan_scale
+from stages.upscale import SUPPORTED_SCALES, UpscaleSettings
 
 reframes_partitions = DynamicPartitionsDefinition(name="reframes")
 
 GROUP = "reframe"
 REFRAME_JOB = "reframe_job"
 CHUNK_SECONDS = 10.0
-FRAMES_VERSION = "1"  # the enhance graph's: both read the same source chunks
-REFRAME_VERSION = "1"
 
 
 def default_output(workspace: Workspace, key: str, video_name: str) -> Path:
     """Where a request without an output path gets its video: ``outputs/reframes/<partition>/<stem>_reframed.mp4``."""
     return workspace.outputs / "reframes" / key / f"{Path(video_name).stem}_reframed.mp4"
-
-
-def _records(items: list[dict[str, Any]]) -> list[ChunkRecord]:
-    return [ChunkRecord.from_dict(r) for r in items]
 
 
 @asset(partitions_def=reframes_partitions, group_name=GROUP, kinds={"python"})
@@ -109,7 +87,7 @@ def reframe_request(context: AssetExecutionContext, workspace: WorkspaceResource
 @asset(partitions_def=reframes_partitions, group_name=GROUP, kinds={"python"})
 @retry_transient_only
 def reframe_frames(context: AssetExecutionContext, workspace: WorkspaceResource,
-                   reframe_request: dict[str, Any]) -> dict[str, Any]:
+                   reframe_request: dict[str, Any]) -> RecordSet:
     """The source decoded once into lossless chunks of about 10 s (shared with the enhance graph's
     frame_chunks through the chunk store)."""
     ws = workspace.workspace()
@@ -117,47 +95,38 @@ def reframe_frames(context: AssetExecutionContext, workspace: WorkspaceResource,
     source = reframe_request["request"]["video"]
     stamps = cached_timestamps(ws.cache / source["sha256"], source["path"], info)
     specs: list[ChunkSpec] = plan_chunks(stamps, info.time_base, CHUNK_SECONDS, [])
-    records, computed = extract_records(ws.chunk_store(), source, info, specs, version=FRAMES_VERSION,
-                                        on_chunk=progress_reporter(context, "frames"))
-    context.add_output_metadata({"chunks": len(records), "chunks_computed": computed,
-                                 "frames": sum(r.frame_count for r in records)})
-    return {"records": [r.to_dict() for r in records]}
+    return decode_chunks(context, ws, source, info, specs)
 
 
 @asset(partitions_def=reframes_partitions, group_name=GROUP, kinds={"python"}, pool="gpu")
 @retry_transient_only
 def retimed_frames(context: AssetExecutionContext, workspace: WorkspaceResource, model_store: ModelStoreResource,
                    device: DeviceResource, reframe_request: dict[str, Any],
-                   reframe_frames: dict[str, Any]) -> dict[str, Any]:
+                   reframe_frames: RecordSet) -> dict[str, Any]:
     """The source at the requested frame rate, at its own resolution: frames made between pairs (RIFE when its
     weights are present, else optical flow) or dropped to a lower rate; passed through when the rates match."""
     ws = workspace.workspace()
     info = VideoInfo.from_dict(reframe_request["info"])
     source = reframe_request["request"]["video"]
     out_fps = Fraction(reframe_request["fps"])
-    inputs = _records(reframe_frames["records"])
+    inputs = reframe_frames.records
     source_fps = rational_fps(info.avg_fps)
     stamps = cached_timestamps(ws.cache / source["sha256"], source["path"], info)
     times, end = timeline_seconds(stamps, info.time_base, info.end_pts, nominal_fps=source_fps)
-    chunk_starts = [r.start_frame for r in inputs]
-    plan = plan_output_frames(times, end, out_fps, keep=chunk_starts)
+    plan = plan_retime(times, end, out_fps, [r.start_frame for r in inputs])
     if not info.is_vfr and source_fps == out_fps:
         context.add_output_metadata({"method": "none (pass-through)", "fps": float(out_fps)})
-        return {"records": reframe_frames["records"], "times": [float(t) for t in times], "method": "none",
-                "warnings": []}
-    choice = device.choose()
-    present, factory = rife_factory(model_store.store(), choice)
-    method, reason = choose_method("auto", present, choice.kind)
-    context.log.info(f"reframe: {float(source_fps):g} fps -> {float(out_fps):g} fps; {reason}")
-    interpolator = make_interpolator(method, rife_factory=factory)
-    records, computed, synthesized = interpolate_records(
-        ws.chunk_store(), inputs, chunk_output_frames(plan, chunk_starts), interpolator, 0,
-        params={"method": method, "fps": str(out_fps)}, on_chunk=progress_reporter(context, "interpolate"))
-    context.add_output_metadata({"method": method, "reason": reason, "frames_out": len(plan),
-                                 "frames_synthesized": synthesized, "chunks_computed": computed})
-    warnings = [f"reframe: {reason}"] if method != "rife" else []
-    return {"records": [r.to_dict() for r in records], "times": [f.time - float(times[0]) for f in plan],
-            "method": method, "warnings": warnings}
+        return {"chunks": reframe_frames, "times": [float(t) for t in times], "method": "none", "warnings": []}
+    chosen = choose_interpolator(model_store.store(), device.choose())
+    context.log.info(f"reframe: {float(source_fps):g} fps -> {float(out_fps):g} fps; {chosen.reason}")
+    op = InterpolateOp(chosen.interpolator, plan.per_chunk, 0, params={"method": chosen.method, "fps": str(out_fps)})
+    run = run_op(ws.chunk_store(), op, inputs, on_chunk=progress_reporter(context, "interpolate"))
+    context.add_output_metadata({"method": chosen.method, "reason": chosen.reason, "frames_out": len(plan.frames),
+                                 "frames_synthesized": op.synthesized, "chunks_computed": run.computed})
+    warnings = [f"reframe: {chosen.reason}"] if chosen.method != "rife" else []
+    retiming = Retiming(out_fps, source_fps, 0, len(plan.frames))
+    return {"chunks": reframe_frames.then("interpolate", run.records, retiming=retiming, method=chosen.method),
+            "times": [f.time - float(times[0]) for f in plan.frames], "method": chosen.method, "warnings": warnings}
 
 
 @asset(partitions_def=reframes_partitions, group_name=GROUP, kinds={"pytorch"}, pool="gpu")
@@ -169,70 +138,35 @@ def reframed_chunks(context: AssetExecutionContext, workspace: WorkspaceResource
     resolution with sub-pixel accuracy, upscaled by the AI model (the smallest of x2/x4/x8 that reaches the
     target) and resized to the target. Without the model's weights: Lanczos, with a warning."""
     ws = workspace.workspace()
-    store = ws.chunk_store()
     keyframes = [CropKeyframe(**k) for k in reframe_request["keyframes"]]
     target = tuple(reframe_request["target"])
     easing = reframe_request["request"]["easing"]
-    inputs = _records(retimed_frames["records"])
-    times = retimed_frames["times"]
-    boxes = plan_crops(keyframes, times, easing)
+    inputs = retimed_frames["chunks"].records
+    boxes = plan_crops(keyframes, retimed_frames["times"], easing)
     warnings = list(retimed_frames.get("warnings") or [])
     scale = model_scale_for(boxes, target, SUPPORTED_SCALES)
     model_id = reframe_request["request"].get("model") or DEFAULT_UPSCALE_MODEL
-    upscale = None
-    model_key: dict[str, Any] = {"model": "none"}
+    op = ReframeOp(boxes, target)
     if scale > 1:
+        choice = device.choose()
         try:
-            selection = select_model(model_store.store(), model_id, scale)
-            selection.load()
+            chosen = build_upscale_op(model_store.store(), UpscaleSettings(model=model_id, scale=scale), choice)
         except ModelError as exc:
             warnings.append(f"reframe: no AI upscaling weights ({first_line(exc)}); the crops are "
                             "resized with Lanczos instead")
         else:
-            choice = device.choose()
             if choice.kind == "cpu":
                 warnings.append("reframe: no GPU; the model runs on the CPU (slow)")
-            settings = UpscaleSettings(model=selection.model_id, scale=scale)
-            backend, backend_reason = choose_backend("auto", choice, selection.load().descriptor)
-            context.log.info(f"reframe: x{scale} with {selection.model_id}; {backend_reason}")
-            steps = plan_scale(scale, selection.model_scale)
-            model_key = {"model": selection.model_id, "weights": selection.weights_sha256,
-                         "plan": describe_plan(steps), "precision": choice.precision, "device": choice.kind,
-                         "backend": backend}
-            engine: list[Any] = []
-
-            def upscale(frames: list[np.ndarray]) -> list[np.ndarray]:
-                if not engine:  # loaded only when a chunk has to be computed
-                    engine.append(make_upscaler(selection, backend, choice, settings,
-                                                model_store.store().cache_dir / "ncnn-exports"))
-                return engine[0].upscale(frames, steps)
+            context.log.info(f"reframe: x{scale} with {chosen.selection.model_id}; {chosen.backend_reason}")
+            op = ReframeOp(boxes, target, chosen.op.upscale, chosen.op.model_key())
     for warning in warnings:
         context.log.warning(warning)
-    records, computed, offset = [], 0, 0
-    for upstream in inputs:
-        chunk_boxes: list[CropBox] = boxes[offset:offset + upstream.frame_count]
-        offset += upstream.frame_count
-        key = content_key("reframed", {"upstream": upstream.key, "boxes": [asdict(b) for b in chunk_boxes],
-                                       "target": list(target), **model_key, "version": REFRAME_VERSION})
-        started = time.perf_counter()
-
-        def produce(tmp: Path, upstream: ChunkRecord = upstream, chunk_boxes=chunk_boxes) -> ChunkContent:
-            result = reframe_chunk(upstream.path, tmp, chunk_boxes, target, upscale=upscale,
-                                   bit_depth=upstream.bit_depth)
-            return ChunkContent(result.frame_count, upstream.pts, result.width, result.height, result.bit_depth)
-
-        record, reused = store.get_or_put("reframed", key, produce, index=upstream.index,
-                                          start_frame=upstream.start_frame)
-        if not reused:
-            computed += 1
-        records.append(record)
-        report_progress(context, "reframe", upstream.index, len(inputs), record.frame_count, reused,
-                        time.perf_counter() - started)
-    context.add_output_metadata({"target": f"{target[0]}x{target[1]}", "model": model_key["model"],
-                                 "scale": scale, "chunks_computed": computed,
-                                 "chunks_reused": len(records) - computed})
-    return {"records": [r.to_dict() for r in records], "model": model_key["model"], "scale": scale,
-            "warnings": warnings}
+    run = run_op(ws.chunk_store(), op, inputs, on_chunk=progress_reporter(context, "reframe"))
+    model = op.model_key["model"]
+    context.add_output_metadata({"target": f"{target[0]}x{target[1]}", "model": model, "scale": scale,
+                                 "chunks_computed": run.computed, "chunks_reused": run.reused})
+    return {"chunks": retimed_frames["chunks"].then("reframe", run.records, model=model, scale=scale),
+            "model": model, "scale": scale, "warnings": warnings}
 
 
 @asset(partitions_def=reframes_partitions, group_name=GROUP, kinds={"python"})
@@ -243,7 +177,7 @@ def reframed_video(context: AssetExecutionContext, workspace: WorkspaceResource,
     ws = workspace.workspace()
     info = VideoInfo.from_dict(reframe_request["info"])
     fps = Fraction(reframe_request["fps"])
-    records = _records(reframed_chunks["records"])
+    records = reframed_chunks["chunks"].records
     frames = sum(r.frame_count for r in records)
     start = round(Fraction(info.start_pts) * info.time_base * fps)
     timing = replace(info, time_base_num=fps.denominator, time_base_den=fps.numerator, start_pts=start,

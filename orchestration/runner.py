@@ -12,7 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from dagster import DagsterInstance
+from dagster import Config, DagsterInstance
 from dagster._core.utils import make_new_run_id
 
 from orchestration.config import (
@@ -65,6 +65,10 @@ class EnhanceRequest:
     device: str = "auto"
     precision: str = "auto"
     max_runtime_hours: float | None = None  # None: VUP_MAX_RUNTIME_HOURS, else 24; 0: no limit
+
+    def step_configs(self) -> dict[str, Config]:
+        """The configs of the enhance chain's steps, by op name."""
+        return {"upscale": self.upscale, "interpolate": self.interpolate, "cohere": self.temporal}
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ from urllib.parse import urlparse
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
+import orchestration.enhance_steps  # noqa: F401 - binds the chain's steps, which run_stages reads
+from orchestration.chain import run_stages
 from orchestration.events import error_line, first_line, progress_events
 from orchestration.inbox import (
     ENHANCE_JOB,
@@ -453,11 +455,10 @@ class RunRow:
     url: str
 
 
-STAGE_ORDER = ("frames", "upscale", "interpolate", "coherence", "encode", "report")
 # Seconds of one chunk of each stage per second of one upscale chunk, for stages not yet measured (CPU, 2 cores,
 # animevideov3 x4, 320x180 input; `python -m benchmarks.eta`). Per output frame: stages after interpolation scale
 # with the interpolation factor.
-STAGE_PRIORS = {"frames": 0.02, "upscale": 1.0, "interpolate": 0.6, "coherence": 0.4, "encode": 0.28, "report": 0.36}
+STAGE_PRIORS = {"frames": 0.02, "upscale": 1.0, "interpolate": 0.6, "cohere": 0.4, "encode": 0.28, "report": 0.36}
 
 
 @dataclass
@@ -576,20 +577,10 @@ def estimate_progress(observations: Sequence[dict[str, Any]], stages: Sequence[s
 
 
 def _stages_of(run_config: dict[str, Any]) -> tuple[list[str], float, str]:
-    """Expected progress stages of a run from its config, the output/input frame ratio, and the output path."""
+    """Expected progress stages of a run from its config (derived from its chain), the output/input frame ratio,
+    and the output path."""
     ops = (run_config or {}).get("ops", {})
-    interp = ops.get("interpolated_chunks", {}).get("config", {})
-    temporal = ops.get("coherent_chunks", {}).get("config", {})
-    stages = ["frames"]
-    if ops.get("upscaled_chunks", {}).get("config", {}).get("scale", 4) != 1:
-        stages.append("upscale")
-    ratio = 1.0
-    if interp.get("method", "none") != "none":
-        stages.append("interpolate")
-        ratio = float(interp.get("factor") or 2)
-    if temporal.get("method", "none") != "none":
-        stages.append("coherence")
-    stages += ["encode", "report"]
+    stages, ratio = run_stages(ops)
     output = ops.get("encoded_video", {}).get("config", {}).get("output_path")
     return stages, ratio, output
 

@@ -40,7 +40,7 @@ class ChunkRecord:
 
     stage: str
     key: str
-    path: str
+    path: str  # absolute where the store is now; the manifest on disk holds it relative to the store root
     index: int
     start_frame: int
     frame_count: int
@@ -192,7 +192,9 @@ class ChunkStore:
             seconds=seconds if seconds is not None else time.perf_counter() - started,
             params=dict(params or {}),
         )
-        atomic_write_text(manifest, json.dumps(record.to_dict(), sort_keys=True))
+        # the manifest names the chunk relative to the store root, so a store mounted elsewhere reads the same
+        stored = {**record.to_dict(), "path": media.relative_to(self.root).as_posix()}
+        atomic_write_text(manifest, json.dumps(stored, sort_keys=True))
         return record
 
     def get_or_put(

@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STAGES = ("frames", "upscaled", "interpolated", "coherent")
 WORKSPACE_HINT = "choose a workspace on a larger disk (--workspace / VUP_WORKSPACE)"
 DISK_FULL_ADVICE = "free space and rerun: finished chunks are kept and reused"
 CHECK_ENV = "VUP_DISK_CHECK"  # "0" turns the check before a job off
@@ -55,7 +54,7 @@ CHECK_ENV = "VUP_DISK_CHECK"  # "0" turns the check before a job off
 # stores a 10-bit source's converted frames at 6.4.
 _CEILING_BYTES_PER_PIXEL = {8: 3.5, 16: 7.0}
 FRAMES_MARGIN = 1.15  # decoded frames: three sampled keyframes against all frames
-OUTPUT_MARGIN = 1.65  # upscaled, interpolated, coherent frames against the source's
+OUTPUT_MARGIN = 1.65  # frames made by the chain's ops (upscaled, interpolated, coherent) against the source's
 _SAMPLE_POSITIONS = (0.1, 0.5, 0.9)
 # Encoded video: bits per pixel at CRF 18 (x264/x265), doubling for every 6 CRF steps below (an upper bound: the
 # test clip measured 0.22; small frames cost more per pixel than large ones).
@@ -69,12 +68,22 @@ _PER_FRAME_OVERHEAD_BYTES = 256  # the report's per-frame Parquet table
 
 
 @dataclass(frozen=True)
+class StageSize:
+    """The chunks one op of the chain writes: its name (the store folder), frames and frame size."""
+
+    name: str
+    frames: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
 class JobShape:
     """What decides the space a job needs.
 
-    ``frames``/``width``/``height``: the source; ``out_width``/``out_height``: after upscaling (the source size
-    when ``upscaled`` is False, scale 1); ``out_frames``: after interpolation (``frames`` when it is off);
-    ``cohered``: a temporal-coherence pass writes its own chunks; ``chunks``: chunks per stage.
+    ``frames``/``width``/``height``: the source (its decoded chunks); ``stages``: each op of the chain that writes
+    chunks, in order, with its output (derived from the chain, orchestration.chain.plan_shapes); ``chunks``:
+    chunks per stage.
     """
 
     width: int
@@ -82,16 +91,16 @@ class JobShape:
     frames: int
     bit_depth: int
     duration: float
-    out_width: int
-    out_height: int
-    out_frames: int
-    upscaled: bool
-    interpolated: bool
-    cohered: bool
+    stages: tuple[StageSize, ...]
     chunks: int
     crf: int = 18
     high_bit_depth_output: bool = False
     audio_bits_per_second: float = 0.0
+
+    @property
+    def output(self) -> StageSize:
+        """What the encode gets: the last stage's frames, or the decoded source's."""
+        return self.stages[-1] if self.stages else StageSize("frames", self.frames, self.width, self.height)
 
 
 @dataclass(frozen=True)
@@ -185,39 +194,33 @@ def estimate_job_space(shape: JobShape, bytes_per_pixel: float, *, done: Mapping
     """The bytes ``shape`` will write, with each chunk stage priced from ``bytes_per_pixel`` (of the source's
     frames, see :func:`sample_bytes_per_pixel`) and its margin.
 
-    ``done``: share (0..1) of each stage (``frames``, ``upscaled``, ``interpolated``, ``coherent``, ``encode``)
+    ``done``: share (0..1) of each stage (``frames``, each of ``shape.stages`` by name, ``encode``)
     already stored by an earlier attempt at the same job; that part needs no new space.
     ``output_elsewhere``: the output lies on another disk than the workspace (a copy, not a hard link).
     """
     done = done or {}
     ceiling = _CEILING_BYTES_PER_PIXEL[8 if shape.bit_depth <= 8 else 16]
-    density = {"frames": min(ceiling, bytes_per_pixel * FRAMES_MARGIN)}
-    density["upscaled"] = density["interpolated"] = density["coherent"] = min(ceiling, bytes_per_pixel * OUTPUT_MARGIN)
-    source_pixels = shape.width * shape.height
-    output_pixels = shape.out_width * shape.out_height
-    full = {
-        "frames": source_pixels * shape.frames,
-        "upscaled": output_pixels * shape.frames if shape.upscaled else 0,
-        "interpolated": output_pixels * shape.out_frames if shape.interpolated else 0,
-        "coherent": output_pixels * shape.out_frames if shape.cohered else 0,
-    }
+    full = {"frames": shape.width * shape.height * shape.frames * min(ceiling, bytes_per_pixel * FRAMES_MARGIN)}
+    for stage in shape.stages:
+        full[stage.name] = stage.width * stage.height * stage.frames * min(ceiling, bytes_per_pixel * OUTPUT_MARGIN)
     chunks: dict[str, int] = {}
     credited = 0
-    for stage, pixels in full.items():
-        need = math.ceil(pixels * density[stage])
+    for stage, size in full.items():
+        need = math.ceil(size)
         share = min(1.0, max(0.0, float(done.get(stage, 0.0))))
         chunks[stage] = math.ceil(need * (1 - share))
         credited += need - chunks[stage]
-    video = output_pixels * shape.out_frames * encoded_bits_per_pixel(shape.crf, shape.high_bit_depth_output) / 8
+    out = shape.output
+    video = out.width * out.height * out.frames * encoded_bits_per_pixel(shape.crf, shape.high_bit_depth_output) / 8
     audio = shape.audio_bits_per_second * shape.duration / 8
     encode_done = min(1.0, max(0.0, float(done.get("encode", 0.0))))
     # the temporary video stream and the muxed file exist side by side until the mux ends
     encode = math.ceil((2 * video + audio) * (1 - encode_done))
     credited += math.ceil((2 * video + audio) * encode_done)
     output = math.ceil(video + audio) if output_elsewhere else 0
-    working_stages = 1 + sum(1 for stage in STAGES[1:] if full[stage])
+    working_stages = 1 + len(shape.stages)
     other = (_FIXED_OVERHEAD_BYTES + _PER_CHUNK_OVERHEAD_BYTES * shape.chunks * (working_stages + 2)
-             + _PER_FRAME_OVERHEAD_BYTES * shape.out_frames)
+             + _PER_FRAME_OVERHEAD_BYTES * out.frames)
     return SpaceEstimate(chunks=chunks, encode=encode, output=output, other=other, bytes_per_pixel=bytes_per_pixel,
                          credited=credited)
 

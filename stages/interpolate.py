@@ -45,6 +45,7 @@ from stages.flow import (
 )
 from stages.fsutil import atomic_output
 from stages.pipelining import prefetch
+from stages.versions import stage_version
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ __all__ = [
     "timeline_seconds",
 ]
 
-CODE_VERSION = "1"
+CODE_VERSION = stage_version("interpolate")  # part of the interpolators' keys
 METHODS = ("none", "auto", "rife", "flow", "blend", "minterpolate")
 SUPPORTED_FACTORS = (2, 4, 8)
 MAX_OUTPUT_FPS = Fraction(120)

@@ -34,7 +34,7 @@ State is the previous output frame and the previous source frame (or, for a fram
 see :data:`PROXY_LONG_SIDE`), both exactly as stored in chunk files, so a chunk started with
 :meth:`TemporalFilter.from_state` from the previous chunk's last frames gives the same bytes as one pass over
 the whole video. Caching stays valid as long as a coherent chunk's key includes the previous coherent chunk's
-key (and :data:`TEMPORAL_VERSION`). A scene cut resets the state; the caller says where cuts are.
+key (and the ``cohere`` entry of stages.versions). A scene cut resets the state; the caller says where cuts are.
 
 Frames are ``HxWx3`` RGB arrays, uint8 or uint16 (``lr`` may have another depth than ``hr``); all arithmetic is
 float32 in [0, 1], rounded once to the output dtype.
@@ -45,8 +45,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -56,7 +54,6 @@ import cv2
 import numpy as np
 
 from stages.chunkio import (
-    ChunkWriter,
     frame_dtype,
     last_frame,
     read_frames,
@@ -65,6 +62,7 @@ from stages.chunkio import (
 from stages.errors import ChunkError, SettingsError
 from stages.flow import DIS_PRESETS, consistency_mask, dis_flow, resize_flow, warp
 from stages.metrics import luma
+from stages.ops.writer import ChunkSink
 from stages.pipelining import prefetch
 
 log = logging.getLogger(__name__)
@@ -76,7 +74,6 @@ __all__ = [
     "METHODS",
     "PROXY_LONG_SIDE",
     "SEEDVR2_UNAVAILABLE",
-    "TEMPORAL_VERSION",
     "CoherentChunk",
     "TemporalFilter",
     "TemporalSettings",
@@ -85,9 +82,6 @@ __all__ = [
     "cohere_chunk",
     "last_frame",
 ]
-
-TEMPORAL_VERSION = "temporal/1"
-"""Bumped whenever the bytes this module produces for the same inputs and settings change (chunk keys)."""
 
 METHODS = ("none", "ema", "flow", "auto", "seedvr2")
 RUNNABLE_METHODS = ("none", "ema", "flow")
@@ -476,55 +470,6 @@ def _lockstep(hr_path: str | Path, lr_path: str | Path | None) -> Iterator[tuple
         yield hr, lr
 
 
-class _WriterThread:
-    """Writes frames to a ChunkWriter in a background thread fed by a bounded queue, so the filter does not wait
-    on encoding; a writer error is raised in the caller at the next ``put`` or at ``finish``."""
-
-    def __init__(self, path: Path, bit_depth: int, depth: int = 2) -> None:
-        self._path, self._bit_depth = path, bit_depth
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._writer: ChunkWriter | None = None
-        self._thread = threading.Thread(target=self._run, name="temporal-write", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            while (frame := self._queue.get()) is not None:
-                if self._writer is None:
-                    self._writer = ChunkWriter(self._path, frame.shape[1], frame.shape[0], self._bit_depth)
-                self._writer.write(frame)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            self._error = exc
-            while self._queue.get() is not None:  # drain so the producer never blocks on a dead writer
-                pass
-
-    def put(self, frame: np.ndarray) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put(frame)
-
-    def finish(self) -> ChunkWriter:
-        """Wait until every frame is written, close the file and return the writer (raises a writer error)."""
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        if self._writer is None:
-            raise ChunkError(f"temporal: nothing was written to {self._path}; the chunk has no frames")
-        self._writer.close()
-        return self._writer
-
-    def abort(self) -> None:
-        """Stop the thread and remove the partial file."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        if self._writer is not None:
-            self._writer.abort()
-        self._path.unlink(missing_ok=True)
-
-
 def cohere_chunk(
     hr_path: str | Path,
     lr_path: str | Path | None,
@@ -556,7 +501,7 @@ def cohere_chunk(
     out_path = Path(out_path)
     tmp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.partial{out_path.suffix}")
     dtype = frame_dtype(bit_depth)
-    sink = _WriterThread(tmp, bit_depth)
+    sink = ChunkSink(tmp, bit_depth, name="cohere-write")
     done = 0
     blended = 0.0
     try:
@@ -568,7 +513,7 @@ def cohere_chunk(
                 )
             out = filt.process(hr, lr, cut=index in cuts_in_chunk)
             blended += filt.last_weight
-            sink.put(out)
+            sink.put((out,))
             done += 1
             if progress:
                 progress(done, expected_frames or done)

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
-import threading
-import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,10 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stages.chunkio import ChunkWriter, read_frames
 from stages.device import DeviceChoice, host_free_memory, is_out_of_memory
-from stages.errors import ChunkError, DeviceOutOfMemoryError, SettingsError
-from stages.pipelining import prefetch
+from stages.errors import DeviceOutOfMemoryError, SettingsError
+from stages.ops.writer import MappedChunk, map_chunk
 
 log = logging.getLogger(__name__)
 
@@ -351,76 +347,14 @@ def apply_scale_plan(frames: Sequence[np.ndarray], steps: Sequence[ScaleStep],
 
 
 @dataclass(frozen=True)
-class UpscaledChunk:
-    frame_count: int
-    width: int
-    height: int
-    bit_depth: int
-    model_calls: int
-    seconds: float
-    model_seconds: float = 0.0
-    write_wait_seconds: float = 0.0
+class UpscaledChunk(MappedChunk):
+    """What :func:`upscale_chunk` wrote (see MappedChunk), and how many times the model ran."""
 
+    model_calls: int = 0
 
-class _BackgroundWriter:
-    """Writes upscaled frames to a ChunkWriter in a thread fed by a bounded queue, so the model does not wait
-    on encoding. Errors are raised in the caller at the next ``put`` or at ``finish``."""
-
-    def __init__(self, out_path: str | Path, bit_depth: int, depth: int) -> None:
-        self._out_path, self._bit_depth = out_path, bit_depth
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self.writer: ChunkWriter | None = None
-        self.frames = 0
-        self.wait_seconds = 0.0  # time the caller was blocked because the queue was full (encoding too slow)
-        self._thread = threading.Thread(target=self._run, name="chunk-write", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            while True:
-                batch = self._queue.get()
-                if batch is None:
-                    return
-                for frame in batch:
-                    if self.writer is None:
-                        self.writer = ChunkWriter(self._out_path, frame.shape[1], frame.shape[0], self._bit_depth)
-                    self.writer.write(frame)
-                    self.frames += 1
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            self._error = exc
-            while True:  # drain so the producer never blocks on a dead writer
-                try:
-                    if self._queue.get_nowait() is None:
-                        return
-                except queue.Empty:
-                    time.sleep(0.01)
-
-    def put(self, frames: list[np.ndarray]) -> None:
-        if self._error is not None:
-            raise self._error
-        started = time.perf_counter()
-        self._queue.put(frames)
-        self.wait_seconds += time.perf_counter() - started
-
-    def finish(self) -> ChunkWriter | None:
-        """Wait for every queued frame to be written and close the file; re-raise a writer error."""
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        if self.writer is not None:
-            self.writer.close()
-        return self.writer
-
-    def abort(self) -> None:
-        """Stop the thread and remove the partial file."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        if self.writer is not None:
-            self.writer.abort()
-        Path(self._out_path).unlink(missing_ok=True)
+    @property
+    def model_seconds(self) -> float:
+        return self.map_seconds
 
 
 def upscale_chunk(
@@ -445,52 +379,8 @@ def upscale_chunk(
         ChunkError: the input chunk is unreadable or its frame count differs from ``expected_frames``.
         DeviceOutOfMemoryError: see ``Upscaler.model_pass``.
     """
-    started = time.perf_counter()
     calls_before = upscaler.model_calls
-    sink = _BackgroundWriter(out_path, bit_depth, depth=2)
-    done = 0
-    model_seconds = 0.0
-    try:
-        pending: list[np.ndarray] = []
-
-        def flush() -> None:
-            nonlocal done, model_seconds
-            t0 = time.perf_counter()
-            outputs = upscaler.upscale(pending, steps)
-            model_seconds += time.perf_counter() - t0
-            sink.put(outputs)
-            done += len(pending)
-            pending.clear()
-            if progress:
-                progress(done, expected_frames or done)
-
-        for frame in prefetch(read_frames(in_path), depth=max(2, upscaler.batch * 2), name="chunk-decode"):
-            pending.append(frame)
-            if len(pending) >= upscaler.batch:
-                flush()
-        if pending:
-            flush()
-        writer = sink.finish()
-        if writer is None:
-            raise ChunkError(f"upscale: chunk {in_path} has no frames; delete it so it is extracted again")
-        if expected_frames is not None and done != expected_frames:
-            raise ChunkError(
-                f"upscale: chunk {in_path} has {done} frames, its manifest says {expected_frames}; "
-                "delete it so it is extracted again"
-            )
-    except BaseException:
-        sink.abort()
-        raise
-    seconds = time.perf_counter() - started
-    log.debug("upscale: chunk %s: %d frames in %.2f s (model %.2f s, waited on the writer %.2f s)",
-              in_path, done, seconds, model_seconds, sink.wait_seconds)
-    return UpscaledChunk(
-        frame_count=done,
-        width=writer.width,
-        height=writer.height,
-        bit_depth=writer.bit_depth,
-        model_calls=upscaler.model_calls - calls_before,
-        seconds=seconds,
-        model_seconds=model_seconds,
-        write_wait_seconds=sink.wait_seconds,
-    )
+    result = map_chunk(in_path, out_path, lambda frames, _first: upscaler.upscale(frames, steps),
+                       batch=upscaler.batch, expected_frames=expected_frames, bit_depth=bit_depth, what="upscale",
+                       progress=progress)
+    return UpscaledChunk(**asdict(result), model_calls=upscaler.model_calls - calls_before)

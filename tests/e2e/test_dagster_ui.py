@@ -71,8 +71,8 @@ def test_webserver_shows_partition_lineage_and_cli_run(tmp_path, monkeypatch):
         server.wait(timeout=30)
 
     nodes = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
-    assert {"video_probe", "upscaled_chunks", "encoded_video", "metrics_report"} <= set(nodes)
-    assert ["frame_chunks"] in [d["path"] for d in nodes["upscaled_chunks"]["dependencyKeys"]]
+    assert {"video_probe", "upscale", "encoded_video", "metrics_report"} <= set(nodes)
+    assert ["frame_chunks"] in [d["path"] for d in nodes["upscale"]["dependencyKeys"]]
     assert outcome.partition_key in nodes["encoded_video"]["partitionKeysByDimension"][0]["partitionKeys"]
     runs = data["runsOrError"]["results"]
     run = next(r for r in runs if r["runId"] == outcome.run_id)

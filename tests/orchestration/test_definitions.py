@@ -7,8 +7,8 @@ from dagster import AssetKey, Definitions
 from orchestration.assets import videos_partitions
 from orchestration.definitions import build_definitions, defs
 
-EXPECTED = ["video_probe", "chunk_plan", "frame_chunks", "upscaled_chunks", "interpolated_chunks",
-            "coherent_chunks", "encoded_video", "metrics_report"]
+EXPECTED = ["video_probe", "chunk_plan", "frame_chunks", "upscale", "interpolate",
+            "cohere", "encoded_video", "metrics_report"]
 
 
 def test_definitions_load():
@@ -22,8 +22,8 @@ def test_assets_and_lineage():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert set(EXPECTED) <= keys
-    assert graph.get(AssetKey("upscaled_chunks")).parent_keys >= {AssetKey("frame_chunks"), AssetKey("video_probe")}
-    assert AssetKey("coherent_chunks") in graph.get(AssetKey("encoded_video")).parent_keys
+    assert graph.get(AssetKey("upscale")).parent_keys >= {AssetKey("frame_chunks"), AssetKey("video_probe")}
+    assert AssetKey("cohere") in graph.get(AssetKey("encoded_video")).parent_keys
     for name in EXPECTED:
         node = graph.get(AssetKey(name))
         assert node.description, f"{name} has no description"
@@ -31,7 +31,7 @@ def test_assets_and_lineage():
 
 def test_model_asset_runs_in_gpu_pool():
     graph = defs.resolve_asset_graph()
-    assert graph.get(AssetKey("upscaled_chunks")).pools == {"gpu"}
+    assert graph.get(AssetKey("upscale")).pools == {"gpu"}
     assert not graph.get(AssetKey("frame_chunks")).pools
 
 

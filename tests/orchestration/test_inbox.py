@@ -117,7 +117,7 @@ def test_new_file_requests_one_run_on_the_second_check(inbox, clips, workspace):
     assert second.dynamic_partitions_requests[0].partitions_def_name == "videos"
     assert list(second.dynamic_partitions_requests[0].partition_keys) == [digest[:16]]
     ops = _ops(request)
-    assert ops["upscaled_chunks"]["config"]["scale"] == 4  # built-in default
+    assert ops["upscale"]["config"]["scale"] == 4  # built-in default
     assert ops["encoded_video"]["config"]["output_path"] == str(
         workspace.outputs / digest[:16] / "holiday_enhanced.mp4")
     assert lookup_video(workspace, digest[:16]).path == str(path.resolve())
@@ -171,15 +171,15 @@ def test_sidecar_overrides_folder_defaults(inbox, clips, workspace):
     requests = {r.tags["vup/source"]: r for r in inbox.tick().run_requests}
     assert set(requests) == {"plain.mp4", "custom.mov"}
     plain, custom = _ops(requests["plain.mp4"]), _ops(requests["custom.mov"])
-    assert plain["upscaled_chunks"]["config"]["scale"] == 4
+    assert plain["upscale"]["config"]["scale"] == 4
     assert plain["encoded_video"]["config"]["codec"] == "h265" and plain["encoded_video"]["config"]["crf"] == 30
-    assert plain["coherent_chunks"]["config"]["method"] == "none"
-    assert custom["upscaled_chunks"]["config"]["scale"] == 2
-    assert custom["coherent_chunks"]["config"]["method"] == "flow"
+    assert plain["cohere"]["config"]["method"] == "none"
+    assert custom["upscale"]["config"]["scale"] == 2
+    assert custom["cohere"]["config"]["method"] == "flow"
     assert custom["encoded_video"]["config"]["codec"] == "h265"  # from the folder defaults
     assert custom["encoded_video"]["config"]["crf"] == 20
-    assert custom["interpolated_chunks"]["config"]["method"] == "auto"
-    assert custom["interpolated_chunks"]["config"]["fps"] == "24"
+    assert custom["interpolate"]["config"]["method"] == "auto"
+    assert custom["interpolate"]["config"]["fps"] == "24"
     assert custom["encoded_video"]["config"]["output_path"] == str(workspace.outputs / "custom-result.mkv")
 
 

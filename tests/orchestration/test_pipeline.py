@@ -59,7 +59,7 @@ def test_partition_end_to_end_then_rerun_reuses_everything(workspace, tiny_clip,
     assert first.partition_key in instance.get_dynamic_partitions("videos")
     run = instance.get_run_by_id(first.run_id)
     assert run.job_name == "enhance_job" and run.tags["dagster/partition"] == first.partition_key
-    up = _metadata(instance, "upscaled_chunks", first.partition_key)
+    up = _metadata(instance, "upscale", first.partition_key)
     chunks = up["chunks_computed"]
     assert chunks >= 3 and up["chunks_reused"] == 0 and up["model_calls"] >= source.frame_count
     assert up["model"] == "realesr-animevideov3"
@@ -78,7 +78,7 @@ def test_partition_end_to_end_then_rerun_reuses_everything(workspace, tiny_clip,
     second = run_enhance(workspace, _request(tiny_clip, out))
     assert second.success, second.error
     assert out.exists() and probe_video(out).frame_count == source.frame_count
-    again = _metadata(instance, "upscaled_chunks", first.partition_key)
+    again = _metadata(instance, "upscale", first.partition_key)
     assert again["model_calls"] == 0 and again["chunks_reused"] == chunks and again["chunks_computed"] == 0
     frames = _metadata(instance, "frame_chunks", first.partition_key)
     assert frames["chunks_computed"] == 0
@@ -89,7 +89,7 @@ def test_partition_end_to_end_then_rerun_reuses_everything(workspace, tiny_clip,
     assert third.success, third.error
     assert probe_video(tmp_path / "x2.mp4").width == source.width * 2
     assert _metadata(instance, "frame_chunks", first.partition_key)["chunks_computed"] == 0
-    assert _metadata(instance, "upscaled_chunks", first.partition_key)["chunks_computed"] == chunks
+    assert _metadata(instance, "upscale", first.partition_key)["chunks_computed"] == chunks
 
 
 def test_materialize_with_test_resources(workspace, tiny_clip, tmp_path):
@@ -116,7 +116,7 @@ def test_materialize_with_test_resources(workspace, tiny_clip, tmp_path):
     encoded = result.output_for_node("encoded_video")
     info = probe_video(encoded["path"])
     assert info.codec == "hevc" and info.width == 128 and info.height == 96
-    assert result.output_for_node("upscaled_chunks")["precision"] == "fp32"
+    assert result.output_for_node("upscale").step("upscale")["precision"] == "fp32"
 
 
 def test_failure_reports_one_line_and_leaves_no_output(workspace, tiny_clip, tmp_path):
@@ -130,7 +130,7 @@ def test_failure_reports_one_line_and_leaves_no_output(workspace, tiny_clip, tmp
 @pytest.mark.parametrize("field", ["scale"])
 def test_run_config_carries_settings(field):
     config = enhance_run_config(upscale=UpscaleConfig(scale=8))
-    assert config["ops"]["upscaled_chunks"]["config"][field] == 8
+    assert config["ops"]["upscale"]["config"][field] == 8
 
 
 def test_ten_bit_vfr_source_keeps_depth_and_timestamps(workspace, tmp_path):
@@ -175,7 +175,7 @@ def test_ncnn_backend_end_to_end_matches_torch(workspace, tiny_clip, tmp_path):
     from stages.chunkio import read_frames
 
     def chunks(outcome) -> list:
-        meta = _metadata(DagsterInstance.get(), "upscaled_chunks", outcome.partition_key)
+        meta = _metadata(DagsterInstance.get(), "upscale", outcome.partition_key)
         assert meta["chunks_computed"] >= 1
         return meta
 
@@ -192,14 +192,14 @@ def test_ncnn_backend_end_to_end_matches_torch(workspace, tiny_clip, tmp_path):
     assert meta["backend"] == "ncnn" and "ncnn" in meta["backend_reason"]
     assert probe_video(tmp_path / "ncnn.mp4").frame_count == probe_video(tiny_clip).frame_count
     store = workspace.chunk_store()
-    folder = store.root / "upscaled"
+    folder = store.root / "upscale"
     manifests = [json.loads(p.read_text()) for p in folder.glob("*.json")]
     by_start: dict[int, list[str]] = {}
     for m in manifests:
         by_start.setdefault(m["start_frame"], []).append(m["path"])
     assert by_start and all(len(paths) == 2 for paths in by_start.values())
     for a_path, b_path in by_start.values():
-        for a, b in zip(read_frames(a_path), read_frames(b_path), strict=True):
+        for a, b in zip(read_frames(store.root / a_path), read_frames(store.root / b_path), strict=True):
             assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
 
 
@@ -210,7 +210,7 @@ def test_scale_one_passes_frames_through_without_a_model(workspace, tiny_clip, t
     assert outcome.success, outcome.error
     source, result = probe_video(tiny_clip), probe_video(out)
     assert (result.width, result.height, result.frame_count) == (source.width, source.height, source.frame_count)
-    meta = _metadata(DagsterInstance.get(), "upscaled_chunks", outcome.partition_key)
+    meta = _metadata(DagsterInstance.get(), "upscale", outcome.partition_key)
     assert meta["model"] == "none" and meta["model_calls"] == 0
     assert outcome.report["model"] == "none"
 
@@ -229,7 +229,7 @@ def test_flow_coherence_end_to_end_is_continuous_across_chunks(workspace, tiny_c
     outcome = run_enhance(workspace, request)
     assert outcome.success, outcome.error
     instance = DagsterInstance.get()
-    meta = _metadata(instance, "coherent_chunks", outcome.partition_key)
+    meta = _metadata(instance, "cohere", outcome.partition_key)
     assert meta["method"] == "flow" and meta["chunks_computed"] >= 3
     assert probe_video(tmp_path / "flow.mp4").frame_count == probe_video(tiny_clip).frame_count
 
@@ -238,9 +238,9 @@ def test_flow_coherence_end_to_end_is_continuous_across_chunks(workspace, tiny_c
     def stage_frames(stage: str) -> list:
         manifests = sorted((json.loads(p.read_text()) for p in (store.root / stage).glob("*.json")),
                            key=lambda m: m["start_frame"])
-        return [frame for m in manifests for frame in read_frames(m["path"])]
+        return [frame for m in manifests for frame in read_frames(store.root / m["path"])]
 
-    upscaled, sources, coherent = stage_frames("upscaled"), stage_frames("frames"), stage_frames("coherent")
+    upscaled, sources, coherent = stage_frames("upscale"), stage_frames("frames"), stage_frames("cohere")
     one_pass = TemporalFilter(TemporalSettings(method="flow"))
     expected = [one_pass.process(hr, lr) for hr, lr in zip(upscaled, sources, strict=True)]
     assert len(coherent) == len(expected)
@@ -248,7 +248,7 @@ def test_flow_coherence_end_to_end_is_continuous_across_chunks(workspace, tiny_c
 
     again = run_enhance(workspace, EnhanceRequest(**{**request.__dict__, "output": tmp_path / "again.mp4"}))
     assert again.success, again.error
-    assert _metadata(instance, "coherent_chunks", outcome.partition_key)["chunks_computed"] == 0
+    assert _metadata(instance, "cohere", outcome.partition_key)["chunks_computed"] == 0
 
 
 def test_interpolation_x2_doubles_fps_keeps_duration_and_joins_chunks_exactly(workspace, tiny_clip, tmp_path):
@@ -271,7 +271,7 @@ def test_interpolation_x2_doubles_fps_keeps_duration_and_joins_chunks_exactly(wo
     assert abs(result.avg_fps - 2 * source.avg_fps) < 0.01
     assert abs(result.duration - source.duration) <= 1 / result.avg_fps + 1e-6
     assert len(result.audio_streams) == 1
-    meta = _metadata(DagsterInstance.get(), "interpolated_chunks", outcome.partition_key)
+    meta = _metadata(DagsterInstance.get(), "interpolate", outcome.partition_key)
     assert meta["method"] == "flow" and meta["frames_out"] == 2 * source.frame_count and meta["chunks_computed"] >= 3
 
     store = workspace.chunk_store()
@@ -279,9 +279,9 @@ def test_interpolation_x2_doubles_fps_keeps_duration_and_joins_chunks_exactly(wo
     def stage_frames(stage: str) -> list:
         manifests = sorted((json.loads(p.read_text()) for p in (store.root / stage).glob("*.json")),
                            key=lambda m: m["start_frame"])
-        return [frame for m in manifests for frame in read_frames(m["path"])]
+        return [frame for m in manifests for frame in read_frames(store.root / m["path"])]
 
-    upscaled, interpolated = stage_frames("upscaled"), stage_frames("interpolated")
+    upscaled, interpolated = stage_frames("upscale"), stage_frames("interpolate")
     assert len(interpolated) == 2 * len(upscaled)
     for k, frame in enumerate(upscaled):
         assert np.array_equal(interpolated[2 * k], frame)
@@ -339,9 +339,9 @@ def test_interpolation_never_crosses_a_scene_cut(workspace, tmp_path):
     assert outcome.success, outcome.error
     store = workspace.chunk_store()
     sources = [f for p in sorted((store.root / "frames").glob("*.json"))
-               for f in read_frames(json.loads(p.read_text())["path"])]
-    outputs = [f for p in sorted((store.root / "interpolated").glob("*.json"))
-               for f in read_frames(json.loads(p.read_text())["path"])]
+               for f in read_frames(store.root / json.loads(p.read_text())["path"])]
+    outputs = [f for p in sorted((store.root / "interpolate").glob("*.json"))
+               for f in read_frames(store.root / json.loads(p.read_text())["path"])]
     assert len(outputs) == 4 * len(sources)
     cut = 12  # first frame of the second scene
     for frame in outputs[4 * (cut - 1):4 * cut]:  # everything between the last frame before the cut and the cut

@@ -186,7 +186,7 @@ def test_the_master_holds_the_16_bit_frames(workspace, tmp_path):
     master = sorted((workspace.chunks / "master").glob("*.json"))
     records = [ChunkRecord.from_dict(json.loads(p.read_text())) for p in master]
     assert records and all(r.bit_depth == 16 for r in records)
-    frame = next(read_frames(records[0].path))
+    frame = next(read_frames(workspace.chunks / records[0].path))  # manifests name chunks relative to the store
     assert frame.dtype == np.uint16 and len(np.unique(frame)) > 256  # more levels than 8 bits can hold
 
 
@@ -226,7 +226,7 @@ def test_prores4444_carries_the_alpha_of_the_sequence(workspace, tmp_path):
     expected_blend = [left[0] + (1 - left[0]) * k / 9 for k in range(1, 9)]
     assert np.abs(np.array(blend) - expected_blend).max() < 0.02
     assert all(v > 0.99 for v in left[15:])
-    assert (workspace.chunks / "master-alpha").is_dir() and (workspace.chunks / "interpolated-alpha").is_dir()
+    assert (workspace.chunks / "master-alpha").is_dir() and any(json.loads(p.read_text())["params"].get("alpha") for p in (workspace.chunks / "interpolate").glob("*.json"))
     events: list[dict] = []
     again = run_production(workspace, plan, on_event=events.append)
     assert again.success, again.error

@@ -208,7 +208,7 @@ def test_stages_of_a_run_follow_its_config():
     assert _stages_of(plain) == (["frames", "upscale", "encode", "report"], 1.0, "/o.mp4")
     full = enhance_run_config(upscale=UpscaleConfig(scale=1), interpolate=InterpolateConfig(method="flow", factor=4),
                               temporal=TemporalConfig(method="ema"))
-    assert _stages_of(full)[:2] == (["frames", "interpolate", "coherence", "encode", "report"], 4.0)
+    assert _stages_of(full)[:2] == (["frames", "interpolate", "cohere", "encode", "report"], 4.0)
 
 
 def test_system_info_names_device_memory_versions_and_dagster(workspace):
@@ -229,7 +229,7 @@ def test_eta_leaves_out_the_warm_up_chunk_and_learns_priors_from_finished_runs()
     finished = _events("upscale", [20.0, 10.0, 10.0]) + _events("encode", [5.0] * 3) + _events("report", [1.0] * 3)
     learned = learn_priors([(finished, stages, 1.0)])
     assert learned["encode"] == pytest.approx(0.5) and learned["report"] == pytest.approx(0.1)
-    assert learned["coherence"] == STAGE_PRIORS["coherence"]
+    assert learned["cohere"] == STAGE_PRIORS["cohere"]
     _, _, eta = estimate_progress(slow_first, stages, priors=learned)
     assert eta == pytest.approx(10.0 + 4 * 10.0 * 0.6)
     assert learn_priors([]) == STAGE_PRIORS

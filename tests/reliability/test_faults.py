@@ -119,11 +119,11 @@ def _assert_trials(trials) -> None:
 def test_kill_9_then_the_rerun_is_bit_identical_and_reuses_the_chunks(clip, reference, tmp_path):
     """Three real `vup enhance` processes killed with SIGKILL (in the upscale step, holding the gpu pool slot; in
     the coherence pass; in the encode), each rerun to the end: same bytes as an uninterrupted run."""
-    _reference, trials = run_trials(3, seed=7, root=tmp_path, spec=SPEC, stages=("upscale", "coherence", "encode"),
+    _reference, trials = run_trials(3, seed=7, root=tmp_path, spec=SPEC, stages=("upscale", "cohere", "encode"),
                                     clip=clip, reference=reference)
     _assert_trials(trials)
     assert all(t.reused > 0 for t in trials)  # the rerun resumed, it did not start over
-    assert {t.target.split()[0] for t in trials} == {"upscale", "coherence", "encode"}
+    assert {t.target.split()[0] for t in trials} == {"upscale", "cohere", "encode"}
 
 
 @pytest.mark.soak
@@ -163,8 +163,8 @@ def test_a_run_whose_process_died_is_ended_and_its_gpu_slot_freed(workspace):
     daemon_run = _add_run(instance, {"vup/launched_by": "ui"})
     storage = instance.event_log_storage
     storage.initialize_concurrency_limit_to_default("gpu")
-    assert storage.claim_concurrency_slot("gpu", dead_run, "upscaled_chunks").is_claimed
-    assert not storage.claim_concurrency_slot("gpu", live_run, "upscaled_chunks").is_claimed  # limit 1: it waits
+    assert storage.claim_concurrency_slot("gpu", dead_run, "upscale").is_claimed
+    assert not storage.claim_concurrency_slot("gpu", live_run, "upscale").is_claimed  # limit 1: it waits
     leftovers = [workspace.chunks / "upscaled" / f".0123abcd.{dead}.deadbeef.tmp.nut",
                  workspace.outputs / ".cache" / "k" / f".video.mp4.{dead}.x1y2z3.part" / "video.mp4"]
     kept = workspace.chunks / "upscaled" / f".4567cdef.{os.getpid()}.cafebabe.tmp.nut"
@@ -182,7 +182,7 @@ def test_a_run_whose_process_died_is_ended_and_its_gpu_slot_freed(workspace):
     assert f"pid {dead}" in failure[0].dagster_event.message and "killed" in failure[0].dagster_event.message
     claimed = {slot.run_id for slot in storage.get_concurrency_info("gpu").claimed_slots}
     assert dead_run not in claimed
-    assert storage.claim_concurrency_slot("gpu", live_run, "upscaled_chunks").is_claimed  # the waiter gets it
+    assert storage.claim_concurrency_slot("gpu", live_run, "upscale").is_claimed  # the waiter gets it
     assert not any(path.exists() for path in leftovers) and not leftovers[1].parent.exists()
     assert kept.exists()  # a live process's temp file is never touched
     assert reclaim_abandoned_runs(instance, workspace) == []  # nothing left to do
@@ -194,7 +194,7 @@ def test_a_slot_held_by_a_finished_run_is_freed(workspace):
     finished = _add_run(instance, {"vup/launched_by": "ui"}, DagsterRunStatus.SUCCESS)
     storage = instance.event_log_storage
     storage.initialize_concurrency_limit_to_default("gpu")
-    assert storage.claim_concurrency_slot("gpu", finished, "interpolated_chunks").is_claimed
+    assert storage.claim_concurrency_slot("gpu", finished, "interpolate").is_claimed
     reclaim_abandoned_runs(instance, workspace)
     assert storage.get_concurrency_info("gpu").claimed_slots == []
 
@@ -462,18 +462,17 @@ def test_manifests_carry_no_temp_names(tmp_path):
 
 
 def test_estimate_prices_only_the_stages_that_write_and_credits_what_is_stored():
-    shape = diskspace.JobShape(width=100, height=50, frames=10, bit_depth=8, duration=1.0, out_width=400,
-                               out_height=200, out_frames=20, upscaled=True, interpolated=True, cohered=False,
-                               chunks=2)
+    stages = (diskspace.StageSize("upscale", 10, 400, 200), diskspace.StageSize("interpolate", 20, 400, 200))
+    shape = diskspace.JobShape(width=100, height=50, frames=10, bit_depth=8, duration=1.0, stages=stages, chunks=2)
     full = diskspace.estimate_job_space(shape, 2.0)
     assert full.chunks["frames"] == pytest.approx(100 * 50 * 10 * 2.0 * diskspace.FRAMES_MARGIN, abs=1)
-    assert full.chunks["upscaled"] == pytest.approx(400 * 200 * 10 * 3.3, abs=1)  # 2.0 x 1.65
-    assert full.chunks["interpolated"] == pytest.approx(400 * 200 * 20 * 3.3, abs=1)
-    assert full.chunks["coherent"] == 0
+    assert full.chunks["upscale"] == pytest.approx(400 * 200 * 10 * 3.3, abs=1)  # 2.0 x 1.65
+    assert full.chunks["interpolate"] == pytest.approx(400 * 200 * 20 * 3.3, abs=1)
+    assert "cohere" not in full.chunks  # a step that passes through writes nothing
     noisy = diskspace.estimate_job_space(shape, 3.0)
-    assert noisy.chunks["upscaled"] == pytest.approx(400 * 200 * 10 * 3.5, abs=1)  # the codec's worst case at most
-    half = diskspace.estimate_job_space(shape, 2.0, done={"frames": 1.0, "upscaled": 0.5, "encode": 1.0})
-    assert half.chunks["frames"] == 0 and half.chunks["upscaled"] == pytest.approx(full.chunks["upscaled"] / 2, abs=1)
+    assert noisy.chunks["upscale"] == pytest.approx(400 * 200 * 10 * 3.5, abs=1)  # the codec's worst case at most
+    half = diskspace.estimate_job_space(shape, 2.0, done={"frames": 1.0, "upscale": 0.5, "encode": 1.0})
+    assert half.chunks["frames"] == 0 and half.chunks["upscale"] == pytest.approx(full.chunks["upscale"] / 2, abs=1)
     assert half.encode == 0 and half.credited == full.workspace_bytes - half.workspace_bytes
     assert full.output == 0 and diskspace.estimate_job_space(shape, 2.0, output_elsewhere=True).output > 0
 

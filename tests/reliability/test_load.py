@@ -57,7 +57,7 @@ def test_five_jobs_at_once_through_page_cli_and_inbox(tmp_path):
     assert sorted(j["route"] for j in report.jobs) == ["cli", "cli", "inbox", "ui", "ui"]
     assert all(j["status"] == "SUCCESS" and j["output_ok"] for j in report.jobs), text
     # the gpu pool: every model step of every run (daemon run workers and `vup enhance` processes) ran alone
-    assert report.gpu_steps == ["interpolated_chunks", "upscaled_chunks"]
+    assert report.gpu_steps == ["interpolate", "upscale"]
     assert report.model_steps == 2 * 5 and report.max_simultaneous_model_steps == 1, text
     assert report.gpu_pool_limit == 1 and not report.gpu_slots_claimed_after and not report.gpu_steps_pending_after
     # the same clip through the page and the CLI: one partition, byte-identical outputs, every chunk valid
@@ -78,7 +78,7 @@ def test_overlap_measures():
     nested = [span(0, 10), span(2, 3), span(2.5, 4)]
     assert max_simultaneous(nested) == 3 and max_pairwise_overlap(nested) == pytest.approx(1.5)
     assert max_simultaneous([]) == 0
-    assert gpu_steps() == ["interpolated_chunks", "upscaled_chunks"]
+    assert gpu_steps() == ["interpolate", "upscale"]
 
 
 def test_check_chunks_finds_a_bad_chunk_and_a_leftover(tmp_path):
@@ -170,7 +170,7 @@ def test_each_run_loads_the_values_its_own_run_wrote(tmp_path):
     from orchestration.io_managers import RunScopedIOManager
 
     manager = RunScopedIOManager(base_dir=str(tmp_path))
-    key = AssetKey("upscaled_chunks")
+    key = AssetKey("upscale")
 
     def output(run_id):
         return build_output_context(asset_key=key, partition_key="p1", run_id=run_id)
@@ -183,7 +183,7 @@ def test_each_run_loads_the_values_its_own_run_wrote(tmp_path):
     # a run that did not produce it (a partial run from the Dagster UI) gets the latest of any run
     stranger = build_input_context(asset_key=key, partition_key="p1", upstream_output=output("run-other"))
     assert manager.load_input(stranger) == {"scale": 4}
-    assert pickle.loads((tmp_path / "upscaled_chunks" / "p1").read_bytes()) == {"scale": 4}
+    assert pickle.loads((tmp_path / "upscale" / "p1").read_bytes()) == {"scale": 4}
     assert not list(tmp_path.rglob(".*.tmp"))
     with pytest.raises(FileNotFoundError, match="materialize the upstream asset"):
         manager.load_input(build_input_context(asset_key=AssetKey("video_probe"), partition_key="p1",

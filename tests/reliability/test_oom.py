@@ -31,7 +31,7 @@ def test_upscale_out_of_memory_at_the_floor_tells_the_user_what_to_change(worksp
     monkeypatch.setattr(Upscaler, "_forward", no_memory)
     out = tmp_path / "never.mp4"
     outcome = run_enhance(workspace, EnhanceRequest(
-        input=tiny_clip, output=out, chunk=ChunkPlanConfig(chunk_seconds=1.0), upscale=UpscaleConfig(batch=4),
+        input=tiny_clip, output=out, chunk=ChunkPlanConfig(chunk_seconds=1.0), upscale=UpscaleConfig(batch=4, backend="torch"),
         encode=EncodeConfig(preset="veryfast"), device="cpu"))
     assert not outcome.success and not out.exists()
     assert outcome.error.startswith("upscale: out of memory on cpu even with batch 1 and 64 px tiles; ")

@@ -123,3 +123,14 @@ def test_get_or_put_makes_once_then_reuses_and_redoes_a_damaged_chunk(tmp_path):
         store.get_or_put("frames", "k2", _producer(fail=True), index=0, start_frame=0)
     assert store.get("frames", "k2") is None
     assert sorted(p.name for p in (tmp_path / "frames").iterdir() if ".tmp" in p.name) == []
+
+
+def test_manifests_name_chunks_relative_to_the_store_so_a_store_mounted_elsewhere_reads_them(tmp_path):
+    store = ChunkStore(tmp_path / "here")
+    made = store.put("upscale", "a" * 32, _producer(), index=0, start_frame=0)
+    assert json.loads((tmp_path / "here" / "upscale" / f"{'a' * 32}.json").read_text())["path"] == \
+        f"upscale/{'a' * 32}.nut"
+    (tmp_path / "here").rename(tmp_path / "there")
+    moved = ChunkStore(tmp_path / "there").get("upscale", "a" * 32)
+    assert moved is not None and moved.path == str(tmp_path / "there" / "upscale" / f"{'a' * 32}.nut")
+    assert moved.sha256 == made.sha256 and len(list(read_frames(moved.path))) == 3
