@@ -8,9 +8,9 @@ either **processed** (the output is checked against :class:`Check`) or **refused
 one-line message naming the problem and the fix. In neither case is a partial file left at the output path,
 and no stack trace reaches the user.
 
-Video cases go through the path a user takes: ``vup enhance`` (``orchestration.cli.main``, in this process).
+Video cases go through the path a user takes: ``vup enhance`` (``orchestration.cli.commands.main``, in this process).
 Settings cases are inbox sidecars (``<video>.json`` next to a good clip) and go through the inbox sensor's own
-validation (``orchestration.inbox``: ``load_settings`` + ``build_request`` + ``validate_request``).
+validation (``orchestration.sensors.inbox``: ``load_settings`` + ``build_request`` + ``validate_request``).
 
 :func:`main` runs every case and prints a Markdown table (case, expected, outcome, message, seconds) with the
 machine, the command and the versions; it also writes it under ``benchmarks/results/``. The test table is
@@ -41,8 +41,8 @@ from typing import Any, Literal
 import av
 import numpy as np
 
-from stages.ffmpeg import run_ffmpeg
-from stages.samples import make_sample_clip
+from stages.media.ffmpeg import run_ffmpeg
+from stages.quality.samples import make_sample_clip
 
 Expect = Literal["process", "refuse"]
 Kind = Literal["video", "settings"]
@@ -496,7 +496,6 @@ def run_cli(case: Case, workspace_root: Path, output: Path) -> tuple[int, str, s
     import traceback
 
     from orchestration.cli import main as cli_main
-
     argv = ["enhance", str(case.path), "-o", str(output), "--workspace", str(workspace_root), *BASE_ARGS,
             *case.args]
     out, err = io.StringIO(), io.StringIO()
@@ -516,9 +515,9 @@ def check_sidecar(case: Case, workspace_root: Path) -> tuple[bool, str]:
     only sees the file arrive). Returns (a run was requested, the one-line reason written to failed/)."""
     from dagster import DagsterInstance, build_sensor_context
 
-    from orchestration.inbox import inbox_sensor
-    from orchestration.resources import WorkspaceResource
-    from orchestration.workspace import Workspace, prepare_dagster_home
+    from orchestration.resources.core import WorkspaceResource
+    from orchestration.resources.workspace import Workspace, prepare_dagster_home
+    from orchestration.sensors.inbox import inbox_sensor
 
     workspace = Workspace(workspace_root).ensure()
     prepare_dagster_home(workspace)
@@ -559,7 +558,7 @@ def chunk_files(workspace_root: Path) -> list[Path]:
 
 def verify_output(case: Case, output: Path) -> list[str]:
     """Problems of a processed case's output against its :class:`Check` (empty: all good)."""
-    from stages.probe import frame_timestamps, probe_video
+    from stages.media.probe import frame_timestamps, probe_video
 
     check = case.check
     assert check is not None

@@ -41,7 +41,7 @@ def ffmpeg_version(exe: str | None = None) -> str:
     """First words of ``ffmpeg -version`` of the binary the project uses ("unknown" if it cannot be run)."""
     try:
         if exe is None:
-            from stages.ffmpeg import find_ffmpeg
+            from stages.media.ffmpeg import find_ffmpeg
 
             exe = find_ffmpeg()
         out = subprocess.run([exe, "-version"], capture_output=True, text=True, timeout=30, check=False).stdout

@@ -14,7 +14,7 @@ in the middle of one committed chunk (a bad checksum the next run must catch). T
 again to the end and records: exit status, whether the output's sha256 equals the reference's, how many chunks
 the second run reused and how many it computed (from its per-chunk progress events), whether the corrupted
 chunk was redone, whether every manifest validates afterwards, the temporary files left, and whether the killed
-run was marked ended and its `gpu` pool slot freed (orchestration.watchdog.reclaim_abandoned_runs).
+run was marked ended and its `gpu` pool slot freed (orchestration.sensors.watchdog.reclaim_abandoned_runs).
 
 The clip: a photo filmed by a moving camera, 64x48, 1.5 s at 12 fps with audio (18 frames), x4, interpolated x2
 (optical flow), flow temporal coherence, x264 veryfast, chunks of 0.25 s (6 chunks per stage): every stage does
@@ -68,7 +68,7 @@ def enhance_args(clip: Path, output: Path, spec: ClipSpec) -> list[str]:
 
 
 def make_clip(folder: Path, spec: ClipSpec) -> Path:
-    from stages.samples import make_sample_clip
+    from stages.quality.samples import make_sample_clip
 
     return make_sample_clip(folder / "clip.mp4", width=spec.width, height=spec.height, seconds=spec.seconds,
                             fps=spec.fps, audio=True)
@@ -86,7 +86,7 @@ def start(args: list[str], workspace: Path, log: Path) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     handle = log.open("ab")
     try:
-        return subprocess.Popen([sys.executable, "-m", "orchestration.cli", *args, "--workspace", str(workspace)],
+        return subprocess.Popen([sys.executable, "-m", "orchestration.cli.commands", *args, "--workspace", str(workspace)],
                                 cwd=REPO, env=run_env(workspace), stdin=subprocess.DEVNULL, stdout=handle,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     finally:
@@ -225,7 +225,7 @@ def _instance(workspace: Path):
 
 def run_records(workspace: Path) -> list[dict]:
     """Every run of the workspace's instance, oldest first: id, status, progress events, slots held."""
-    from orchestration.events import progress_events
+    from orchestration.launch.events import progress_events
 
     instance = _instance(workspace)
     try:
@@ -532,19 +532,20 @@ def private_disk(folder: Path, size_mb: int):
 
 def disk_case(name: str, clip: Path, root: Path, *, scale: int = 4, interpolate: int | None = 2,
               temporal: str = "flow", chunk_seconds: float = 0.5, size_mb: int = 512) -> DiskCase:
-    """Estimate a job's space (orchestration.diskcheck), run it in this process on a fresh workspace, and measure
+    """Estimate a job's space (orchestration.launch.diskcheck), run it in this process on a fresh workspace, and measure
     the peak bytes it added (on a private tmpfs where mounting is allowed)."""
-    from orchestration.config import (
+    from orchestration.launch.diskcheck import estimate_request_space
+    from orchestration.launch.request import EnhanceRequest
+    from orchestration.launch.runner import run_enhance
+    from orchestration.resources.config import (
         ChunkPlanConfig,
         EncodeConfig,
         InterpolateConfig,
         TemporalConfig,
         UpscaleConfig,
     )
-    from orchestration.diskcheck import estimate_request_space
-    from orchestration.runner import EnhanceRequest, run_enhance
-    from orchestration.workspace import Workspace
-    from stages.probe import probe_video
+    from orchestration.resources.workspace import Workspace
+    from stages.media.probe import probe_video
 
     disk = root / f"disk-{name}"
     with private_disk(disk, size_mb) as exact:
@@ -577,8 +578,8 @@ def disk_case(name: str, clip: Path, root: Path, *, scale: int = 4, interpolate:
 def disk_clips(folder: Path) -> list[tuple[str, Path, dict]]:
     """Clips of different kinds for the estimate: camera-captured Vid4 (when ../shared has it), a photo filmed by
     a moving camera, ffmpeg's testsrc2 (synthetic), noise (the codec's worst case), 10-bit."""
-    from stages.ffmpeg import run_ffmpeg
-    from stages.samples import make_sample_clip
+    from stages.media.ffmpeg import run_ffmpeg
+    from stages.quality.samples import make_sample_clip
 
     clips = [
         ("photo 64x48 x4, interp x2, flow", make_sample_clip(folder / "photo.mp4", width=64, height=48, seconds=1.5,
@@ -631,12 +632,12 @@ def _header(title: str, argv: list[str]) -> list[str]:
 
 def main_disk(argv: list[str]) -> int:
     lines = _header("Disk-space estimate against real runs", argv)
-    lines += [("- estimate: orchestration.diskcheck (chunks priced at the sampled bytes per pixel, the encode from "
+    lines += [("- estimate: orchestration.launch.diskcheck (chunks priced at the sampled bytes per pixel, the encode from "
               "the CRF, the rest fixed); actual: peak bytes the job added to a private tmpfs (statvfs) holding "
               "the workspace and the output, or the files' blocks polled where mounting is not allowed"), "",
               ("| clip | sampled B/px | B/px of the chunks per stage | chunks estimate | chunks actual | "
                "total estimate | peak actual | estimate / actual |"), "|---|---|---|---|---|---|---|---|"]
-    from stages.diskspace import human_bytes
+    from stages.store.diskspace import human_bytes
 
     results = []
     with tempfile.TemporaryDirectory(prefix="vup-disk-") as tmp:

@@ -117,7 +117,7 @@ def serve_env(root: Path) -> dict[str, str]:
 
 def vup_command() -> list[str]:
     script = Path(sys.executable).with_name("vup")
-    return [str(script)] if script.exists() else [sys.executable, "-c", ("import sys; from orchestration.cli "
+    return [str(script)] if script.exists() else [sys.executable, "-c", ("import sys; from orchestration.cli.commands "
                                                                           "import main; sys.exit(main())")]
 
 
@@ -261,8 +261,8 @@ def _clip_settings(options: LoadOptions) -> dict[str, Any]:
 def plan_jobs(options: LoadOptions, folder: Path) -> list[Job]:
     """``options.jobs`` jobs on routes ``ui, cli, inbox, ui, cli...``; jobs 0 and 1 share one clip (same
     partition), every other job has a clip of its own (another photo, or another frame rate)."""
-    from stages.fsutil import sha256_file
-    from stages.samples import make_sample_clip
+    from stages.quality.samples import make_sample_clip
+    from stages.store.fsutil import sha256_file
 
     if options.jobs < 2:
         raise ValueError("load: --jobs must be at least 2 (the first two are the same file through two routes)")
@@ -369,7 +369,7 @@ def _wait(jobs: list[Job], threads: list[threading.Thread], instance: Any, start
 
 def gpu_steps() -> list[str]:
     """Step keys of the assets that run in the ``gpu`` pool (from the definitions)."""
-    from orchestration.assets import ENHANCE_ASSETS
+    from orchestration.graphs.enhance import ENHANCE_ASSETS
 
     return sorted({assets_def.op.name for assets_def in ENHANCE_ASSETS if assets_def.op.pool == GPU_POOL})
 
@@ -424,8 +424,8 @@ def max_pairwise_overlap(intervals: list[Interval]) -> float:
 def check_chunks(chunks: Path) -> tuple[int, list[str], list[str]]:
     """(manifests checked, problems, temporary files left) of a chunk store, read only: each manifest must
     name its own stage and key and its chunk file must have the recorded size and sha256."""
-    from stages.chunk_store import ChunkRecord
-    from stages.fsutil import sha256_file
+    from stages.store.chunk_store import ChunkRecord
+    from stages.store.fsutil import sha256_file
 
     checked, problems, temps = 0, [], []
     if not chunks.is_dir():
@@ -460,9 +460,9 @@ def _run_output(instance: Any, run_id: str) -> str | None:
 
 
 def _check_output(instance: Any, job: Job, options: LoadOptions) -> None:
-    from orchestration.events import progress_events
-    from stages.fsutil import sha256_file
-    from stages.probe import probe_video
+    from orchestration.launch.events import progress_events
+    from stages.media.probe import probe_video
+    from stages.store.fsutil import sha256_file
 
     for event, _logged in progress_events(instance, job.run_id):
         if event.get("stage") == "upscale":
@@ -652,7 +652,7 @@ def claim_race(root: Path, trials: int = 40, *, serialized: bool = True) -> tupl
     """Two claimers (threads, each with its own instance on the SQLite storage in ``root``) claim the one slot of
     the ``gpu`` pool at the same moment, ``trials`` times; returns how many times both won, and the pool's
     concurrency info at the end. ``serialized=False`` measures Dagster's own claim, without the file lock of
-    orchestration/concurrency.py (restored afterwards)."""
+    orchestration/resources/concurrency.py (restored afterwards)."""
     from dagster import DagsterInstance
     from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
         SqliteEventLogStorage,

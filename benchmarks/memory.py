@@ -43,10 +43,11 @@ def _peak_rss_mib() -> float:
 
 def _worker(args: argparse.Namespace) -> dict:
     """One clip, one job, in this (child) process; returns its figures."""
-    from orchestration.config import ChunkPlanConfig, UpscaleConfig
-    from orchestration.runner import EnhanceRequest, run_enhance
-    from orchestration.workspace import Workspace
-    from stages.samples import make_sample_clip
+    from orchestration.launch.request import EnhanceRequest
+    from orchestration.launch.runner import run_enhance
+    from orchestration.resources.config import ChunkPlanConfig, UpscaleConfig
+    from orchestration.resources.workspace import Workspace
+    from stages.quality.samples import make_sample_clip
 
     samples: list[tuple[float, float]] = []
     stop = threading.Event()

@@ -5,7 +5,7 @@ run shows in the Dagster UI) and prints the Markdown report and the paths of its
                                  [--shared-dir DIR] [--models realesr-animevideov3,...]
     vup bench quality ...
 
-Cases, methods, metrics and targets: see :mod:`stages.benchmark`. The report lands under
+Cases, methods, metrics and targets: see :mod:`stages.quality.benchmark`. The report lands under
 ``<workspace>/benchmarks/reports/<timestamp>/`` (quality.parquet, quality.md, quality.png). Not a test.
 """
 
@@ -31,8 +31,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace):
-    """The :class:`orchestration.benchmark_assets.BenchmarkConfig` the options ask for."""
-    from orchestration.benchmark_assets import BenchmarkConfig
+    """The :class:`orchestration.graphs.benchmark.BenchmarkConfig` the options ask for."""
+    from orchestration.graphs.benchmark import BenchmarkConfig
 
     values: dict = {"include_vmaf": not args.no_vmaf}
     if args.quick:
@@ -52,10 +52,10 @@ def run(args: argparse.Namespace) -> tuple[bool, dict | None, str | None]:
     """Run ``benchmark_job``; returns ``(success, report output, error)``."""
     from dagster import DagsterInstance
 
-    from orchestration.benchmark_assets import benchmark_run_config
     from orchestration.definitions import build_definitions
-    from orchestration.runner import _error_message
-    from orchestration.workspace import (
+    from orchestration.graphs.benchmark import benchmark_run_config
+    from orchestration.launch.runner import _error_message
+    from orchestration.resources.workspace import (
         Workspace,
         default_workspace,
         prepare_dagster_home,

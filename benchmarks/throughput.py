@@ -41,17 +41,18 @@ def _peak_rss_mib() -> float:
 def run(args: argparse.Namespace) -> dict:
     import torch
 
-    from orchestration.config import ChunkPlanConfig, UpscaleConfig
-    from orchestration.runner import EnhanceRequest, run_enhance
-    from orchestration.workspace import Workspace
-    from stages.chunking import ChunkSpec, extract_chunk
-    from stages.chunkio import read_frames
+    from orchestration.launch.request import EnhanceRequest
+    from orchestration.launch.runner import run_enhance
+    from orchestration.resources.config import ChunkPlanConfig, UpscaleConfig
+    from orchestration.resources.workspace import Workspace
     from stages.device import choose_device, cpu_name
-    from stages.model_selection import select_model
+    from stages.media.chunking import ChunkSpec, extract_chunk
+    from stages.media.chunkio import read_frames
+    from stages.media.probe import probe_video
     from stages.models.store import ModelStore
-    from stages.probe import probe_video
-    from stages.samples import make_sample_clip
-    from stages.upscale import Upscaler, plan_scale
+    from stages.ops.upscale.engine import Upscaler, plan_scale
+    from stages.ops.upscale.selection import select_model
+    from stages.quality.samples import make_sample_clip
 
     fps = 24
     with tempfile.TemporaryDirectory(prefix="vup-bench-") as tmp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from dagster import (
@@ -11,32 +12,30 @@ from dagster import (
     in_process_executor,
 )
 
-from collections.abc import Sequence
-
-from orchestration.assets import ENHANCE_ASSETS, GROUP, enhance_assets
-from orchestration.benchmark_assets import (
+from orchestration.graphs.benchmark import (
     BENCHMARK_ASSETS,
     benchmark_job,
     benchmark_schedule,
 )
-from orchestration.concurrency import serialize_sqlite_claims
-from orchestration.console import console_logger
-from orchestration.inbox import ENHANCE_JOB, INBOX_SENSORS
-from orchestration.io_managers import RunScopedIOManager
-from orchestration.production import GROUP as PRODUCTION_GROUP
-from orchestration.production import PRODUCTION_ASSETS, PRODUCTION_JOB
-from orchestration.reframe import GROUP as REFRAME_GROUP
-from orchestration.reframe import REFRAME_ASSETS, REFRAME_JOB
-from orchestration.resources import (
+from orchestration.graphs.enhance import ENHANCE_ASSETS, GROUP, enhance_assets
+from orchestration.graphs.production import GROUP as PRODUCTION_GROUP
+from orchestration.graphs.production import PRODUCTION_ASSETS, PRODUCTION_JOB
+from orchestration.graphs.reframe import GROUP as REFRAME_GROUP
+from orchestration.graphs.reframe import REFRAME_ASSETS, REFRAME_JOB
+from orchestration.launch.console import console_logger
+from orchestration.resources.concurrency import serialize_sqlite_claims
+from orchestration.resources.core import (
     DeviceResource,
     ModelStoreResource,
     WorkspaceResource,
 )
-from orchestration.watchdog import abandoned_runs_sensor
-from orchestration.workspace import Workspace, default_workspace
+from orchestration.resources.io_managers import RunScopedIOManager
+from orchestration.resources.workspace import Workspace, default_workspace
+from orchestration.sensors.inbox import ENHANCE_JOB, INBOX_SENSORS
+from orchestration.sensors.watchdog import abandoned_runs_sensor
 
 # every process that runs enhance_job (run workers, `vup enhance`) imports this module: claims of the gpu pool's
-# slot must not race between them on SQLite (see orchestration/concurrency.py)
+# slot must not race between them on SQLite (see orchestration/resources/concurrency.py)
 serialize_sqlite_claims()
 
 enhance_job = define_asset_job(
@@ -73,7 +72,7 @@ def build_definitions(
     chain: Sequence[str] | None = None,
 ) -> Definitions:
     """Definitions for a workspace (default: ``VUP_WORKSPACE`` or the per-user data directory). ``chain``: the
-    enhance graph's op names, in order (default: orchestration.enhance_steps.ENHANCE_CHAIN)."""
+    enhance graph's op names, in order (default: orchestration.graphs.enhance_steps.ENHANCE_CHAIN)."""
     workspace = Workspace(default_workspace() if workspace_root is None else Path(workspace_root))
     return Definitions(
         assets=[*(ENHANCE_ASSETS if chain is None else enhance_assets(chain)), *PRODUCTION_ASSETS, *REFRAME_ASSETS, *BENCHMARK_ASSETS],

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.workspace import Workspace
+from orchestration.resources.workspace import Workspace
 from stages.models import download
-from stages.samples import make_sample_clip
+from stages.quality.samples import make_sample_clip
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

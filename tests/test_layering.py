@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_stages_import_no_orchestration():
     modules = [m.name for m in pkgutil.walk_packages([str(ROOT / "stages")], prefix="stages.")]
-    assert "stages.probe" in modules and "stages.upscale" in modules
+    assert "stages.media.probe" in modules and "stages.ops.upscale.engine" in modules
     code = (
         "import importlib, sys\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"

@@ -1,6 +1,6 @@
 """The Gradio page: upload a video, choose the settings, submit a Dagster run, follow it, compare the result.
 
-The page is thin: it never runs a model. Everything goes through :mod:`orchestration.service` (checks,
+The page is thin: it never runs a model. Everything goes through :mod:`orchestration.launch.service` (checks,
 output plan, settings, run submission and read-back from the Dagster instance). The handlers below are plain
 functions of the service and plain values; :func:`build_app` wires them to components.
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import gradio as gr
 
-from orchestration.service import (
+from orchestration.launch.service import (
     DagsterService,
     ModelChoice,
     OutputPlan,
@@ -227,7 +227,7 @@ class PageChoices:
         return str(self.interp_mode or "").strip().lower() in (MODE_FPS, "fps", "target_fps")
 
     def plan(self, upload: UploadInfo) -> OutputPlan:
-        """The output these choices give for ``upload`` (see :func:`orchestration.service.plan_output`).
+        """The output these choices give for ``upload`` (see :func:`orchestration.launch.service.plan_output`).
 
         Raises:
             SettingsError: a value is not a number.
@@ -244,7 +244,7 @@ class PageChoices:
                            method, factor, target)
 
     def request_choices(self) -> dict[str, Any]:
-        """The ``choices`` of :func:`orchestration.service.build_ui_request` (inbox keys plus device, fp16,
+        """The ``choices`` of :func:`orchestration.launch.service.build_ui_request` (inbox keys plus device, fp16,
         container); ``interpolate`` or ``fps`` only when interpolation is on.
 
         Raises:

@@ -21,15 +21,15 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
-from orchestration.runner import ReframeRequest
-from orchestration.service import (
+from orchestration.launch.runner import ReframeRequest
+from orchestration.launch.service import (
     UploadError,
     accept_upload,
     human_size,
     max_upload_bytes,
 )
 from stages.errors import InputError, SettingsError, StageError
-from stages.reframe import parse_size
+from stages.ops.reframe.crops import parse_size
 
 EXPORT_PATH = "/api/export/upscale"
 EXPORT_TIMEOUT_ENV = "VUP_EXPORT_TIMEOUT_S"
@@ -61,7 +61,7 @@ def _receive(video: UploadFile, folder: Path, limit: int) -> Path:
 
 def build_export_router(service: Any, *, credentials: list[tuple[str, str]] | None = None,
                         timeout: float | None = None, max_upload: int | None = None) -> APIRouter:
-    """The router of ``POST /api/export/upscale`` for ``service`` (orchestration.service.DagsterService, or any
+    """The router of ``POST /api/export/upscale`` for ``service`` (orchestration.launch.service.DagsterService, or any
     object with its ``workspace``, ``submit_reframe``, ``wait``, ``failure_message`` and ``run_url``).
     ``credentials``: the page's logins; when given, the endpoint needs one of them as HTTP Basic auth."""
     router = APIRouter()

@@ -31,7 +31,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from stages.errors import DownloadError
-from stages.fsutil import file_lock, fsync_dir, sha256_file
+from stages.store.fsutil import file_lock, fsync_dir, sha256_file
 
 __all__ = ["download_file", "sha256_file"]
 

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from stages.errors import ModelError
-from stages.fsutil import atomic_write_bytes, fsync_dir
+from stages.store.fsutil import atomic_write_bytes, fsync_dir
 
 __all__ = ["INPUT_BLOB", "OUTPUT_BLOB", "export_ncnn", "ncnn_supported"]
 

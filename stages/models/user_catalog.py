@@ -38,20 +38,34 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stages.errors import ModelError, SettingsError, WeightsUnavailableError
-from stages.fsutil import atomic_write_text, file_lock, fsync_dir, sha256_file
 from stages.models.catalog import ModelEntry, ModelFile
+from stages.store.fsutil import atomic_write_text, file_lock, fsync_dir, sha256_file
 
 if TYPE_CHECKING:
     from spandrel import ImageModelDescriptor
 
-    from stages.models.store import ModelStore
+
+class ModelStore(Protocol):
+    """What :func:`import_model` needs of the model store (stages.models.store.ModelStore, which imports this
+    module, so it is named here by what it offers)."""
+
+    builtin_catalog: Mapping[str, ModelEntry]
+    user_catalog: UserCatalog
+
+    def download_path(self, entry: ModelEntry) -> Path | None: ...
+
+    def record_local_checksum(self, path: Path) -> str: ...
+
+    def load_descriptor(self, path: Path) -> ImageModelDescriptor: ...
+
+    def match_entry(self, entry: ModelEntry, descriptor: ImageModelDescriptor, path: Path) -> ImageModelDescriptor: ...
 
 __all__ = [
     "CATALOG_FILENAME",

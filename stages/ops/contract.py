@@ -17,9 +17,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
-from stages.chunk_store import ChunkContent, ChunkRecord, content_key
 from stages.ops.writer import map_chunk
-from stages.versions import stage_version
+from stages.store.chunk_store import ChunkContent, ChunkRecord, content_key
+from stages.store.versions import stage_version
 
 In = TypeVar("In")
 
@@ -54,7 +54,7 @@ class ChunkShape:
 
 class ChunkOp(ABC, Generic[In]):
     """One step of the chunk pipeline. Subclasses set ``name`` (its store folder, asset, config, CLI and progress
-    name) and implement :meth:`produce`; ``version`` comes from stages.versions unless the op sets its own."""
+    name) and implement :meth:`produce`; ``version`` comes from stages.store.versions unless the op sets its own."""
 
     name: ClassVar[str]
     stateful: ClassVar[bool] = False

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from stages.chunk_store import ChunkRecord, ChunkStore
 from stages.errors import ChunkError
 from stages.ops.contract import ChunkOp, ChunkTask
+from stages.store.chunk_store import ChunkRecord, ChunkStore
 
 # (position, total, record, reused, seconds): one call per chunk made or reused
 OnChunk = Callable[[int, int, ChunkRecord, bool, float], None]

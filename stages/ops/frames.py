@@ -7,11 +7,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
-from stages.chunk_store import ChunkContent, content_key
-from stages.chunking import ChunkSpec, extract_chunk
+from stages.media.chunking import ChunkSpec, extract_chunk
+from stages.media.probe import VideoInfo
 from stages.ops.contract import ChunkOp, ChunkShape, ChunkTask
 from stages.ops.registry import register_op
-from stages.probe import VideoInfo
+from stages.store.chunk_store import ChunkContent, content_key
 
 
 @register_op

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
-from stages.chunk_store import ChunkRecord
-from stages.probe import VideoInfo
+from stages.media.probe import VideoInfo
+from stages.store.chunk_store import ChunkRecord
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The one writer thread of the chunk ops, and the per-frame chunk helper built on it.
 
-:class:`ChunkSink` writes frames to a lossless chunk file (stages.chunkio.ChunkWriter) in a background thread fed
+:class:`ChunkSink` writes frames to a lossless chunk file (stages.media.chunkio.ChunkWriter) in a background thread fed
 by a bounded queue, so the model or filter never waits on encoding while the queue has room. :func:`map_chunk`
 decodes a chunk in another background thread, maps its frames in batches and writes them through a sink, with
 the frame-count checks every op needs; on any failure nothing is left at the output path.
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.chunkio import ChunkWriter, read_frames
 from stages.errors import ChunkError
-from stages.pipelining import prefetch
+from stages.media.chunkio import ChunkWriter, read_frames
+from stages.media.pipelining import prefetch
 
 log = logging.getLogger(__name__)
 

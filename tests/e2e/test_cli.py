@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from orchestration.cli import main
-from stages.ffmpeg import run_ffmpeg
-from stages.probe import probe_video
-from stages.samples import make_sample_clip
+from stages.media.ffmpeg import run_ffmpeg
+from stages.media.probe import probe_video
+from stages.quality.samples import make_sample_clip
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -137,7 +137,7 @@ def test_enhance_as_a_user_runs_it(clips, tmp_path):
     env = {**os.environ, "VUP_WORKSPACE": str(tmp_path / "ws")}
     env.pop("DAGSTER_HOME", None)
     vup = Path(sys.executable).with_name("vup")
-    command = [str(vup)] if vup.exists() else [sys.executable, "-m", "orchestration.cli"]
+    command = [str(vup)] if vup.exists() else [sys.executable, "-m", "orchestration.cli.commands"]
     proc = subprocess.run(
         [*command, "enhance", str(clips["good"]), "-o", str(out), "--scale", "2", "--preset", "ultrafast", "-q"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
@@ -154,7 +154,6 @@ def test_enhance_as_a_user_runs_it(clips, tmp_path):
 
 def test_bench_unknown_name_is_a_one_line_error(capsys):
     from orchestration.cli import main
-
     assert main(["bench", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: bench: unknown benchmark 'nope'") and "side-by-side" in err

@@ -12,10 +12,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-from orchestration.config import ChunkPlanConfig, UpscaleConfig
-from orchestration.runner import EnhanceRequest, run_enhance
-from orchestration.workspace import Workspace
-from stages.samples import make_sample_clip
+from orchestration.launch.request import EnhanceRequest
+from orchestration.launch.runner import run_enhance
+from orchestration.resources.config import ChunkPlanConfig, UpscaleConfig
+from orchestration.resources.workspace import Workspace
+from stages.quality.samples import make_sample_clip
 
 REPO = Path(__file__).resolve().parents[2]
 QUERY = """{

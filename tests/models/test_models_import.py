@@ -15,7 +15,6 @@ from safetensors.torch import save_file
 from spandrel.architectures.Compact import Compact
 
 from stages.errors import ModelError, SettingsError, WeightsUnavailableError
-from stages.model_selection import select_model
 from stages.models.catalog import CATALOG, ModelEntry, ModelFile
 from stages.models.store import ModelStore
 from stages.models.user_catalog import (
@@ -25,6 +24,7 @@ from stages.models.user_catalog import (
     UserCatalog,
     sanitize_id,
 )
+from stages.ops.upscale.selection import select_model
 
 
 def _pth(path: Path, obj: object) -> Path:

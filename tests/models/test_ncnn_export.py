@@ -12,10 +12,10 @@ from spandrel import ImageModelDescriptor, ModelLoader
 from spandrel.architectures.Compact import Compact
 from spandrel.architectures.ESRGAN import ESRGAN
 
-from stages import fsutil
 from stages.errors import ModelError
 from stages.models.ncnn import NcnnModelInfo, convert_ncnn, parse_param
 from stages.models.ncnn_export import export_ncnn, ncnn_supported
+from stages.store import fsutil
 
 
 def _compact(num_feat: int = 8, num_conv: int = 2, scale: int = 2, act: str = "prelu", seed: int = 0) -> Compact:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance, DefaultScheduleStatus, Definitions
 
-from orchestration.benchmark_assets import BenchmarkConfig, benchmark_run_config
 from orchestration.definitions import build_definitions, defs
-from orchestration.workspace import prepare_dagster_home
+from orchestration.graphs.benchmark import BenchmarkConfig, benchmark_run_config
+from orchestration.resources.workspace import prepare_dagster_home
 
 BENCH_ASSETS = ("benchmark_cases", "benchmark_results", "benchmark_report")
 

@@ -8,16 +8,27 @@ import numpy as np
 import pytest
 from dagster import AssetKey, Config, DagsterInstance
 
-from orchestration.chain import frame_op_step, plan_shapes, register_step, run_stages, unregister_step
-from orchestration.config import ChunkPlanConfig, EncodeConfig, TemporalConfig, UpscaleConfig, enhance_run_config
 from orchestration.definitions import build_definitions
-from orchestration.enhance_steps import ENHANCE_CHAIN
-from orchestration.resources import DeviceResource, ModelStoreResource
-from orchestration.workspace import prepare_dagster_home, register_video
-from stages.chunkio import read_frames
+from orchestration.graphs.chain import (
+    frame_op_step,
+    plan_shapes,
+    register_step,
+    run_stages,
+    unregister_step,
+)
+from orchestration.graphs.enhance_steps import ENHANCE_CHAIN, enhance_run_config
+from orchestration.resources.config import (
+    ChunkPlanConfig,
+    EncodeConfig,
+    TemporalConfig,
+    UpscaleConfig,
+)
+from orchestration.resources.core import DeviceResource, ModelStoreResource
+from orchestration.resources.workspace import prepare_dagster_home, register_video
+from stages.media.chunkio import read_frames
+from stages.media.probe import probe_video
 from stages.ops.contract import FrameOp
 from stages.ops.registry import registered
-from stages.probe import probe_video
 
 CHAIN = ("upscale", "invert", "cohere")
 

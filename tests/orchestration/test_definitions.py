@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dagster import AssetKey, Definitions
 
-from orchestration.assets import videos_partitions
 from orchestration.definitions import build_definitions, defs
+from orchestration.graphs.enhance import videos_partitions
 
 EXPECTED = ["video_probe", "chunk_plan", "frame_chunks", "upscale", "interpolate",
             "cohere", "encoded_video", "metrics_report"]

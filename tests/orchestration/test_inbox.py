@@ -20,17 +20,21 @@ from dagster import (
 from dagster._core.utils import make_new_run_id
 
 from orchestration.definitions import build_definitions
-from orchestration.inbox import (
+from orchestration.resources.core import WorkspaceResource
+from orchestration.resources.workspace import (
+    Workspace,
+    lookup_video,
+    prepare_dagster_home,
+)
+from orchestration.sensors.inbox import (
     inbox_run_canceled,
     inbox_run_failed,
     inbox_run_succeeded,
     inbox_sensor,
     is_candidate,
 )
-from orchestration.resources import WorkspaceResource
-from orchestration.workspace import Workspace, lookup_video, prepare_dagster_home
-from stages.fsutil import sha256_file
-from stages.samples import make_sample_clip
+from stages.quality.samples import make_sample_clip
+from stages.store.fsutil import sha256_file
 
 
 @pytest.fixture(scope="module")

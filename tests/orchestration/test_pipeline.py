@@ -9,21 +9,22 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
-from orchestration.assets import ENHANCE_ASSETS
-from orchestration.config import (
+from orchestration.graphs.enhance import ENHANCE_ASSETS
+from orchestration.graphs.enhance_steps import enhance_run_config
+from orchestration.launch.request import EnhanceRequest
+from orchestration.launch.runner import run_enhance
+from orchestration.resources.config import (
     ChunkPlanConfig,
     EncodeConfig,
     UpscaleConfig,
-    enhance_run_config,
 )
-from orchestration.resources import (
+from orchestration.resources.core import (
     DeviceResource,
     ModelStoreResource,
     WorkspaceResource,
 )
-from orchestration.runner import EnhanceRequest, run_enhance
-from orchestration.workspace import register_video
-from stages.probe import probe_video
+from orchestration.resources.workspace import register_video
+from stages.media.probe import probe_video
 
 
 def _metadata(instance: DagsterInstance, asset: str, partition: str) -> dict:
@@ -135,8 +136,8 @@ def test_run_config_carries_settings(field):
 
 def test_ten_bit_vfr_source_keeps_depth_and_timestamps(workspace, tmp_path):
     """A 10-bit HEVC VFR clip goes through 16-bit chunks and comes out 10-bit with the same timestamps."""
-    from stages.probe import frame_timestamps
-    from stages.samples import make_sample_clip
+    from stages.media.probe import frame_timestamps
+    from stages.quality.samples import make_sample_clip
 
     clip = make_sample_clip(tmp_path / "ten_vfr.mkv", width=64, height=32, seconds=1.0, fps=12, bit_depth=10,
                             vfr=True, codec="h265", audio=True)
@@ -156,7 +157,7 @@ def test_ten_bit_vfr_source_keeps_depth_and_timestamps(workspace, tmp_path):
 
 
 def test_one_frame_video(workspace, tmp_path):
-    from stages.samples import make_sample_clip
+    from stages.quality.samples import make_sample_clip
 
     clip = make_sample_clip(tmp_path / "one.mp4", width=40, height=30, seconds=1 / 24, fps=24, audio=True)
     outcome = run_enhance(workspace, EnhanceRequest(input=clip, output=tmp_path / "one_x4.mp4", device="cpu"))
@@ -172,7 +173,7 @@ def test_ncnn_backend_end_to_end_matches_torch(workspace, tiny_clip, tmp_path):
     pytest.importorskip("ncnn")
     import numpy as np
 
-    from stages.chunkio import read_frames
+    from stages.media.chunkio import read_frames
 
     def chunks(outcome) -> list:
         meta = _metadata(DagsterInstance.get(), "upscale", outcome.partition_key)
@@ -220,9 +221,9 @@ def test_flow_coherence_end_to_end_is_continuous_across_chunks(workspace, tiny_c
     so processing chunk by chunk equals one pass over the whole video; a rerun reuses every coherent chunk."""
     import numpy as np
 
-    from orchestration.config import TemporalConfig
-    from stages.chunkio import read_frames
-    from stages.temporal import TemporalFilter, TemporalSettings
+    from orchestration.resources.config import TemporalConfig
+    from stages.media.chunkio import read_frames
+    from stages.ops.cohere.temporal import TemporalFilter, TemporalSettings
 
     request = EnhanceRequest(**{**_request(tiny_clip, tmp_path / "flow.mp4").__dict__,
                                 "temporal": TemporalConfig(method="flow")})
@@ -257,8 +258,8 @@ def test_interpolation_x2_doubles_fps_keeps_duration_and_joins_chunks_exactly(wo
     upscaled source frame and every odd one a new frame between two consecutive ones."""
     import numpy as np
 
-    from orchestration.config import InterpolateConfig, TemporalConfig
-    from stages.chunkio import read_frames
+    from orchestration.resources.config import InterpolateConfig, TemporalConfig
+    from stages.media.chunkio import read_frames
 
     out = tmp_path / "x2.mp4"
     request = EnhanceRequest(**{**_request(tiny_clip, out, scale=2).__dict__,
@@ -294,8 +295,8 @@ def test_interpolation_x2_doubles_fps_keeps_duration_and_joins_chunks_exactly(wo
 
 
 def test_interpolation_above_120_fps_is_refused_before_any_work(workspace, tiny_clip, tmp_path):
-    from orchestration.config import InterpolateConfig
-    from orchestration.runner import validate_request
+    from orchestration.launch.validate import validate_request
+    from orchestration.resources.config import InterpolateConfig
     from stages.errors import SettingsError
 
     request = EnhanceRequest(**{**_request(tiny_clip, tmp_path / "never.mp4").__dict__,
@@ -306,8 +307,8 @@ def test_interpolation_above_120_fps_is_refused_before_any_work(workspace, tiny_
 
 def test_vfr_source_interpolated_to_a_constant_rate(workspace, tmp_path):
     """A VFR source is interpolated on its real timestamps to a constant 30 fps with the same duration."""
-    from orchestration.config import InterpolateConfig
-    from stages.samples import make_sample_clip
+    from orchestration.resources.config import InterpolateConfig
+    from stages.quality.samples import make_sample_clip
 
     clip = make_sample_clip(tmp_path / "vfr.mkv", width=64, height=48, seconds=1.5, fps=12, vfr=True, audio=True)
     source = probe_video(clip)
@@ -327,9 +328,9 @@ def test_interpolation_never_crosses_a_scene_cut(workspace, tmp_path):
     """At a scene cut the nearer frame is repeated: no output frame is a mix of the two scenes."""
     import numpy as np
 
-    from orchestration.config import InterpolateConfig
-    from stages.chunkio import read_frames
-    from stages.samples import make_sample_clip
+    from orchestration.resources.config import InterpolateConfig
+    from stages.media.chunkio import read_frames
+    from stages.quality.samples import make_sample_clip
 
     clip = make_sample_clip(tmp_path / "cut.mp4", width=64, height=48, seconds=2.0, fps=12, scene_cut_at=1.0)
     request = EnhanceRequest(**{**_request(clip, tmp_path / "cut_x4.mp4", scale=1).__dict__,
@@ -350,8 +351,8 @@ def test_interpolation_never_crosses_a_scene_cut(workspace, tmp_path):
 
 def test_user_reference_adds_full_reference_figures_and_a_grade(workspace, tmp_path):
     """--reference: the report gets per-frame PSNR/SSIM (Y, RGB), VMAF and a grade against the user's video."""
-    from orchestration.config import MetricsConfig
-    from stages.samples import make_sample_clip
+    from orchestration.resources.config import MetricsConfig
+    from stages.quality.samples import make_sample_clip
 
     reference = make_sample_clip(tmp_path / "ref.mp4", width=128, height=96, seconds=1.0, fps=12)
     low = make_sample_clip(tmp_path / "low.mp4", width=64, height=48, seconds=1.0, fps=12)
@@ -370,8 +371,8 @@ def test_user_reference_adds_full_reference_figures_and_a_grade(workspace, tmp_p
 
 
 def test_missing_reference_is_refused_before_any_work(workspace, tiny_clip, tmp_path):
-    from orchestration.config import MetricsConfig
-    from orchestration.runner import validate_request
+    from orchestration.launch.validate import validate_request
+    from orchestration.resources.config import MetricsConfig
     from stages.errors import StageError
 
     request = EnhanceRequest(**{**_request(tiny_clip, tmp_path / "x.mp4").__dict__,

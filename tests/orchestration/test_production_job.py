@@ -14,13 +14,13 @@ import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from orchestration.cli import main
-from orchestration.production import PRODUCTION_ASSETS, PRODUCTION_JOB
-from orchestration.runner import run_production
-from stages.audio import make_sample_track, measure_loudness
-from stages.chunkio import read_frames
-from stages.probe import probe_video
-from stages.production import load_plan
-from stages.samples import make_sample_sequence
+from orchestration.graphs.production import PRODUCTION_ASSETS, PRODUCTION_JOB
+from orchestration.launch.runner import run_production
+from stages.media.audio import make_sample_track, measure_loudness
+from stages.media.chunkio import read_frames
+from stages.media.probe import probe_video
+from stages.production.plan import load_plan
+from stages.quality.samples import make_sample_sequence
 
 CANVAS = (256, 144)
 
@@ -150,7 +150,7 @@ def test_missing_audio_is_a_warning_and_a_silent_track(workspace, tmp_path):
 
 
 def test_one_failing_deliverable_is_reported_while_the_others_are_made(workspace, tmp_path, monkeypatch):
-    from orchestration import production
+    from orchestration.graphs import production
     from stages.errors import EncodeError
 
     real = production.encode_deliverable
@@ -179,7 +179,7 @@ def test_the_master_holds_the_16_bit_frames(workspace, tmp_path):
     assert outcome.success, outcome.error
     ffv1 = probe_video(Path(plan.output_dir) / "trailer_ffv1.mkv")
     assert ffv1.codec == "ffv1" and ffv1.pix_fmt == "gbrp16le"
-    from stages.chunk_store import ChunkRecord
+    from stages.store.chunk_store import ChunkRecord
 
     instance = DagsterInstance.get()
     assert instance.get_latest_materialization_event(AssetKey("edited_master")) is not None

@@ -16,13 +16,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from orchestration.cli import main
-from orchestration.reframe import REFRAME_JOB
-from orchestration.runner import ReframeRequest, run_reframe
-from orchestration.service import DagsterService
-from orchestration.workspace import prepare_dagster_home
-from stages.chunking import decode_video_rgb
-from stages.probe import probe_video
-from stages.samples import make_sample_clip
+from orchestration.graphs.reframe import REFRAME_JOB
+from orchestration.launch.runner import ReframeRequest, run_reframe
+from orchestration.launch.service import DagsterService
+from orchestration.resources.workspace import prepare_dagster_home
+from stages.media.chunking import decode_video_rgb
+from stages.media.probe import probe_video
+from stages.quality.samples import make_sample_clip
 from ui.export_api import EXPORT_PATH, build_export_router
 
 WIDTH, HEIGHT, FPS, FRAMES = 128, 72, 24, 24

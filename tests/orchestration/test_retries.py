@@ -10,21 +10,22 @@ from dataclasses import replace
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
-from orchestration import assets
-from orchestration.config import (
-    ChunkPlanConfig,
-    EncodeConfig,
-    MetricsConfig,
-    UpscaleConfig,
-)
-from orchestration.retries import (
+from orchestration.graphs import enhance as assets
+from orchestration.graphs.retries import (
     MAX_RUNTIME_ENV,
     RETRY_POLICY,
     is_transient,
     limit_tags,
     max_runtime_seconds,
 )
-from orchestration.runner import EnhanceRequest, run_enhance
+from orchestration.launch.request import EnhanceRequest
+from orchestration.launch.runner import run_enhance
+from orchestration.resources.config import (
+    ChunkPlanConfig,
+    EncodeConfig,
+    MetricsConfig,
+    UpscaleConfig,
+)
 from stages.errors import DeviceOutOfMemoryError, InputError, SettingsError
 
 
@@ -137,7 +138,6 @@ def test_a_hung_step_is_ended_by_the_max_runtime(workspace, tiny_clip, tmp_path,
 def test_a_failed_run_reaches_the_terminal_as_one_line(workspace, tiny_clip, tmp_path, monkeypatch, capfd):
     """A bug deep in a step: the CLI prints its one error line; the traceback stays in the run's event log."""
     from orchestration.cli import main
-
     def bug(path):
         raise KeyError("no such stream")
 

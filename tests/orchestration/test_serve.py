@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from orchestration import serve
-from orchestration.workspace import Workspace
+from orchestration.launch import serve
+from orchestration.resources.workspace import Workspace
 from stages.errors import SettingsError
 
 

@@ -1,4 +1,4 @@
-"""orchestration.service: what the page relies on, without a webserver (the live tests are in tests/ui)."""
+"""orchestration.launch.service: what the page relies on, without a webserver (the live tests are in tests/ui)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from orchestration.service import (
+from orchestration.launch.service import (
     DEFAULT_SETTINGS,
     STAGE_PRIORS,
     UploadError,
@@ -25,10 +25,10 @@ from orchestration.service import (
     save_settings,
     system_info,
 )
-from orchestration.workspace import Workspace
+from orchestration.resources.workspace import Workspace
 from stages.errors import SettingsError
-from stages.probe import probe_video
-from stages.samples import make_sample_clip
+from stages.media.probe import probe_video
+from stages.quality.samples import make_sample_clip
 
 
 @pytest.fixture
@@ -196,12 +196,12 @@ def test_eta_ignores_reused_chunks_and_scales_stages_after_interpolation():
 
 
 def test_stages_of_a_run_follow_its_config():
-    from orchestration.config import (
+    from orchestration.graphs.enhance_steps import enhance_run_config
+    from orchestration.resources.config import (
         EncodeConfig,
         InterpolateConfig,
         TemporalConfig,
         UpscaleConfig,
-        enhance_run_config,
     )
 
     plain = enhance_run_config(encode=EncodeConfig(output_path="/o.mp4"))
@@ -219,7 +219,7 @@ def test_system_info_names_device_memory_versions_and_dagster(workspace):
 
 
 def test_eta_leaves_out_the_warm_up_chunk_and_learns_priors_from_finished_runs():
-    from orchestration.service import learn_priors
+    from orchestration.launch.service import learn_priors
 
     stages = ["frames", "upscale", "encode", "report"]
     slow_first = _events("frames", [0.1] * 4) + _events("upscale", [30.0, 10.0, 10.0])

@@ -24,7 +24,7 @@ from benchmarks.badinput import (
     verify_output,
 )
 from orchestration.cli import main
-from orchestration.workspace import Workspace
+from orchestration.resources.workspace import Workspace
 
 # case -> expected outcome, and what the case stands for in the list
 TABLE: dict[str, tuple[str, str]] = {

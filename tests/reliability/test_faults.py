@@ -36,23 +36,26 @@ from benchmarks.faults import (
     table,
 )
 from orchestration.cli import main
-from orchestration.config import (
+from orchestration.launch.diskcheck import estimate_request_space
+from orchestration.launch.request import EnhanceRequest
+from orchestration.launch.runner import run_enhance
+from orchestration.launch.validate import validate_request
+from orchestration.resources.config import (
     ChunkPlanConfig,
     EncodeConfig,
     InterpolateConfig,
     TemporalConfig,
     UpscaleConfig,
 )
-from orchestration.diskcheck import estimate_request_space
-from orchestration.runner import EnhanceRequest, run_enhance, validate_request
-from orchestration.watchdog import HOST_TAG, PID_TAG, process_tags, reclaim_abandoned_runs
-from orchestration.workspace import Workspace, prepare_dagster_home
-from stages import diskspace
-from stages.chunk_store import ChunkContent, ChunkStore
-from stages.chunkio import ChunkWriter
+from orchestration.resources.process import HOST_TAG, PID_TAG, process_tags
+from orchestration.resources.workspace import Workspace, prepare_dagster_home
+from orchestration.sensors.watchdog import reclaim_abandoned_runs
 from stages.errors import ChunkError, DiskFullError, DiskSpaceError
-from stages.fsutil import atomic_write_bytes
-from stages.probe import probe_video
+from stages.media.chunkio import ChunkWriter
+from stages.media.probe import probe_video
+from stages.store import diskspace
+from stages.store.chunk_store import ChunkContent, ChunkStore
+from stages.store.fsutil import atomic_write_bytes
 
 SPEC = ClipSpec()  # 64x48, 1.5 s at 12 fps with audio, chunks of 0.25 s: 6 chunks per stage
 
@@ -279,10 +282,10 @@ def test_disk_full_mid_run_fails_cleanly_and_the_rerun_resumes(how, clip, refere
 def test_disk_full_during_the_encode_keeps_the_previous_output(how, clip, tmp_path, monkeypatch):
     """The encode itself hits ENOSPC (from ffmpeg or PyAV): DiskFullError, no temporary folder left, and the output
     path keeps what it held before."""
-    from stages import encode as encode_module
-    from stages.chunking import decode_video_rgb
-    from stages.encode import EncodeInput, EncodeSettings, encode_video
-    from stages.probe import frame_timestamps
+    from stages.media import encode as encode_module
+    from stages.media.chunking import decode_video_rgb
+    from stages.media.encode import EncodeInput, EncodeSettings, encode_video
+    from stages.media.probe import frame_timestamps
 
     info = probe_video(clip)
     chunk = tmp_path / "chunk.nut"
@@ -352,8 +355,7 @@ def test_atomic_writes_turn_enospc_into_disk_full(tmp_path, monkeypatch):
 
 
 def test_a_copy_to_a_full_disk_keeps_the_previous_output(tmp_path, monkeypatch):
-    from orchestration import chunk_steps
-
+    from orchestration.graphs import common as chunk_steps
     cached = tmp_path / "cache" / "video.mp4"
     cached.parent.mkdir()
     cached.write_bytes(b"new result")
@@ -380,12 +382,12 @@ def test_a_copy_to_a_full_disk_keeps_the_previous_output(tmp_path, monkeypatch):
 
 
 def test_the_estimate_covers_the_real_use_within_3x(tmp_path):
-    """Estimate (orchestration.diskcheck) against the peak bytes real runs add (a private tmpfs where allowed): at
+    """Estimate (orchestration.launch.diskcheck) against the peak bytes real runs add (a private tmpfs where allowed): at
     least the real use, at most 3x. Two clips: a photo filmed by a moving camera through every stage, and noise,
     the chunk codec's worst case (the model turns it into texture: its output costs 1.6x the source per pixel)."""
     photo = make_clip(tmp_path, SPEC)
     noise = tmp_path / "noise.mp4"
-    from stages.ffmpeg import run_ffmpeg
+    from stages.media.ffmpeg import run_ffmpeg
 
     run_ffmpeg(["-f", "lavfi", "-i", "nullsrc=size=64x48:rate=12:duration=1.5", "-vf",
                 "geq=random(1)*255:128:128,format=yuv420p", "-c:v", "libx264", "-crf", "10", str(noise)])
@@ -423,8 +425,7 @@ def test_an_output_on_another_disk_is_checked_too(clip, workspace, tmp_path, mon
     monkeypatch.setattr(diskspace, "same_disk", lambda a, b: False)
     monkeypatch.setattr(diskspace, "free_bytes",
                         lambda path: 1_000 if "elsewhere" in str(path) else 10**12)
-    from orchestration import diskcheck
-
+    from orchestration.launch import diskcheck
     monkeypatch.setattr(diskcheck, "same_disk", lambda a, b: False)
     (tmp_path / "elsewhere").mkdir()
     request = _request(clip, tmp_path / "elsewhere" / "out.mp4")
@@ -482,8 +483,8 @@ def test_the_watchdog_sensor_ends_a_daemon_run_whose_worker_died(workspace):
     run-retry daemon relaunches it."""
     from dagster import build_sensor_context
 
-    from orchestration.resources import WorkspaceResource
-    from orchestration.watchdog import abandoned_runs_sensor
+    from orchestration.resources.core import WorkspaceResource
+    from orchestration.sensors.watchdog import abandoned_runs_sensor
 
     prepare_dagster_home(workspace)
     instance = DagsterInstance.get()
@@ -501,9 +502,9 @@ def test_every_run_worker_tags_its_process(workspace, tiny_clip):
     """Runs not started by the CLI (daemon, Dagster UI) get their worker's pid when their resources start."""
     from dagster import materialize
 
-    from orchestration.assets import video_probe
-    from orchestration.resources import WorkspaceResource
-    from orchestration.workspace import register_video
+    from orchestration.graphs.enhance import video_probe
+    from orchestration.resources.core import WorkspaceResource
+    from orchestration.resources.workspace import register_video
 
     prepare_dagster_home(workspace)
     instance = DagsterInstance.get()

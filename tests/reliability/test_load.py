@@ -38,7 +38,7 @@ from benchmarks.load import (
     max_simultaneous,
     run_load,
 )
-from stages.chunk_store import ChunkContent, ChunkStore
+from stages.store.chunk_store import ChunkContent, ChunkStore
 
 pytest.importorskip("gradio_client")
 
@@ -154,7 +154,7 @@ def test_threads_get_or_put_the_same_chunk_at_once(tmp_path):
 
 def test_two_claims_of_the_one_gpu_slot_at_the_same_moment_never_both_win(tmp_path):
     """Dagster's SQLite claim reads a free slot, then writes into it: two processes claiming at once could both
-    take the one slot (31-34 races out of 40 without orchestration.concurrency: `python -m benchmarks.load
+    take the one slot (31-34 races out of 40 without orchestration.resources.concurrency: `python -m benchmarks.load
     --claims`). Both steps are assigned first (what two claims at the same moment do) and then claim together,
     40 times."""
     doubles, info = claim_race(tmp_path, 40)
@@ -167,7 +167,7 @@ def test_two_claims_of_the_one_gpu_slot_at_the_same_moment_never_both_win(tmp_pa
 
 def test_each_run_loads_the_values_its_own_run_wrote(tmp_path):
     """Two runs of one partition: each loads its own upstream value, not the one the other run wrote last."""
-    from orchestration.io_managers import RunScopedIOManager
+    from orchestration.resources.io_managers import RunScopedIOManager
 
     manager = RunScopedIOManager(base_dir=str(tmp_path))
     key = AssetKey("upscale")
@@ -192,7 +192,7 @@ def test_each_run_loads_the_values_its_own_run_wrote(tmp_path):
 
 def test_the_definitions_hand_values_over_per_run():
     from orchestration.definitions import build_definitions
-    from orchestration.io_managers import RunScopedIOManager
+    from orchestration.resources.io_managers import RunScopedIOManager
 
     assert isinstance(build_definitions("/tmp/ws").resources["io_manager"], RunScopedIOManager)
 
@@ -213,16 +213,16 @@ def _tiny():
 def test_inbox_finisher_handles_a_tick_with_an_inbox_run_and_a_page_run(tmp_path):
     """An inbox run and a page run ending together reach inbox_run_succeeded in one tick; Dagster failed that
     tick ("received both DagsterRunReaction and SkipReason") when the page run gave a SkipReason."""
-    from orchestration.inbox import (
+    from orchestration.resources.core import WorkspaceResource
+    from orchestration.resources.workspace import Workspace
+    from orchestration.sensors.inbox import (
         TAG_INBOX_PATH,
         TAG_LAUNCHED_BY,
         TAG_SHA256,
         TAG_SOURCE,
         inbox_run_succeeded,
     )
-    from orchestration.resources import WorkspaceResource
-    from orchestration.workspace import Workspace
-    from stages.fsutil import sha256_file
+    from stages.store.fsutil import sha256_file
 
     workspace = Workspace(tmp_path / "ws").ensure()
     workspace.inbox.mkdir(parents=True)

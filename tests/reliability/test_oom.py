@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from orchestration.config import ChunkPlanConfig, EncodeConfig, UpscaleConfig
-from orchestration.runner import EnhanceRequest, run_enhance
+from orchestration.launch.request import EnhanceRequest
+from orchestration.launch.runner import run_enhance
+from orchestration.resources.config import ChunkPlanConfig, EncodeConfig, UpscaleConfig
 from stages.errors import DeviceOutOfMemoryError
 from stages.models.rife import IFNet, RifeInterpolator, get_spec, load_rife
-from stages.upscale import Upscaler
+from stages.ops.upscale.engine import Upscaler
 
 
 def test_upscale_out_of_memory_at_the_floor_tells_the_user_what_to_change(workspace, tiny_clip, tmp_path,

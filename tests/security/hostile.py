@@ -83,7 +83,7 @@ class PageService:
         return f"no run {run_id}"
 
     def progress(self, run_id):
-        from orchestration.service import RunProgress
+        from orchestration.launch.service import RunProgress
 
         return RunProgress(run_id, "UNKNOWN", 0.0, "", 0.0, None, error=f"no run {run_id}")
 
@@ -108,7 +108,7 @@ def free_port() -> int:
 def serve_page(service, *, auth=None):
     """Build the page for ``service`` (a toy model offered) and launch it on a free loopback port the way
     ``vup serve`` does (``launch_options``); returns (app, url). Close it with ``app.close()``."""
-    from orchestration.service import ModelChoice
+    from orchestration.launch.service import ModelChoice
     from ui import app as page
 
     models = [ModelChoice("toy-x4", "toy-x4 (x4)", "A toy model.", 4, True, None)]

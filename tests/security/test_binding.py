@@ -7,9 +7,9 @@ import httpx
 import pytest
 from hostile import PageService, serve_page
 
-from orchestration import serve
-from orchestration.cli import build_parser
-from orchestration.workspace import Workspace
+from orchestration.cli.commands import build_parser
+from orchestration.launch import serve
+from orchestration.resources.workspace import Workspace
 from stages.errors import SettingsError
 
 
@@ -166,8 +166,8 @@ def test_the_login_is_enforced_on_every_route(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::"])
 def test_exposing_the_dagster_ui_needs_an_explicit_flag(host, tmp_path):
-    from orchestration.serve import check_dagster_host, run_dev, run_serve
-    from orchestration.workspace import Workspace
+    from orchestration.launch.serve import check_dagster_host, run_dev, run_serve
+    from orchestration.resources.workspace import Workspace
 
     ws = Workspace(tmp_path / "ws")
     with pytest.raises(SettingsError, match="Dagster UI, which has no login.*--dagster-public"):

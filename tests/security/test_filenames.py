@@ -14,17 +14,17 @@ import pytest
 from hostile import HOSTILE_STEM, no_pwned
 
 from orchestration.cli import main
-from stages.ffmpeg import (
+from stages.media.ffmpeg import (
     escape_filter_graph,
     escape_filter_option,
     filter_value,
     find_ffmpeg,
 )
-from stages.interpolate import minterpolate_video
-from stages.metrics import has_libvmaf, vmaf
-from stages.preview import cut_head
-from stages.probe import probe_video
-from stages.samples import make_sample_clip
+from stages.media.preview import cut_head
+from stages.media.probe import probe_video
+from stages.ops.interpolate.engine import minterpolate_video
+from stages.quality.metrics import has_libvmaf, vmaf
+from stages.quality.samples import make_sample_clip
 
 REPO = Path(__file__).resolve().parents[2]
 # names that would inject a filter, an option or a second graph if the escaping were wrong
@@ -84,7 +84,7 @@ def test_probe_preview_and_minterpolate_with_hostile_names(tiny_clip, hostile_di
     assert preview.name == f"{HOSTILE_STEM} preview.mp4" and cut.frame_count == 6 and cut.width == 64
 
     out = minterpolate_video(source, hostile_dir / f"{HOSTILE_STEM} 24fps.nut", 24)
-    from stages.chunkio import read_frames
+    from stages.media.chunkio import read_frames
 
     frames = list(read_frames(out))
     assert len(frames) == 36 and frames[0].shape[:2] == (48, 64)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.ffmpeg import run_ffmpeg
+from stages.media.ffmpeg import run_ffmpeg
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("stages", "orchestration", "ui", "benchmarks")
@@ -151,7 +151,7 @@ def test_no_shell_and_no_command_strings_in_the_source():
     "import subprocess\nsubprocess.getoutput('ls')",
     "from subprocess import getstatusoutput",
     "import asyncio\nasyncio.create_subprocess_shell('ls')",
-    "from stages.ffmpeg import run_ffmpeg\nrun_ffmpeg('-i x.mp4 y.mp4')",
+    "from stages.media.ffmpeg import run_ffmpeg\nrun_ffmpeg('-i x.mp4 y.mp4')",
 ])
 def test_the_audit_catches_each_pattern(snippet):
     assert _audit(REPO / "stages" / "example.py", snippet), snippet

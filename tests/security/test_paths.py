@@ -17,18 +17,18 @@ import torch
 from hostile import HOSTILE_STEM, PageService, call_api, no_pwned, serve_page, snapshot
 
 from orchestration.cli import main
-from orchestration.inbox import build_request, load_settings
-from orchestration.service import (
+from orchestration.launch.service import (
     DEFAULT_SETTINGS,
     SETTINGS_FILE,
     UploadError,
     accept_upload,
     save_settings,
 )
-from orchestration.service import (
+from orchestration.launch.service import (
     load_settings as load_page_settings,
 )
-from orchestration.workspace import Workspace
+from orchestration.resources.workspace import Workspace
+from orchestration.sensors.inbox import build_request, load_settings
 from stages.errors import SettingsError
 from stages.models.store import ModelStore
 from stages.models.user_catalog import CATALOG_FILENAME, import_model
@@ -137,8 +137,8 @@ def test_service_run_id_inputs_never_reach_the_filesystem(workspace, canary, tmp
     ../../x would open, and create, a file outside the instance. The service refuses such ids first."""
     from dagster import DagsterInstance
 
-    from orchestration.service import DagsterService
-    from orchestration.workspace import prepare_dagster_home
+    from orchestration.launch.service import DagsterService
+    from orchestration.resources.workspace import prepare_dagster_home
 
     prepare_dagster_home(workspace)
     instance = DagsterInstance.get()

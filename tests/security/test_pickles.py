@@ -206,7 +206,7 @@ def _calls(tree: ast.AST):
 TRUSTED_UNPICKLING = {
     # the run-scoped IO manager reads back the manifests the pipeline itself pickled under
     # <workspace>/dagster-storage (what Dagster's own FilesystemIOManager does); never a file a user brings
-    ("orchestration/io_managers.py", "pickle.load"),
+    ("orchestration/resources/io_managers.py", "pickle.load"),
 }
 
 

@@ -10,8 +10,9 @@ import av
 import numpy as np
 import pytest
 
-from stages import audio
-from stages.audio import (
+from stages.errors import EncodeError, InputError, SettingsError
+from stages.media import audio
+from stages.media.audio import (
     DEFAULT_GAINS_DB,
     NO_TRACK_WARNING,
     SILENT_MIX_WARNING,
@@ -23,8 +24,7 @@ from stages.audio import (
     mix_audio,
     resolve_tracks,
 )
-from stages.errors import EncodeError, InputError, SettingsError
-from stages.ffmpeg import run_ffmpeg
+from stages.media.ffmpeg import run_ffmpeg
 
 RATE = 48000
 
@@ -269,7 +269,7 @@ def test_missing_corrupt_and_audio_less_files_are_skipped(tracks, tmp_path, capl
     video_only = tmp_path / "score.mkv"
     run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=64x48:rate=5", "-t", "0.4", "-c:v", "ffv1", str(video_only)])
     missing = tmp_path / "voice_missing.wav"
-    caplog.set_level("WARNING", logger="stages.audio")
+    caplog.set_level("WARNING", logger="stages.media.audio")
     mix = mix_audio([missing, tracks["music"], corrupt, video_only], tmp_path / "mix.wav", 2.0)
     assert [t.path for t in mix.tracks] == [str(tracks["music"])]
     assert [path for path, _ in mix.skipped] == [str(missing), str(corrupt), str(video_only)]
@@ -285,7 +285,7 @@ def test_missing_corrupt_and_audio_less_files_are_skipped(tracks, tmp_path, capl
 @pytest.mark.parametrize("usable", ["none given", "all missing"])
 def test_no_usable_track_gives_silence_of_the_duration(tmp_path, usable, caplog):
     given = [] if usable == "none given" else [tmp_path / "music.wav", tmp_path / "voice.wav"]
-    caplog.set_level("WARNING", logger="stages.audio")
+    caplog.set_level("WARNING", logger="stages.media.audio")
     mix = mix_audio(given, tmp_path / "out" / "mix.wav", 1.5, channels=1)
     data, info = _read(mix.path)
     assert info == {"codec": "pcm_s24le", "rate": RATE, "channels": 1}

@@ -1,4 +1,4 @@
-"""The quality benchmark's pure logic (stages.benchmark): degradations, a tiny suite run, targets, report."""
+"""The quality benchmark's pure logic (stages.quality.benchmark): degradations, a tiny suite run, targets, report."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from spandrel import ModelLoader
 from spandrel.architectures.Compact import Compact
 
-from stages.benchmark import (
+from stages.quality.benchmark import (
     DEGRADATIONS,
     ROW_COLUMNS,
     Case,

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from stages.chunk_store import ChunkContent, ChunkStore, content_key
-from stages.chunkio import ChunkWriter, read_frames
+from stages.media.chunkio import ChunkWriter, read_frames
+from stages.store.chunk_store import ChunkContent, ChunkStore, content_key
 
 
 def _producer(count: int = 3, fail: bool = False):
@@ -90,8 +90,8 @@ def test_manifest_of_another_key_is_rejected(tmp_path):
 def test_first_and_last_frame_of_a_chunk(tmp_path):
     import numpy as np
 
-    from stages.chunkio import ChunkWriter, first_frame, last_frame
     from stages.errors import ChunkError
+    from stages.media.chunkio import ChunkWriter, first_frame, last_frame
 
     frames = [np.full((6, 8, 3), value, np.uint8) for value in (10, 20, 30)]
     with ChunkWriter(tmp_path / "c.nut", 8, 6) as writer:

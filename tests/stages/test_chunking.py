@@ -9,7 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from stages.chunking import (
+from stages.errors import ChunkError, InputError, SettingsError
+from stages.media.chunking import (
     ChunkSpec,
     ExtractedChunk,
     color_conversion,
@@ -18,11 +19,10 @@ from stages.chunking import (
     frame_to_rgb,
     plan_chunks,
 )
-from stages.chunkio import count_frames, read_frames
-from stages.errors import ChunkError, InputError, SettingsError
-from stages.ffmpeg import run_ffmpeg
-from stages.probe import frame_timestamps, probe_video
-from stages.samples import make_sample_clip
+from stages.media.chunkio import count_frames, read_frames
+from stages.media.ffmpeg import run_ffmpeg
+from stages.media.probe import frame_timestamps, probe_video
+from stages.quality.samples import make_sample_clip
 
 TB = Fraction(1, 1000)
 

@@ -13,9 +13,11 @@ import cv2
 import numpy as np
 import pytest
 
-from stages import deliver
-from stages.chunkio import ChunkWriter, read_frames
-from stages.deliver import (
+from stages.errors import ChunkError, EncodeError, InputError, SettingsError
+from stages.media.chunkio import ChunkWriter, read_frames
+from stages.media.ffmpeg import run_ffmpeg
+from stages.production import deliver
+from stages.production.deliver import (
     DELIVERABLE_KINDS,
     DELIVERABLES,
     DeliverableSpec,
@@ -25,8 +27,6 @@ from stages.deliver import (
     write_contact_sheet,
     write_thumbnail,
 )
-from stages.errors import ChunkError, EncodeError, InputError, SettingsError
-from stages.ffmpeg import run_ffmpeg
 
 FRAMES = 14
 WIDTH, HEIGHT = 64, 48
@@ -122,7 +122,7 @@ class ReadBack:
 
 
 def _read_back(path: Path) -> ReadBack:
-    """Everything checked about a deliverable, read with PyAV (independent of stages.probe)."""
+    """Everything checked about a deliverable, read with PyAV (independent of stages.media.probe)."""
     with av.open(str(path)) as container:
         video = container.streams.video[0]
         audio = [(s.codec_context.name, s.codec_context.sample_rate, s.codec_context.channels,

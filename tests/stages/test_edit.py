@@ -10,8 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from stages.chunkio import ChunkWriter, count_frames, read_frames
-from stages.edit import (
+from stages.errors import ChunkError, SettingsError
+from stages.media.chunkio import ChunkWriter, count_frames, read_frames
+from stages.production.edit import (
     EditFrame,
     SceneChunk,
     SceneMatte,
@@ -21,7 +22,6 @@ from stages.edit import (
     render_matte_chunk,
     to_depth,
 )
-from stages.errors import ChunkError, SettingsError
 
 CANVAS = (64, 36)
 

@@ -11,13 +11,18 @@ import cv2
 import numpy as np
 import pytest
 
-from stages.chunking import color_conversion, extract_chunk, frame_to_rgb, plan_chunks
-from stages.chunkio import ChunkWriter, read_frames
-from stages.encode import EncodeInput, EncodeResult, EncodeSettings, encode_video
 from stages.errors import ChunkError, EncodeError, SettingsError
-from stages.ffmpeg import find_ffmpeg, run_ffmpeg
-from stages.probe import frame_timestamps, probe_video
-from stages.samples import make_sample_clip
+from stages.media.chunking import (
+    color_conversion,
+    extract_chunk,
+    frame_to_rgb,
+    plan_chunks,
+)
+from stages.media.chunkio import ChunkWriter, read_frames
+from stages.media.encode import EncodeInput, EncodeResult, EncodeSettings, encode_video
+from stages.media.ffmpeg import find_ffmpeg, run_ffmpeg
+from stages.media.probe import frame_timestamps, probe_video
+from stages.quality.samples import make_sample_clip
 
 FAST = EncodeSettings(preset="ultrafast")
 
@@ -261,14 +266,14 @@ def test_audio_the_container_cannot_hold_is_transcoded(rich, tmp_path):
     ],
 )
 def test_subtitle_rules(codec, fmt, action):
-    from stages.encode import _subtitle_action
+    from stages.media.encode import _subtitle_action
 
     assert _subtitle_action(codec, fmt) == action
 
 
 def test_h265_high_depth_narrow_frames_are_refused_before_libx265_runs():
     """libx265 at 10 bits aborts the whole process on frames narrower than 64 px: refuse instead."""
-    from stages.encode import check_frame_size
+    from stages.media.encode import check_frame_size
 
     with pytest.raises(SettingsError, match="at 10 bits.*use codec h264"):
         check_frame_size("h265", 48, 48, 10)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from skimage import data
 
-from stages.chunkio import ChunkWriter, read_frames
 from stages.errors import ChunkError, InputError, SettingsError
-from stages.interpolate import (
+from stages.media.chunkio import ChunkWriter, read_frames
+from stages.ops.interpolate.engine import (
     BlendInterpolator,
     FlowInterpolator,
     InterpolationSettings,

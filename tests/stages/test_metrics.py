@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from skimage import data
 
-from stages.metrics import (
+from stages.quality.metrics import (
     GRADE_LABELS_EN,
     METRIC_DEFINITIONS,
     FlickerMeter,
@@ -76,7 +76,7 @@ def test_write_report(tmp_path):
 
 
 def test_lanczos_luma_equals_luma_of_lanczos_upscale():
-    from stages.metrics import lanczos_luma
+    from stages.quality.metrics import lanczos_luma
 
     rng = np.random.default_rng(3)
     smooth = (np.clip(rng.random((9, 11, 3)) * 0.5 + 0.25, 0, 1) * 255).astype(np.uint8)
@@ -135,7 +135,7 @@ def test_ssim_falls_with_noise_and_options_are_checked(photo):
 
 
 def _clip(path, size: str = "64x48", frames: int = 8) -> Path:
-    from stages.ffmpeg import run_ffmpeg
+    from stages.media.ffmpeg import run_ffmpeg
 
     run_ffmpeg(["-f", "lavfi", "-i", f"testsrc2=size={size}:rate=10", "-frames:v", str(frames), "-c:v", "libx264",
                 "-qp", "0", "-pix_fmt", "yuv444p", str(path)])
@@ -154,8 +154,7 @@ def test_vmaf_of_identical_and_scaled_clips(tmp_path):
 
 
 def test_vmaf_without_libvmaf_says_what_to_do(tmp_path, monkeypatch):
-    from stages import metrics
-
+    from stages.quality import metrics
     monkeypatch.setattr(metrics, "has_libvmaf", lambda ffmpeg=None: False)
     with pytest.raises(VmafUnavailableError, match="libvmaf.*VUP_FFMPEG"):
         metrics.vmaf(tmp_path / "a.mp4", tmp_path / "b.mp4")

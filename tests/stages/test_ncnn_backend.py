@@ -20,19 +20,19 @@ from spandrel.architectures.ESRGAN import ESRGAN
 
 pytest.importorskip("ncnn")
 
-from stages import ncnn_backend
-from stages.chunkio import ChunkWriter, read_frames
 from stages.device import DeviceChoice
 from stages.errors import DeviceOutOfMemoryError, ModelError, SettingsError
+from stages.media.chunkio import ChunkWriter, read_frames
 from stages.models.ncnn import convert_ncnn
-from stages.ncnn_backend import (
+from stages.ops.upscale import ncnn as ncnn_backend
+from stages.ops.upscale.engine import Upscaler, plan_scale, upscale_chunk
+from stages.ops.upscale.ncnn import (
     BACKEND_CHOICES,
     NcnnUpscaler,
     choose_backend,
     ncnn_available,
     vulkan_devices,
 )
-from stages.upscale import Upscaler, plan_scale, upscale_chunk
 
 torch.set_num_threads(2)
 

@@ -12,20 +12,20 @@ import pytest
 import spandrel
 
 import stages.ops.builtin  # noqa: F401 - registers the built-in ops
-from stages.chunk_store import ChunkStore
-from stages.chunking import ChunkSpec, plan_chunks
-from stages.chunkio import count_frames, first_frame
 from stages.device import DeviceChoice, choose_device
 from stages.errors import ChunkError
-from stages.fsutil import sha256_file
+from stages.media.chunking import ChunkSpec, plan_chunks
+from stages.media.chunkio import count_frames, first_frame
+from stages.media.probe import VideoInfo, frame_timestamps, probe_video
+from stages.ops.cohere.op import CohereOp
+from stages.ops.cohere.temporal import TemporalSettings
 from stages.ops.contract import ChunkOp, FrameOp
 from stages.ops.driver import run_op
-from stages.ops.registry import get_op, register_op, registered, registered_ops
-from stages.ops.cohere import CohereOp
 from stages.ops.frames import FramesOp
-from stages.probe import VideoInfo, frame_timestamps, probe_video
-from stages.samples import make_sample_clip
-from stages.temporal import TemporalSettings
+from stages.ops.registry import get_op, register_op, registered, registered_ops
+from stages.quality.samples import make_sample_clip
+from stages.store.chunk_store import ChunkStore
+from stages.store.fsutil import sha256_file
 
 CUT = 9  # the clip's second shot starts at this frame
 
@@ -177,6 +177,6 @@ def test_registry_refuses_a_second_op_under_a_taken_name():
 
     with pytest.raises(ValueError, match="taken"):
         register_op(Impostor)
-    assert get_op("upscale").__module__ == "stages.ops.upscale"
+    assert get_op("upscale").__module__ == "stages.ops.upscale.op"
     with pytest.raises(KeyError, match="registered"):
         get_op("no-such-op")

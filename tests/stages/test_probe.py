@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 
 from stages.errors import InputError, ProbeError
-from stages.ffmpeg import run_ffmpeg
-from stages.probe import (
+from stages.media.ffmpeg import run_ffmpeg
+from stages.media.probe import (
     AudioStreamInfo,
     SubtitleStreamInfo,
     VideoInfo,
     frame_timestamps,
     probe_video,
 )
-from stages.samples import make_sample_clip
+from stages.quality.samples import make_sample_clip
 
 
 @pytest.fixture(scope="module")

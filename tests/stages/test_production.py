@@ -12,9 +12,9 @@ from typing import Any
 import av
 import pytest
 
-from stages.audio import AudioTrack
 from stages.errors import InputError, SettingsError
-from stages.production import (
+from stages.media.audio import AudioTrack
+from stages.production.plan import (
     AudioPlan,
     ContactSheetSpec,
     ProductionPlan,
@@ -27,7 +27,7 @@ from stages.production import (
     transition_frames,
     write_example_project,
 )
-from stages.sequence import find_sequence
+from stages.production.sequence import find_sequence
 
 
 @pytest.fixture

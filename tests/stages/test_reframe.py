@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
-from stages.chunkio import ChunkWriter, read_frames
 from stages.errors import ChunkError, SettingsError
-from stages.reframe import (
+from stages.media.chunkio import ChunkWriter, read_frames
+from stages.ops.reframe.crops import (
     EASINGS,
     CropBox,
     CropKeyframe,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from stages.errors import SettingsError
-from stages.probe import frame_timestamps, probe_video
-from stages.samples import make_sample_clip
+from stages.media.probe import frame_timestamps, probe_video
+from stages.quality.samples import make_sample_clip
 
 
 def _frames(path):

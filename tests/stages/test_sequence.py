@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages import chunkio
 from stages.errors import InputError, SettingsError
-from stages.samples import make_sample_sequence
-from stages.sequence import (
+from stages.media import chunkio
+from stages.production.sequence import (
     MISSING_POLICIES,
     describe_gaps,
     display_to_linear,
@@ -24,6 +23,7 @@ from stages.sequence import (
     write_image,
     write_sequence_chunk,
 )
+from stages.quality.samples import make_sample_sequence
 
 W, H = 64, 48
 

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 from skimage import data
 
-from stages.chunkio import ChunkWriter, read_frames
 from stages.errors import ChunkError, SettingsError
-from stages.metrics import flow_with_mask, psnr, warp_error
-from stages.temporal import (
+from stages.media.chunkio import ChunkWriter, read_frames
+from stages.ops.cohere.temporal import (
     SEEDVR2_UNAVAILABLE,
     TemporalFilter,
     TemporalSettings,
@@ -19,6 +18,7 @@ from stages.temporal import (
     cohere_chunk,
     last_frame,
 )
+from stages.quality.metrics import flow_with_mask, psnr, warp_error
 
 SCALE = 4
 

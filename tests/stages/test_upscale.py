@@ -8,10 +8,10 @@ import spandrel
 import torch
 from spandrel.architectures.Compact import CompactArch
 
-from stages.chunkio import ChunkWriter, read_frames
 from stages.device import DeviceChoice
 from stages.errors import ChunkError, DeviceOutOfMemoryError, SettingsError
-from stages.upscale import (
+from stages.media.chunkio import ChunkWriter, read_frames
+from stages.ops.upscale.engine import (
     ScaleStep,
     Upscaler,
     UpscaleSettings,

@@ -10,9 +10,9 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from orchestration.service import ModelChoice, RunProgress, RunRow, load_settings
-from orchestration.workspace import Workspace
-from stages.samples import make_sample_clip
+from orchestration.launch.service import ModelChoice, RunProgress, RunRow, load_settings
+from orchestration.resources.workspace import Workspace
+from stages.quality.samples import make_sample_clip
 from ui import app as page
 
 MODELS = [
@@ -209,7 +209,7 @@ def test_process_submits_the_request(service, clip):
     assert request.device == "cpu" and request.precision == "fp16"
     assert request.output.suffix == ".mkv" and request.output.is_relative_to(service.workspace.outputs)
     # the upload's digest goes along, so the service does not hash the file again
-    from stages.fsutil import sha256_file
+    from stages.store.fsutil import sha256_file
 
     assert service.digests == [sha256_file(request.input)]
 

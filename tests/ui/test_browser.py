@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.samples import make_sample_clip
+from stages.quality.samples import make_sample_clip
 
 pytest.importorskip("playwright.sync_api")
 from browser import chromium_path, drive, small_png

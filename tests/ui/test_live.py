@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from stages.probe import probe_video
-from stages.samples import make_sample_clip
+from stages.media.probe import probe_video
+from stages.quality.samples import make_sample_clip
 
 gradio_client = pytest.importorskip("gradio_client")
 

@@ -1,0 +1,6 @@
+"""The `vup` command line (enhance, produce, reframe, models, bench, serve, dev...): `commands` builds the parser
+and runs each command."""
+
+from orchestration.cli.commands import main
+
+__all__ = ["main"]

@@ -1,0 +1,2 @@
+"""Dagster asset graphs: enhance (the chain of chunk ops and its asset factory), production, reframe
+and benchmark; pieces they share; transient-only retries."""

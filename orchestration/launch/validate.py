@@ -1,0 +1,70 @@
+"""Checks before any work: the input, every setting, the output path and the disk space of an enhance request."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from orchestration.graphs.retries import max_runtime_seconds
+from orchestration.launch.diskcheck import check_request_space
+from orchestration.launch.request import OUTPUT_SUFFIXES, EnhanceRequest
+from stages.device import validate_device_settings
+from stages.errors import InputError, SettingsError
+from stages.media.probe import MIN_VIDEO_SIDE, VideoInfo, ignored_streams, probe_video
+from stages.ops.interpolate.engine import rational_fps
+from stages.ops.upscale.engine import output_size
+
+log = logging.getLogger(__name__)
+
+
+def validate_request(request: EnhanceRequest) -> VideoInfo:
+    """Check the input and every setting before any work; returns the probe.
+
+    Once everything passed, logs a warning for what the run will do to the input unasked: leave out other video
+    streams (cover art only at info level), deinterlace an interlaced source.
+
+    Raises:
+        InputError / ProbeError: the input cannot be used (also: smaller than MIN_VIDEO_SIDE either way).
+        SettingsError: a setting is impossible.
+    """
+    info = probe_video(request.input)
+    name = Path(request.input).name
+    if min(info.width, info.height) < MIN_VIDEO_SIDE:
+        raise InputError(
+            f"input: {name} is {info.width}x{info.height}, too small to enhance; give a video of at least "
+            f"{MIN_VIDEO_SIDE}x{MIN_VIDEO_SIDE} pixels"
+        )
+    settings = request.upscale.to_settings()
+    settings.validate()
+    output_size(info.width, info.height, settings.scale)
+    request.encode.to_settings().validate()
+    request.temporal.to_settings().validate()
+    request.interpolate.to_settings().validate(rational_fps(info.avg_fps))
+    if request.metrics.reference_path:
+        probe_video(request.metrics.reference_path)  # a missing or unreadable reference fails here, before any work
+    if request.chunk.chunk_seconds <= 0:
+        raise SettingsError(f"chunks: --chunk-seconds {request.chunk.chunk_seconds} must be above 0; use 10")
+    validate_device_settings(request.device, request.precision)
+    max_runtime_seconds(request.max_runtime_hours)
+    if request.output is not None:
+        out = request.output.expanduser()
+        if out.suffix.lower() not in OUTPUT_SUFFIXES:
+            raise SettingsError(f"output: {out.name} must end in {', '.join(OUTPUT_SUFFIXES)}; e.g. {out.stem}.mp4")
+        if out.exists() and out.resolve() == request.input.expanduser().resolve():
+            raise SettingsError("output: the output path is the input file; choose another name")
+        if out.is_dir():
+            raise SettingsError(f"output: {out} is a folder; give a file name such as {out / 'result.mp4'}")
+    check_request_space(request, info)  # DiskSpaceError with the numbers when the job does not fit
+    for other in ignored_streams(request.input):
+        what = f"#{other.index} ({other.codec} {other.width}x{other.height})"
+        if other.cover_art:
+            log.info("input: %s: cover art %s is left out; the video stream #%d is enhanced", name, what,
+                     info.stream_index)
+        else:
+            log.warning("input: %s has another video stream %s; only video stream #%d (%dx%d) is enhanced, extract "
+                        "the other with `ffmpeg -i %s -map 0:%d -c copy other.mkv` to enhance it too", name, what,
+                        info.stream_index, info.width, info.height, name, other.index)
+    if info.interlaced:
+        log.warning("input: %s is interlaced; it is deinterlaced (bwdif, one frame per frame, same timing) before "
+                    "upscaling and written progressive", name)
+    return info

@@ -1,0 +1,2 @@
+"""Where chunks live: the content-addressed chunk store and its keys, the one table of stage versions,
+atomic file writes and locks, disk-space estimates and full-disk errors."""
