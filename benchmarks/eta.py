@@ -4,7 +4,7 @@
 
 Each clip runs end to end through Dagster in this process (generated clips, the default model, one fresh
 workspace and instance for all). Afterwards, for every per-chunk event a run logged,
-``orchestration.launch.service.estimate_progress`` is given the events up to that one, as the page would have seen them,
+``orchestration.launch.eta.estimate_progress`` is given the events up to that one, as the page would have seen them,
 and its "seconds left" is compared with the time the run really took from there to its last event: once with the
 fixed priors, and, from the second clip on, with priors learned from the clips before (what the page uses once
 this machine has finished runs). Prints Markdown tables (stage, chunk, predicted and actual seconds left, error)
@@ -42,7 +42,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def _replay(events: list[tuple[dict, float]], stages: list[str], ratio: float, priors: dict[str, float] | None,
             settle_after: int) -> tuple[list[dict], float | None]:
     """The estimator's answer after each event vs the real time left; and the worst |error| once settled."""
-    from orchestration.launch.service import estimate_progress
+    from orchestration.launch.eta import estimate_progress
 
     end = events[-1][1]
     rows = []
@@ -75,10 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     from dagster import DagsterInstance
 
+    from orchestration.launch.eta import _stages_of, learn_priors
     from orchestration.launch.events import progress_events
     from orchestration.launch.request import EnhanceRequest
     from orchestration.launch.runner import run_enhance
-    from orchestration.launch.service import _stages_of, learn_priors
     from orchestration.resources.config import (
         ChunkPlanConfig,
         TemporalConfig,

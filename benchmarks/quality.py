@@ -5,8 +5,9 @@ run shows in the Dagster UI) and prints the Markdown report and the paths of its
                                  [--shared-dir DIR] [--models realesr-animevideov3,...]
     vup bench quality ...
 
-Cases, methods, metrics and targets: see :mod:`stages.quality.benchmark`. The report lands under
-``<workspace>/benchmarks/reports/<timestamp>/`` (quality.parquet, quality.md, quality.png). Not a test.
+Cases, methods, metrics and targets: see :mod:`stages.quality.benchmark_cases`, :mod:`stages.quality.benchmark`
+and :mod:`stages.quality.benchmark_report`. The report lands under ``<workspace>/benchmarks/reports/<timestamp>/``
+(quality.parquet, quality.md, quality.png). Not a test.
 """
 
 from __future__ import annotations

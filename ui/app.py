@@ -1,8 +1,9 @@
 """The Gradio page: upload a video, choose the settings, submit a Dagster run, follow it, compare the result.
 
-The page is thin: it never runs a model. Everything goes through :mod:`orchestration.launch.service` (checks,
-output plan, settings, run submission and read-back from the Dagster instance). The handlers below are plain
-functions of the service and plain values; :func:`build_app` wires them to components.
+The page is thin: it never runs a model. Everything goes through :mod:`orchestration.launch` (service, options, uploads: checks,
+output plan, settings, run submission and read-back from the Dagster instance). The handlers are plain
+functions of the service and plain values (:mod:`ui.process`, :mod:`ui.reports`, :mod:`ui.choices`,
+:mod:`ui.common`); :func:`build_app` wires them to components.
 
 API endpoints (``gradio_client``; positional arguments, a ``gr.State`` is never an argument):
 
@@ -17,54 +18,71 @@ API endpoints (``gradio_client``; positional arguments, a ``gr.State`` is never 
 
 from __future__ import annotations
 
-import html
 import logging
-import math
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from orchestration.launch.service import (
-    DagsterService,
-    ModelChoice,
-    OutputPlan,
-    UploadInfo,
-    accept_upload,
-    build_ui_request,
-    compare_frames,
-    first_line,
-    interpolation_methods,
-    load_settings,
-    max_upload_bytes,
-    model_choices,
-    plan_output,
-    preview_upload,
-    save_settings,
-    system_info,
+from orchestration.launch.events import first_line
+from orchestration.launch.options import interpolation_methods, model_choices
+from orchestration.launch.service import DagsterService
+from orchestration.launch.uploads import max_upload_bytes
+from ui.choices import (
+    CODECS,
+    CONTAINERS,
+    DEVICES,
+    FACTORS,
+    MODE_FACTOR,
+    MODE_FPS,
+    SCALES,
+    TEMPORAL_METHODS,
+    PageChoices,
+    method_label,
+    method_markdown,
+    model_label,
+    model_markdown,
+    page_settings,
+    remember,
 )
-from stages.errors import SettingsError, StageError
+from ui.common import (
+    WARN,
+    file_argument,
+    format_duration,
+    received_upload,
+    servable,
+    served_folders,
+    table,
+)
 from ui.i18n import I18N, label, lang_of, msg
-from ui.i18n import field as field_name
+from ui.process import (
+    FINISHED,
+    Inspection,
+    ProgressView,
+    Submission,
+    cancel_run,
+    inspect_file,
+    plan_markdown,
+    preview_pair,
+    progress_html,
+    progress_view,
+    submit_run,
+)
+from ui.reports import (
+    RUN_HEADERS,
+    CompareView,
+    compare_images,
+    compare_view,
+    finished_runs,
+    metrics_rows,
+    run_logs,
+    runs_rows,
+    system_rows,
+)
 
 log = logging.getLogger(__name__)
 
 UPLOAD_TYPES = [".mp4", ".mov", ".mkv", ".avi", ".webm"]
-SCALES = (2, 4, 8)
-FACTORS = (2, 4, 8)
-MODE_FACTOR = "factor"
-MODE_FPS = "target fps"
-TEMPORAL_METHODS = ("none", "ema", "flow", "auto")
-DEVICES = ("auto", "cuda", "cpu", "mps")
-CODECS = ("h264", "h265")
-CONTAINERS = ("mp4", "mkv", "mov")
 API_NAMES = ("inspect", "process", "preview", "progress", "cancel")
-FINISHED = frozenset({"SUCCESS", "FAILURE", "CANCELED", "UNKNOWN"})
-WAITING = frozenset({"QUEUED", "NOT_STARTED", "STARTING"})
-BROWSER_CODECS = {".mp4": ("h264", "avc1", "av1"), ".webm": ("vp8", "vp9", "av1")}
-WARN = "⚠️ "
 
 CSS = """
 .vup-progress { height: 14px; border-radius: 7px; background: var(--neutral-200); overflow: hidden; }
@@ -73,678 +91,6 @@ CSS = """
 .vup-progress-fill.vup-canceled { background: var(--neutral-400); }
 .vup-progress-text { margin: 6px 0 0 0; font-variant-numeric: tabular-nums; }
 """
-
-
-# ------------------------------------------------------------------------------------------------ small helpers
-
-
-def format_duration(seconds: float | None) -> str:
-    """``m:ss`` below an hour, else ``h:mm:ss`` (``–`` for None)."""
-    if seconds is None or not math.isfinite(seconds):
-        return "–"
-    total = max(0, round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def format_number(value: Any) -> str:
-    """A metric figure for a table: 4 significant digits, ``–`` when missing."""
-    if value is None:
-        return "–"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if math.isnan(value):
-        return "–"
-    if math.isinf(value):
-        return "∞" if value > 0 else "-∞"
-    return f"{value:.1f}" if abs(value) >= 1000 else f"{value:.4g}"
-
-
-def served_folders(workspace: Any) -> list[Path]:
-    """The only workspace folders the page serves files from: outputs, uploads and reports."""
-    return [workspace.outputs, workspace.uploads, workspace.reports]
-
-
-def servable(path: str | Path | None, workspace: Any) -> str | None:
-    """``path`` when it is an existing file inside :func:`served_folders`, else None."""
-    if not path:
-        return None
-    candidate = Path(path).expanduser()
-    if not candidate.is_file():
-        return None
-    resolved = candidate.resolve()
-    for folder in served_folders(workspace):
-        if resolved.is_relative_to(Path(folder).expanduser().resolve()):
-            return str(candidate)
-    return None
-
-
-def browser_playable(path: str | Path, codec: str | None) -> bool:
-    """Whether a browser plays ``path`` as is (container by suffix, codec when known), so the page never makes
-    Gradio convert a large result in the web process."""
-    accepted = BROWSER_CODECS.get(Path(path).suffix.lower())
-    if accepted is None:
-        return False
-    return codec is None or str(codec).lower() in accepted
-
-
-def file_argument(value: Any) -> tuple[str | None, str | None]:
-    """(path, original name) of a file input: a path, or Gradio's file data (a dict or an object with ``path``
-    and ``orig_name``, as events with ``preprocess=False`` receive it)."""
-    if not value:
-        return None, None
-    if isinstance(value, (str, Path)):
-        return str(value), None
-    if isinstance(value, dict):
-        path, name = value.get("path"), value.get("orig_name")
-    else:
-        path, name = getattr(value, "path", None), getattr(value, "orig_name", None)
-    return (str(path) if path else None), (str(name) if name else None)
-
-
-def received_upload(path: str | None, workspace: Any) -> str | None:
-    """``path`` when it is a file the page received: in Gradio's upload folder (``GRADIO_TEMP_DIR``) or the
-    workspace's uploads; else None. Gradio already refuses other paths in API calls; the page does not rely on
-    it, so a request can never make it read a file elsewhere on the machine."""
-    if not path:
-        return None
-    try:
-        resolved = Path(path).resolve()
-    except (OSError, ValueError):  # a NUL byte, a loop of links
-        return None
-    folders = [Path(gr.utils.get_upload_folder()), Path(workspace.uploads)]
-    if any(resolved.is_relative_to(folder.expanduser().resolve()) for folder in folders) and resolved.is_file():
-        return path
-    log.warning("ui: refused a file that was not uploaded through the page: %r", path)
-    return None
-
-
-def _unexpected(what: str, exc: BaseException) -> str:
-    log.exception("ui: %s failed", what)
-    return f"ui: {what} failed ({first_line(exc)}); see the server log"
-
-
-def _as_int(name: str, value: Any) -> int:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise SettingsError(f"ui: {name} {value!r} is not a number; give a whole number") from None
-    if not number.is_integer():
-        raise SettingsError(f"ui: {name} {value!r} is not a whole number; e.g. {int(number)}")
-    return int(number)
-
-
-def _as_float(name: str, value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise SettingsError(f"ui: {name} {value!r} is not a number") from None
-
-
-def _fps_value(value: Any) -> int | float | str | None:
-    """A target rate as the inbox takes it: None when empty, an int for whole numbers, a string kept as is
-    (``"60000/1001"``)."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = float(text)
-        except ValueError:
-            return text
-    number = _as_float("target fps", value)
-    return int(number) if number.is_integer() else number
-
-
-# ------------------------------------------------------------------------------------------------ choices
-
-
-@dataclass(frozen=True)
-class PageChoices:
-    """The page's choices, in the order of the ``/process`` and ``/preview`` arguments after the file."""
-
-    model: str | None
-    scale: Any = 4
-    interpolation_on: bool = False
-    interp_method: str = "auto"
-    interp_mode: str = MODE_FACTOR
-    factor: Any = 2
-    target_fps: Any = None
-    temporal: str = "none"
-    temporal_strength: Any = 0.6
-    device: str = "auto"
-    batch: Any = 0
-    fp16: bool = False
-    codec: str = "h264"
-    container: str = "mp4"
-    crf: Any = 18
-    chunk_seconds: Any = 10.0
-
-    @property
-    def by_fps(self) -> bool:
-        """Whether interpolation aims at a target rate (mode ``"target fps"``) rather than a factor."""
-        return str(self.interp_mode or "").strip().lower() in (MODE_FPS, "fps", "target_fps")
-
-    def plan(self, upload: UploadInfo) -> OutputPlan:
-        """The output these choices give for ``upload`` (see :func:`orchestration.launch.service.plan_output`).
-
-        Raises:
-            SettingsError: a value is not a number.
-        """
-        method = "none"
-        factor = target = None
-        if self.interpolation_on:
-            method = self.interp_method or "auto"
-            if self.by_fps:
-                target = _fps_value(self.target_fps)
-            else:
-                factor = _as_int("interpolation factor", self.factor)
-        return plan_output(upload.info.width, upload.info.height, upload.fps, _as_int("scale", self.scale),
-                           method, factor, target)
-
-    def request_choices(self) -> dict[str, Any]:
-        """The ``choices`` of :func:`orchestration.launch.service.build_ui_request` (inbox keys plus device, fp16,
-        container); ``interpolate`` or ``fps`` only when interpolation is on.
-
-        Raises:
-            SettingsError: a value is not a number.
-        """
-        choices: dict[str, Any] = {
-            "model": self.model,
-            "scale": _as_int("scale", self.scale),
-            "interp_method": self.interp_method or "auto",
-            "temporal": self.temporal or "none",
-            "temporal_strength": _as_float("temporal strength", self.temporal_strength),
-            "device": self.device or "auto",
-            "batch": _as_int("batch", self.batch or 0),
-            "fp16": bool(self.fp16),
-            "codec": self.codec or "h264",
-            "container": self.container or "mp4",
-            "crf": _as_int("CRF", self.crf),
-            "chunk_seconds": _as_float("chunk length", self.chunk_seconds),
-        }
-        if self.interpolation_on:
-            if self.by_fps:
-                choices["fps"] = _fps_value(self.target_fps)
-            else:
-                choices["interpolate"] = _as_int("interpolation factor", self.factor)
-        return choices
-
-
-def model_label(choice: ModelChoice, lang: str = "en") -> str:
-    """The dropdown label of a model: id and scale, and whether it is unavailable."""
-    text = f"{choice.id} (x{choice.scale})"
-    return text if choice.available else f"{text} – {msg(lang, 'unavailable_word')}"
-
-
-def model_markdown(model_id: str | None, models: list[ModelChoice], lang: str = "en") -> str:
-    """The one-line description of a model, and for an unavailable one ``unavailable: <reason>``."""
-    chosen = next((m for m in models if m.id == model_id), None)
-    if chosen is None:
-        return ""
-    if chosen.available:
-        return chosen.description
-    return f"{chosen.description}\n\n{WARN}**{msg(lang, 'unavailable', reason=chosen.reason)}**"
-
-
-def method_label(method: str, reason: str | None, lang: str = "en") -> str:
-    """The dropdown label of an interpolation method."""
-    return method if reason is None else f"{method} – {msg(lang, 'unavailable_word')}"
-
-
-def method_markdown(method: str | None, methods: list[tuple[str, str | None]], lang: str = "en") -> str:
-    """Why an interpolation method is unavailable (empty when it is available)."""
-    reason = dict(methods).get(method or "")
-    return f"{WARN}{msg(lang, 'unavailable', reason=reason)}" if reason else ""
-
-
-def default_model(models: list[ModelChoice], remembered: str | None) -> str | None:
-    """The remembered model when it is still offered and available, else the first available one."""
-    available = [m.id for m in models if m.available]
-    if remembered in available:
-        return remembered
-    if available:
-        return available[0]
-    return models[0].id if models else None
-
-
-# ------------------------------------------------------------------------------------------------ upload
-
-
-@dataclass(frozen=True)
-class Inspection:
-    """What the page shows for an upload: the accepted upload (None when refused or empty), the metadata rows
-    and a message."""
-
-    upload: UploadInfo | None
-    rows: list[list[str]]
-    message: str
-
-
-def inspect_file(workspace: Any, file: str | Path | None, *, original_name: str | None = None,
-                 max_upload: int | None = None, lang: str = "en") -> Inspection:
-    """Accept an uploaded file (``accept_upload``) and describe it; a refusal is a message, never an exception.
-
-    ``original_name``: the name the file had on the user's machine (default: its current name).
-    """
-    if not file:
-        return Inspection(None, [], "")
-    path = Path(str(file))
-    try:
-        upload = accept_upload(workspace, path, original_name=original_name or path.name, max_bytes=max_upload)
-    except StageError as exc:
-        return Inspection(None, [], WARN + str(exc))
-    except Exception as exc:  # noqa: BLE001 - shown as one line, logged with its traceback
-        return Inspection(None, [], WARN + _unexpected("upload", exc))
-    return Inspection(upload, metadata_rows(upload, lang), "✅ " + msg(lang, "accepted", name=upload.name))
-
-
-def metadata_rows(upload: UploadInfo, lang: str = "en") -> list[list[str]]:
-    """(field, value) rows of an upload, field names in ``lang``."""
-    rows = [[field_name(lang, "file"), upload.name]]
-    rows += [[field_name(lang, name), value] for name, value in upload.rows()]
-    return rows
-
-
-def table(rows: list[list[Any]], headers: list[str]) -> dict[str, Any]:
-    """A Dataframe value with its headers."""
-    return {"headers": headers, "data": rows}
-
-
-def plan_markdown(upload: UploadInfo | None, choices: PageChoices, lang: str = "en") -> str:
-    """``Output: WxH at F fps`` for the upload and choices, with the plan's warning (above 4K) or refusal."""
-    if upload is None:
-        return msg(lang, "plan_none")
-    try:
-        plan = choices.plan(upload)
-    except StageError as exc:
-        return f"{WARN}{msg(lang, 'refused', text=exc)}"
-    at = msg(lang, "at_fps", fps=f"{plan.fps:.3f}".rstrip("0").rstrip(".")) if plan.fps else ""
-    source = f"{upload.info.width}x{upload.info.height}"
-    text = msg(lang, "plan", size=f"{plan.width}x{plan.height}", at=at, source=source)
-    if plan.error:
-        text += f"\n\n⛔ **{msg(lang, 'refused', text=plan.error)}**"
-    elif plan.warning:
-        text += f"\n\n{WARN}{msg(lang, 'warning', text=plan.warning)}"
-    return text
-
-
-# ------------------------------------------------------------------------------------------------ runs
-
-
-@dataclass(frozen=True)
-class Submission:
-    """A submitted run (``run_id``) or a refusal (``run_id == ""``), with the message to show.
-
-    ``source``: for a preview, the clip of the first seconds the run works on. ``upload``: the accepted upload.
-    """
-
-    run_id: str
-    message: str
-    kind: str
-    source: str | None = None
-    upload: UploadInfo | None = None
-
-
-def submit_run(service: Any, file: str | Path | None, choices: PageChoices, *, kind: str = "process",
-               original_name: str | None = None, upload: UploadInfo | None = None,
-               models: list[ModelChoice] | None = None,
-               methods: list[tuple[str, str | None]] | None = None, max_upload: int | None = None,
-               lang: str = "en") -> Submission:
-    """Check everything, then submit a ``process`` run (the whole upload) or a ``preview`` run (its first
-    seconds, ``preview_upload``) through ``service.submit``.
-
-    ``upload``: the upload already accepted for ``file`` (else ``file`` is accepted again). ``models`` /
-    ``methods``: the offered models and interpolation methods (default: ``model_choices()`` /
-    ``interpolation_methods()``). Refusals (no or bad upload, unavailable model or method, a plan above the
-    limits, an impossible setting, Dagster unreachable) come back as ``run_id == ""`` and the reason.
-    """
-
-    def refuse(text: str) -> Submission:
-        return Submission("", WARN + text, kind, None, upload)
-
-    if upload is None:
-        if not file:
-            return refuse(msg(lang, "upload_first"))
-        inspection = inspect_file(service.workspace, file, original_name=original_name, max_upload=max_upload,
-                                  lang=lang)
-        if inspection.upload is None:
-            return Submission("", inspection.message, kind)
-        upload = inspection.upload
-    try:
-        models = model_choices() if models is None else models
-        chosen = next((m for m in models if m.id == choices.model), None)
-        if chosen is None:
-            return refuse(msg(lang, "model_unknown"))
-        if not chosen.available:
-            return refuse(msg(lang, "model_unavailable", model=chosen.id, reason=chosen.reason))
-        if choices.interpolation_on:
-            methods = interpolation_methods() if methods is None else methods
-            reason = dict(methods).get(choices.interp_method)
-            if reason:
-                return refuse(msg(lang, "method_unavailable", method=choices.interp_method, reason=reason))
-        plan = choices.plan(upload)
-        if plan.error:
-            return refuse(plan.error)
-        target = preview_upload(service.workspace, upload) if kind == "preview" else upload
-        request = build_ui_request(service.workspace, target, choices.request_choices())
-        run_id = service.submit(request, kind=kind, sha256=target.sha256)
-    except StageError as exc:
-        return refuse(str(exc))
-    except Exception as exc:  # noqa: BLE001 - shown as one line, logged with its traceback
-        return refuse(_unexpected("submitting the run", exc))
-    message = msg(lang, "submitted", kind=msg(lang, f"kind_{kind}"), short=run_id[:8], url=service.run_url(run_id))
-    return Submission(run_id, message, kind, str(target.path) if kind == "preview" else None, upload)
-
-
-@dataclass(frozen=True)
-class ProgressView:
-    """What the page shows of a run: the progress HTML (bar and text), Dagster's status word, the result to
-    play (None unless it plays in a browser) and to download, and whether polling can stop."""
-
-    html: str
-    text: str
-    status: str
-    video: str | None = None
-    file: str | None = None
-    finished: bool = False
-
-
-def progress_html(fraction: float, text: str, status: str = "") -> str:
-    """A progress bar and its line of text (escaped)."""
-    percent = max(0.0, min(1.0, float(fraction or 0.0))) * 100
-    state = {"FAILURE": "vup-failure", "CANCELED": "vup-canceled"}.get(status, "")
-    return (
-        f'<div class="vup-progress" role="progressbar" aria-valuemin="0" aria-valuemax="100" '
-        f'aria-valuenow="{percent:.0f}"><div class="vup-progress-fill {state}" style="width: {percent:.1f}%">'
-        f'</div></div><p class="vup-progress-text">{html.escape(text)}</p>'
-    )
-
-
-def progress_text(progress: Any, lang: str = "en") -> str:
-    """``42% · upscale · elapsed 0:31 · about 0:45 left`` (``estimating…`` while there is no ETA), or the
-    outcome of a finished run."""
-    status = progress.status
-    if status == "UNKNOWN":
-        return msg(lang, "unknown_run", error=progress.error or progress.run_id)
-    if status == "SUCCESS":
-        return msg(lang, "done", elapsed=format_duration(progress.elapsed_s))
-    if status == "FAILURE":
-        return msg(lang, "failed", error=progress.error or "see the run's logs")
-    if status == "CANCELED":
-        return msg(lang, "cancelled")
-    if status == "CANCELING":
-        return msg(lang, "cancelling")
-    if status in WAITING:
-        return msg(lang, "queued")
-    eta = msg(lang, "estimating") if progress.eta_s is None else msg(lang, "eta", left=format_duration(progress.eta_s))
-    return msg(lang, "progress", percent=int(max(0.0, min(1.0, progress.fraction)) * 100),
-               stage=progress.stage or "…", elapsed=format_duration(progress.elapsed_s), eta=eta)
-
-
-def progress_view(service: Any, run_id: str | None, lang: str = "en") -> ProgressView:
-    """Read a run's progress (``service.progress``) and turn it into what the page shows; on SUCCESS the result
-    video (when a browser plays it) and the file to download."""
-    if not run_id:
-        text = msg(lang, "no_run")
-        return ProgressView(progress_html(0.0, text), text, "", finished=True)
-    try:
-        progress = service.progress(run_id.strip())
-    except Exception as exc:  # noqa: BLE001 - polling shows the problem and stops
-        text = WARN + (str(exc) if isinstance(exc, StageError) else _unexpected("reading the run", exc))
-        return ProgressView(progress_html(0.0, text), text, "UNKNOWN", finished=True)
-    text = progress_text(progress, lang)
-    video = file = None
-    if progress.status == "SUCCESS":
-        file = servable(progress.output, service.workspace)
-        if file is None and progress.output:
-            text += " · " + msg(lang, "outside", name=Path(progress.output).name)
-        codec = ((progress.report or {}).get("output") or {}).get("codec")
-        if file is not None:
-            if browser_playable(file, codec):
-                video = file
-            else:
-                text += " · " + msg(lang, "not_playable", codec=codec or "?", suffix=Path(file).suffix)
-    finished = progress.status in FINISHED
-    return ProgressView(progress_html(progress.fraction, text, progress.status), text, progress.status, video, file,
-                        finished)
-
-
-def cancel_run(service: Any, run_id: str | None, lang: str = "en") -> str:
-    """Ask Dagster to stop a run (``service.cancel``); returns the message to show."""
-    if not run_id:
-        return msg(lang, "no_run")
-    try:
-        return service.cancel(run_id.strip())
-    except Exception as exc:  # noqa: BLE001 - shown as one line
-        return WARN + (str(exc) if isinstance(exc, StageError) else _unexpected("cancelling the run", exc))
-
-
-def preview_pair(service: Any, source: str | None, run_id: str) -> tuple[str | None, str | None]:
-    """(the clip the preview ran on, the preview's result) for the two players side by side; None for a side
-    the browser cannot be given."""
-    try:
-        progress = service.progress(run_id)
-    except Exception as exc:  # noqa: BLE001 - the pair stays empty
-        log.warning("ui: cannot read preview run %s: %s", run_id, first_line(exc))
-        return None, None
-    codec = ((progress.report or {}).get("output") or {}).get("codec")
-    output = servable(progress.output, service.workspace)
-    if output is not None and not browser_playable(output, codec):
-        output = None
-    return servable(source, service.workspace), output
-
-
-# ------------------------------------------------------------------------------------------------ compare
-
-
-@dataclass(frozen=True)
-class CompareView:
-    """A finished run for the Compare tab: its source and output (paths for the frame slider; the videos only
-    where the page may serve them), output duration, metrics rows, per-frame plot, summary and definitions."""
-
-    source: str | None = None
-    output: str | None = None
-    source_video: str | None = None
-    output_video: str | None = None
-    duration: float = 0.0
-    rows: list[list[str]] = field(default_factory=list)
-    plot: str | None = None
-    summary: str = ""
-    definitions: str = ""
-    message: str = ""
-
-
-def _run_time(started: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(started)) if started else "–"
-
-
-def finished_runs(service: Any, limit: int = 50) -> list[tuple[str, str]]:
-    """(label, run id) of the SUCCESS runs among ``service.recent_runs``, newest first."""
-    try:
-        rows = service.recent_runs(limit)
-    except Exception as exc:  # noqa: BLE001 - an empty list, logged
-        log.warning("ui: cannot list runs: %s", first_line(exc))
-        return []
-    return [(" · ".join((row.source or row.partition or "?", row.kind or "run", row.run_id[:8],
-                         _run_time(row.started))), row.run_id)
-            for row in rows if row.status == "SUCCESS"]
-
-
-def metrics_rows(report: dict[str, Any], lang: str = "en") -> list[list[str]]:
-    """(metric, output, lanczos baseline, ratio) rows of a run's summary: flicker, E_warp, the quality figures,
-    the grade when present, then the timings."""
-    rows: list[list[str]] = []
-    for key, name in (("flicker", "flicker"), ("warp_error", "E_warp")):
-        block = report.get(key) or {}
-        if block:
-            rows.append([name, format_number(block.get("output")), format_number(block.get("lanczos_baseline")),
-                         format_number(block.get("ratio"))])
-    quality = report.get("quality") or {}
-    for key in ("psnr_y", "psnr_rgb", "ssim_y", "ssim_rgb", "vmaf"):
-        if key in quality:
-            rows.append([key, format_number(quality[key]), "", ""])
-    grade = quality.get("grade")
-    if isinstance(grade, dict):
-        rows.append([msg(lang, "grade"), str(grade.get("grade_en") or grade.get("grade") or "–"), "", ""])
-    for stage, seconds in (report.get("timings_s") or {}).items():
-        rows.append([f"{stage} (s)", format_number(seconds), "", ""])
-    return rows
-
-
-def definitions_markdown(report: dict[str, Any]) -> str:
-    """Each reported metric's exact definition, as a Markdown list."""
-    items = []
-    for key, name in (("flicker", "flicker"), ("warp_error", "E_warp")):
-        definition = (report.get(key) or {}).get("definition")
-        if definition:
-            items.append(f"- **{name}**: {definition}")
-    for name, definition in ((report.get("quality") or {}).get("definitions") or {}).items():
-        if definition and not str(name).startswith("warp_error"):
-            items.append(f"- **{name}**: {definition}")
-    return "\n".join(items)
-
-
-def compare_view(service: Any, run_id: str | None, lang: str = "en") -> CompareView:
-    """Read a finished run's report (``service.progress(run_id).report``) for the Compare tab."""
-    if not run_id:
-        return CompareView(message=msg(lang, "pick_run"))
-    try:
-        progress = service.progress(run_id)
-    except Exception as exc:  # noqa: BLE001 - shown as one line
-        return CompareView(message=WARN + (str(exc) if isinstance(exc, StageError) else _unexpected("report", exc)))
-    report = progress.report
-    if not report:
-        return CompareView(output=progress.output, message=msg(lang, "no_report"))
-    output_info = report.get("output") or {}
-    source, output = report.get("source"), output_info.get("path") or progress.output
-    notes = []
-    source_video = servable(source, service.workspace)
-    if source and source_video is None:
-        notes.append(msg(lang, "outside", name=Path(source).name))
-    output_video = servable(output, service.workspace)
-    if output and output_video is None:
-        notes.append(msg(lang, "outside", name=Path(output).name))
-    elif output_video and not browser_playable(output_video, output_info.get("codec")):
-        notes.append(msg(lang, "not_playable", codec=output_info.get("codec") or "?",
-                         suffix=Path(output_video).suffix))
-        output_video = None
-    plot = None
-    if progress.report_dir:
-        plot = servable(Path(progress.report_dir) / "per_frame.png", service.workspace)
-    summary = msg(lang, "report_summary", model=report.get("model", "?"), device=report.get("device", "?"),
-                  precision=report.get("precision", "?"), width=output_info.get("width", "?"),
-                  height=output_info.get("height", "?"), frames=output_info.get("frames", "?"),
-                  duration=format_number(output_info.get("duration_s")), codec=output_info.get("codec", "?"))
-    duration = output_info.get("duration_s")
-    return CompareView(source, output, source_video, output_video,
-                       float(duration) if isinstance(duration, (int, float)) else 0.0,
-                       metrics_rows(report, lang), plot, summary, definitions_markdown(report),
-                       "\n\n".join(WARN + note for note in notes))
-
-
-def compare_images(source: str | None, output: str | None, seconds: float) -> tuple[Any, Any] | None:
-    """(source frame upscaled with lanczos, output frame) at ``seconds`` for the before/after slider; None when
-    either file cannot be read (logged)."""
-    if not source or not output:
-        return None
-    try:
-        return compare_frames(source, output, float(seconds or 0.0))
-    except Exception as exc:  # noqa: BLE001 - the slider stays empty
-        log.warning("ui: no frames to compare at %ss: %s", seconds, first_line(exc))
-        return None
-
-
-# ------------------------------------------------------------------------------------------------ system
-
-
-def system_rows(service: Any, lang: str = "en") -> list[list[str]]:
-    """(field, value) rows of ``system_info``, field names in ``lang``."""
-    try:
-        rows = system_info(service.workspace, service.webserver_url)
-    except Exception as exc:  # noqa: BLE001 - shown as one row
-        rows = [("error", _unexpected("system information", exc))]
-    return [[field_name(lang, name), value] for name, value in rows]
-
-
-RUN_HEADERS = ("col_run", "col_status", "col_source", "col_launched_by", "col_kind", "col_started", "col_seconds",
-               "col_link")
-
-
-def runs_rows(service: Any, lang: str = "en", limit: int = 20) -> list[list[str]]:
-    """Recent runs (``service.recent_runs``): short id, status, source, launched by, kind, start, seconds, and a
-    Markdown link to the run in the Dagster UI."""
-    try:
-        runs = service.recent_runs(limit)
-    except Exception as exc:  # noqa: BLE001 - shown as one row
-        return [["–", "UNKNOWN", _unexpected("listing runs", exc), "", "", "", "", ""]]
-    return [[row.run_id[:8], row.status, row.source or row.partition or "", row.launched_by or "", row.kind or "",
-             _run_time(row.started), format_number(round(row.seconds, 1)) if row.seconds is not None else "–",
-             f"[{msg(lang, 'open_link')}]({row.url})"] for row in runs]
-
-
-def run_logs(service: Any, run_id: str | None, lang: str = "en") -> str:
-    """The run's logs (``service.logs``), or a line saying there are none."""
-    if not run_id:
-        return msg(lang, "pick_run")
-    try:
-        return service.logs(run_id.strip()) or msg(lang, "no_logs")
-    except Exception as exc:  # noqa: BLE001 - shown as one line
-        return str(exc) if isinstance(exc, StageError) else _unexpected("reading the logs", exc)
-
-
-# ------------------------------------------------------------------------------------------------ settings
-
-SETTING_KEYS = ("model", "scale", "interp_method", "temporal", "temporal_strength", "device", "batch", "fp16",
-                "codec", "container", "crf", "chunk_seconds")
-
-
-def page_settings(workspace: Any, models: list[ModelChoice],
-                  methods: list[tuple[str, str | None]] | None = None) -> dict[str, Any]:
-    """The remembered settings (``load_settings``) made valid for the page's controls: the model falls back
-    to the first available one, values outside a control's choices to the default."""
-    stored = load_settings(workspace)
-    method_names = [name for name, _ in methods] if methods else None
-
-    def pick(key: str, allowed: tuple | list | None, default: Any) -> Any:
-        value = stored.get(key, default)
-        return value if allowed is None or value in allowed else default
-
-    return {
-        "model": default_model(models, stored.get("model")),
-        "scale": int(pick("scale", SCALES, 4)),
-        "interp_method": pick("interp_method", method_names, "auto"),
-        "temporal": pick("temporal", TEMPORAL_METHODS, "none"),
-        "temporal_strength": float(stored.get("temporal_strength", 0.6)),
-        "device": pick("device", DEVICES, "auto"),
-        "batch": max(0, int(stored.get("batch", 0))),
-        "fp16": bool(stored.get("fp16", False)),
-        "codec": pick("codec", CODECS, "h264"),
-        "container": pick("container", CONTAINERS, "mp4"),
-        "crf": min(51, max(0, int(stored.get("crf", 18)))),
-        "chunk_seconds": float(stored.get("chunk_seconds", 10.0)),
-    }
-
-
-def remember(workspace: Any, key: str, value: Any) -> dict[str, Any]:
-    """Store one setting of the page (``save_settings``), with the type the settings file keeps; an empty or
-    malformed value is not stored. Returns the stored settings."""
-    if key not in SETTING_KEYS or value is None or value == "":
-        return load_settings(workspace)
-    try:
-        if key in ("scale", "batch", "crf"):
-            value = _as_int(key, value)
-        elif key in ("temporal_strength", "chunk_seconds"):
-            value = _as_float(key, value)
-        elif key == "fp16":
-            value = bool(value)
-        else:
-            value = str(value)
-        return save_settings(workspace, {key: value})
-    except (StageError, OSError) as exc:
-        log.warning("ui: setting %s=%r not saved: %s", key, value, first_line(exc))
-        return load_settings(workspace)
 
 
 # ------------------------------------------------------------------------------------------------ the page
@@ -1126,6 +472,7 @@ __all__ = [
     "cancel_run",
     "compare_images",
     "compare_view",
+    "file_argument",
     "finished_runs",
     "format_duration",
     "inspect_file",
@@ -1134,9 +481,12 @@ __all__ = [
     "page_settings",
     "plan_markdown",
     "progress_view",
+    "received_upload",
     "remember",
     "run_logs",
     "runs_rows",
+    "servable",
+    "served_folders",
     "submit_run",
     "system_rows",
 ]

@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from orchestration.launch.runner import ReframeRequest
-from orchestration.launch.service import (
+from orchestration.launch.uploads import (
     UploadError,
     accept_upload,
     human_size,

@@ -1,8 +1,9 @@
 """The quality benchmark as assets (group ``benchmark``, not partitioned): cases, results, report.
 
 ``benchmark_job`` materialises the three; ``benchmark_schedule`` runs it weekly (stopped until turned on in the
-UI). The logic lives in :mod:`stages.quality.benchmark`; these assets cache the degraded inputs under
-``<workspace>/benchmarks/`` and write each report under ``<workspace>/benchmarks/reports/<timestamp>/``.
+UI). The logic lives in :mod:`stages.quality.benchmark_cases`, :mod:`stages.quality.benchmark` (the suite) and
+:mod:`stages.quality.benchmark_report`; these assets cache the degraded inputs under ``<workspace>/benchmarks/``
+and write each report under ``<workspace>/benchmarks/reports/<timestamp>/``.
 """
 
 import datetime as dt
@@ -32,16 +33,16 @@ from orchestration.resources.core import (
 from stages.quality.benchmark import (
     COHERENCE_METHODS,
     DEFAULT_MODELS,
-    DEGRADATIONS,
     INTERPOLATORS,
     MAX_MODELS,
-    Case,
-    compute_targets,
-    machine_header,
-    make_cases,
-    markdown_table,
     present_models,
     run_suite,
+)
+from stages.quality.benchmark_cases import DEGRADATIONS, Case, make_cases
+from stages.quality.benchmark_report import (
+    compute_targets,
+    machine_header,
+    markdown_table,
     target_figures,
     targets_markdown,
     write_suite_report,

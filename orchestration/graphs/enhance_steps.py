@@ -32,12 +32,12 @@ from stages.media.probe import VideoInfo
 from stages.ops.cohere.op import CohereOp
 from stages.ops.cohere.temporal import choose_method as choose_temporal
 from stages.ops.driver import OpRun
-from stages.ops.interpolate.engine import (
+from stages.ops.interpolate.op import InterpolateOp, choose_interpolator, plan_retime
+from stages.ops.interpolate.timing import (
     find_duplicates,
     rational_fps,
     timeline_seconds,
 )
-from stages.ops.interpolate.op import InterpolateOp, choose_interpolator, plan_retime
 from stages.ops.records import Retiming
 from stages.ops.upscale.engine import NO_UPSCALE, output_size
 from stages.ops.upscale.op import build_upscale_op
@@ -142,7 +142,7 @@ UPSCALE = register_step(ChainStep(
 INTERPOLATE = register_step(ChainStep(
     "interpolate", InterpolateConfig, _prepare_interpolate, _interpolate_shape, gpu=True,
     active=lambda config: config.method != "none", rate=lambda config: float(config.factor or 2),
-    description="New frames between pairs (stages.ops.interpolate.engine) at a factor or a target fps (at most 120), on the "
+    description="New frames between pairs (stages.ops.interpolate) at a factor or a target fps (at most 120), on the "
     "source's real timestamps (VFR in, constant rate out), never across a scene cut (the nearer frame is "
     "repeated), with optional duplicate-frame removal. RIFE when its weights are present, else the optical-flow "
     "interpolator; blend and ffmpeg minterpolate are baselines. The last pairs of a chunk use the first frame of "

@@ -41,8 +41,8 @@ from stages.media.encode import EncodeInput, EncodeSettings, encode_video
 from stages.media.probe import VideoInfo, probe_video
 from stages.models.catalog import DEFAULT_UPSCALE_MODEL
 from stages.ops.driver import run_op
-from stages.ops.interpolate.engine import rational_fps, timeline_seconds
 from stages.ops.interpolate.op import InterpolateOp, choose_interpolator, plan_retime
+from stages.ops.interpolate.timing import rational_fps, timeline_seconds
 from stages.ops.records import RecordSet, Retiming
 from stages.ops.reframe.crops import (
     CropKeyframe,

@@ -39,7 +39,7 @@ from orchestration.sensors.watchdog import reclaim_abandoned_runs
 from stages.device import validate_device_settings
 from stages.errors import DiskFullError, SettingsError
 from stages.media.probe import VideoInfo, probe_video
-from stages.ops.interpolate.engine import MAX_OUTPUT_FPS, rational_fps
+from stages.ops.interpolate.timing import MAX_OUTPUT_FPS, rational_fps
 from stages.ops.reframe.crops import EASINGS, parse_keyframes, target_size
 from stages.production.plan import ProductionPlan
 from stages.store.diskspace import disk_full_message, free_bytes, raise_if_disk_full

@@ -221,7 +221,8 @@ def run_serve(workspace: Workspace, *, host: str = "127.0.0.1", port: int = 7860
     with sigterm_as_interrupt():
         try:
             wait_for_webserver(dagster_url, process)
-            from orchestration.launch.service import DagsterService, max_upload_bytes
+            from orchestration.launch.service import DagsterService
+            from orchestration.launch.uploads import max_upload_bytes
             from ui.app import build_app, launch_options
 
             service = DagsterService(workspace, dagster_url)

@@ -11,7 +11,7 @@ from orchestration.launch.request import OUTPUT_SUFFIXES, EnhanceRequest
 from stages.device import validate_device_settings
 from stages.errors import InputError, SettingsError
 from stages.media.probe import MIN_VIDEO_SIDE, VideoInfo, ignored_streams, probe_video
-from stages.ops.interpolate.engine import rational_fps
+from stages.ops.interpolate.timing import rational_fps
 from stages.ops.upscale.engine import output_size
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from dagster import Config
 from stages.media.encode import EncodeSettings
 from stages.models.catalog import DEFAULT_UPSCALE_MODEL
 from stages.ops.cohere.temporal import TemporalSettings
-from stages.ops.interpolate.engine import InterpolationSettings, rational_fps
+from stages.ops.interpolate.timing import InterpolationSettings, rational_fps
 from stages.ops.upscale.engine import UpscaleSettings
 
 

@@ -13,19 +13,19 @@ impossible settings (:class:`~stages.errors.SettingsError`) and a failing ffmpeg
 (:class:`~stages.errors.EncodeError`, :class:`~stages.errors.DiskFullError`) raise.
 
 All audio processing runs through the ffmpeg binary (:func:`stages.media.ffmpeg.run_ffmpeg`); PyAV only probes the
-tracks, checks the written file and writes the generated sample tracks. Plain Python: no Dagster import.
+tracks and checks the written file. The loudness measurement and the loudnorm passes live in
+:mod:`stages.media.loudness`, the generated sample tracks in :mod:`stages.media.sample_tracks`. Plain Python: no
+Dagster import.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import numbers
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,10 +33,18 @@ from pathlib import Path
 from types import MappingProxyType
 
 import av
-import numpy as np
 
 from stages.errors import EncodeError, InputError, SettingsError, StageError
 from stages.media.ffmpeg import find_ffmpeg, run_ffmpeg
+from stages.media.loudness import (
+    _EBUR128_SILENCE_LUFS,
+    _PEAK_TOLERANCE_DB,
+    TRUE_PEAK_DBTP,
+    _encode_pcm24,
+    _loudnorm_filter,
+    _loudnorm_pass,
+    measure_loudness,
+)
 from stages.store.diskspace import disk_full_error, raise_if_disk_full
 from stages.store.fsutil import fsync_dir
 
@@ -49,7 +57,6 @@ SAMPLE_RATES = (44100, 48000, 96000)
 CHANNEL_COUNTS = (1, 2)
 GAIN_RANGE_DB = (-60.0, 24.0)
 TARGET_LUFS_RANGE = (-70.0, -5.0)
-TRUE_PEAK_DBTP = -1.0
 
 FROM_THE_NAME = "from the name"
 SET_IN_THE_PLAN = "set in the plan"
@@ -66,17 +73,8 @@ _KIND_WORDS = {
 }
 _WORD_KIND = {word: kind for kind, words in _KIND_WORDS.items() for word in words}
 _CAMEL_PARTS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+")
-_LOUDNORM_JSON = re.compile(r"\{[^{}]*\"input_i\"[^{}]*\}", re.DOTALL)
-_EBUR128_VALUE = r"^\s*{label}:\s+(-?inf|-?nan|-?\d+(?:\.\d+)?)\s+{unit}\s*$"
-# ebur128 prints -70.0 LUFS (the absolute gate) when no 400 ms block is loud enough to count: silence.
-_EBUR128_SILENCE_LUFS = -70.0
 _ONE_BLOCK_SECONDS = 0.4  # the shortest input an integrated loudness can be measured on (one gating block)
 _MEASURED_TOLERANCE_LU = 1.0
-_PEAK_TOLERANCE_DB = 0.5
-_SAMPLE_FULL_SCALE = {16: 2**15 - 1, 24: 2**31 - 1}  # 24-bit PCM goes through PyAV as s32
-_SAMPLE_CODECS = {16: ("pcm_s16le", "s16"), 24: ("pcm_s24le", "s32")}
-_SAMPLE_FRAME = 4096
-_CLIP_GUARD_DBFS = TRUE_PEAK_DBTP + _PEAK_TOLERANCE_DB
 
 
 @dataclass(frozen=True)
@@ -99,26 +97,6 @@ class ResolvedTrack:
     gain_db: float
     kind_from: str
     gain_from: str
-
-
-@dataclass(frozen=True)
-class LoudnessMeasurement:
-    """EBU R128 figures of a file, from ffmpeg's ``ebur128`` filter.
-
-    ``integrated_lufs``: integrated loudness in LUFS, ``-inf`` when the file is silent or shorter than one
-    400 ms gating block (ffmpeg prints -70.0 then, the absolute gate); ``loudness_range_lu``: LRA in LU, built
-    from 3 s windows, so meaningless for files of 3 s or less (ffmpeg prints 20 LU for a 3 s steady tone);
-    ``true_peak_dbtp``: the highest true peak over all channels in dBTP (``-inf`` for digital silence).
-    """
-
-    integrated_lufs: float
-    loudness_range_lu: float
-    true_peak_dbtp: float
-
-    @property
-    def silent(self) -> bool:
-        """True when no block of the file reaches the -70 LUFS absolute gate."""
-        return math.isinf(self.integrated_lufs)
 
 
 @dataclass(frozen=True)
@@ -476,79 +454,6 @@ def _mix_and_normalise(
     return mode, False
 
 
-def _loudnorm_filter(target_lufs: float, measured: Mapping[str, float] | None = None) -> str:
-    """The loudnorm filter: measuring (pass 1) or, with the pass-1 figures, applying (pass 2, linear when it can).
-
-    The loudness-range target is raised to the measured range (at most 50, loudnorm's ceiling), so only the
-    true-peak limit, not the mix's own dynamics, can send loudnorm to its dynamic mode. A measured range of
-    0.00 (a steady tone) is passed as 0.01: loudnorm reads 0 as "not measured" and would not go linear.
-    """
-    if measured is None:
-        return f"loudnorm=I={target_lufs:.2f}:TP={TRUE_PEAK_DBTP:.1f}:print_format=json"
-    lra_target = min(50.0, max(7.0, math.ceil(measured["input_lra"] + 0.5)))
-    return (
-        f"loudnorm=I={target_lufs:.2f}:TP={TRUE_PEAK_DBTP:.1f}:LRA={lra_target:.1f}"
-        f":measured_I={_clamp(measured['input_i'], -99.0, 0.0):.2f}"
-        f":measured_TP={_clamp(measured['input_tp'], -99.0, 99.0):.2f}"
-        f":measured_LRA={_clamp(max(measured['input_lra'], 0.01), 0.0, 99.0):.2f}"
-        f":measured_thresh={_clamp(measured['input_thresh'], -99.0, 0.0):.2f}"
-        f":offset={_clamp(measured['target_offset'], -99.0, 99.0):.2f}"
-        ":linear=true:print_format=json"
-    )
-
-
-def _clamp(value: float, low: float, high: float) -> float:
-    return min(high, max(low, value))
-
-
-def _loudnorm_pass(
-    source: Path, loudnorm: str, exe: str, what: str, *, out: Path | None = None, samples: int = 0,
-    sample_rate: int = 0,
-) -> dict[str, float | str]:
-    """Run loudnorm on ``source`` (to the null muxer, or into ``out`` as 24-bit WAV) and return its JSON stats,
-    numbers as floats (``-inf`` kept), ``normalization_type`` as text."""
-    if out is None:
-        result = run_ffmpeg(["-nostats", "-i", str(source), "-af", loudnorm, "-f", "null", "-"], ffmpeg=exe,
-                            what=what)
-    else:
-        result = _encode_pcm24(source, out, samples, sample_rate, exe, filters=(loudnorm,), what=what)
-    found = _LOUDNORM_JSON.findall(result.stderr)
-    if not found:
-        raise EncodeError(f"{what}: ffmpeg's loudnorm printed no statistics; check that this ffmpeg build "
-                          "has the loudnorm filter (set VUP_FFMPEG to one that does)")
-    try:
-        raw = json.loads(found[-1])
-    except json.JSONDecodeError as exc:
-        raise EncodeError(f"{what}: cannot read loudnorm's statistics ({exc}); use another ffmpeg build") from exc
-    stats: dict[str, float | str] = {}
-    for key, value in raw.items():
-        try:
-            stats[key] = float(value)
-        except (TypeError, ValueError):
-            stats[key] = str(value)
-    missing = [key for key in ("input_i", "input_tp", "input_lra", "input_thresh", "target_offset")
-               if not isinstance(stats.get(key), float)]
-    if missing:
-        raise EncodeError(f"{what}: loudnorm's statistics lack {', '.join(missing)}; use another ffmpeg build")
-    return stats
-
-
-def _encode_pcm24(source: Path, out: Path, samples: int, sample_rate: int, exe: str, *, filters: Sequence[str],
-                  what: str = "audio: write") -> subprocess.CompletedProcess[str]:
-    """``source`` through ``filters``, resampled to ``sample_rate``, through the clip guard and cut or padded to
-    exactly ``samples``, written as 24-bit PCM WAV (RF64 only past 4 GiB).
-
-    The clip guard is a sample-peak limiter half a dB above the true-peak limit, at the output rate: it is
-    bit-transparent on what stays below it (everything loudnorm's linear mode writes), and stops the clipping
-    that loudnorm's dynamic mode can produce (its limiter works at 192 kHz; low-passed back to the output rate,
-    the limited peaks overshoot) and that an unnormalised mix with large gains would suffer."""
-    limiter = f"alimiter=limit={10 ** (_CLIP_GUARD_DBFS / 20):.6f}:level=false:latency=true"
-    chain = [*filters, f"aresample={sample_rate}", limiter, f"apad=whole_len={samples}",
-             f"atrim=end_sample={samples}"]
-    return run_ffmpeg(["-nostats", "-i", str(source), "-af", ",".join(chain), "-c:a", "pcm_s24le",
-                       "-ar", str(sample_rate), "-rf64", "auto", "-f", "wav", str(out)], ffmpeg=exe, what=what)
-
-
 def _write_silence(out: Path, samples: int, sample_rate: int, channels: int, exe: str) -> None:
     layout = "stereo" if channels == 2 else "mono"
     run_ffmpeg(["-nostats", "-f", "lavfi", "-i", f"anullsrc=r={sample_rate}:cl={layout}",
@@ -576,193 +481,3 @@ def _verify_output(path: Path, samples: int, sample_rate: int, channels: int) ->
 def _fsync_file(path: Path) -> None:
     with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
-
-
-def measure_loudness(path: str | os.PathLike[str], ffmpeg: str | None = None) -> LoudnessMeasurement:
-    """EBU R128 loudness of the first audio stream of ``path`` with ffmpeg's ``ebur128=peak=true``.
-
-    Reads the summary ffmpeg prints at the end: ``I: -14.0 LUFS``, ``LRA: 5.1 LU``, ``Peak: -1.2 dBFS`` (the
-    true peak, in dBTP). Figures are rounded to 0.1 as ffmpeg prints them; a silent file gives ``-inf``
-    integrated loudness (ffmpeg's -70.0).
-
-    Raises:
-        InputError: the file does not exist or ffmpeg cannot decode its audio.
-        SettingsError: no usable ffmpeg binary.
-        EncodeError: ffmpeg printed no summary.
-    """
-    source = Path(path)
-    if not source.is_file():
-        raise InputError(f"audio: cannot measure the loudness of {source}: no such file; check the path")
-    try:
-        result = run_ffmpeg(["-nostats", "-i", str(source), "-map", "0:a:0",
-                             "-af", "ebur128=peak=true:framelog=quiet", "-f", "null", "-"],
-                            ffmpeg=ffmpeg, what="audio: loudness")
-    except EncodeError as exc:
-        raise InputError(f"audio: cannot measure the loudness of {source} ({exc}); "
-                         "check that it is a readable audio file") from exc
-    summary = result.stderr.rsplit("Summary:", 1)
-    if len(summary) != 2:
-        raise EncodeError(f"audio: ffmpeg printed no loudness summary for {source}; "
-                          "check that this ffmpeg build has the ebur128 filter")
-    integrated = _summary_value(summary[1], "I", "LUFS", source)
-    lra = _summary_value(summary[1], "LRA", "LU", source)
-    peak = _summary_value(summary[1], "Peak", "dBFS", source)
-    if integrated <= _EBUR128_SILENCE_LUFS:
-        integrated = -math.inf
-    return LoudnessMeasurement(integrated_lufs=integrated, loudness_range_lu=lra, true_peak_dbtp=peak)
-
-
-def _summary_value(summary: str, label: str, unit: str, source: Path) -> float:
-    pattern = _EBUR128_VALUE.format(label=re.escape(label), unit=re.escape(unit))
-    match = re.search(pattern, summary, re.MULTILINE)
-    if match is None:
-        raise EncodeError(f"audio: ffmpeg's loudness summary for {source} has no {label} value; "
-                          "use an ffmpeg build whose ebur128 filter prints one")
-    return float(match.group(1))
-
-
-def make_sample_track(
-    path: str | os.PathLike[str],
-    kind: str,
-    duration: float,
-    *,
-    sample_rate: int = 48000,
-    channels: int = 2,
-    level_db: float = -20.0,
-    seed: int = 0,
-    bit_depth: int = 24,
-) -> Path:
-    """Write a realistic test track of ``kind`` as a WAV file and return its path.
-
-    music: a four-note chord of sines with a slow swell (0.25 Hz) and a slightly different phase per channel;
-    sfx: short decaying noise bursts at random times, each panned somewhere, silence between; voice:
-    300-3400 Hz band-limited noise shaped into syllable-like bursts (about 4 per second) in phrases with pauses,
-    the same in both channels; other: a quiet, slowly moving low-pass noise bed. ``level_db`` is the RMS level
-    of the whole track in dBFS; ``seed`` makes it reproducible. PCM 16- or 24-bit (``bit_depth``), written to a
-    temporary name next to ``path`` and renamed.
-
-    Raises:
-        SettingsError: unknown kind, duration not positive, sample rate or channels unsupported, bit depth
-            other than 16/24, or ``level_db`` so high that the track would clip (above -1 dBFS it always does).
-    """
-    if kind not in TRACK_KINDS:
-        raise SettingsError(f"audio: unknown track kind {kind!r}; use one of {', '.join(TRACK_KINDS)}")
-    if not math.isfinite(duration) or duration <= 0:
-        raise SettingsError(f"audio: sample track duration {duration!r} s is not positive; give seconds")
-    if sample_rate not in SAMPLE_RATES or channels not in CHANNEL_COUNTS:
-        raise SettingsError(f"audio: sample track at {sample_rate} Hz, {channels} ch is not supported; "
-                            f"use a rate in {SAMPLE_RATES} and 1 or 2 channels")
-    if bit_depth not in _SAMPLE_CODECS:
-        raise SettingsError(f"audio: sample track bit depth {bit_depth!r} is not supported; use 16 or 24")
-    if not math.isfinite(level_db) or level_db > -1.0:
-        raise SettingsError(f"audio: sample track level {level_db!r} dBFS is too high; use -1 dBFS or lower")
-    count = max(1, round(duration * sample_rate))
-    rng = np.random.default_rng(seed)
-    make = {"music": _music, "sfx": _sfx, "voice": _voice, "other": _bed}[kind]
-    signal = make(rng, count, sample_rate, channels)
-    rms = float(np.sqrt(np.mean(signal**2)))
-    signal *= 10 ** (level_db / 20) / max(rms, 1e-12)
-    peak = float(np.abs(signal).max())
-    if peak >= 1.0:
-        raise SettingsError(f"audio: a {kind} track at {level_db} dBFS RMS would clip (peak {peak:.2f}); "
-                            "use a lower level_db")
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".wav", dir=out.parent)
-    os.close(fd)
-    try:
-        _write_wav(Path(tmp), signal, sample_rate, bit_depth)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    logger.debug("audio: wrote sample %s track %s (%.2f s, %d Hz, %d ch)", kind, out, count / sample_rate,
-                 sample_rate, channels)
-    return out
-
-
-def _write_wav(path: Path, signal: np.ndarray, sample_rate: int, bit_depth: int) -> None:
-    """``signal``: (samples, channels) float in [-1, 1)."""
-    codec, sample_format = _SAMPLE_CODECS[bit_depth]
-    layout = "stereo" if signal.shape[1] == 2 else "mono"
-    dtype = np.int16 if bit_depth == 16 else np.int32
-    ints = np.round(signal * _SAMPLE_FULL_SCALE[bit_depth]).astype(dtype)
-    with av.open(str(path), "w", format="wav") as container:
-        stream = container.add_stream(codec, rate=sample_rate, layout=layout)
-        for start in range(0, len(ints), _SAMPLE_FRAME):
-            block = np.ascontiguousarray(ints[start:start + _SAMPLE_FRAME]).reshape(1, -1)
-            frame = av.AudioFrame.from_ndarray(block, format=sample_format, layout=layout)
-            frame.rate = sample_rate
-            frame.pts = start
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-
-
-def _spread(mono: np.ndarray, channels: int, pan: float = 0.0) -> np.ndarray:
-    """(samples,) -> (samples, channels); ``pan`` -1 (left) .. 1 (right), constant power."""
-    if channels == 1:
-        return mono[:, None].copy()
-    angle = (pan + 1) * math.pi / 4
-    return np.stack([mono * math.cos(angle), mono * math.sin(angle)], axis=1)
-
-
-def _music(rng: np.random.Generator, count: int, rate: int, channels: int) -> np.ndarray:
-    t = np.arange(count) / rate
-    root = 110.0 * 2 ** (int(rng.integers(0, 12)) / 12)
-    notes = [root * 2 ** (step / 12) for step in (0, 12, 15, 19)]  # a minor chord with the root doubled
-    swell = 0.7 + 0.3 * np.sin(2 * np.pi * 0.25 * t + rng.uniform(0, 2 * np.pi))
-    columns = []
-    for channel in range(channels):
-        tone = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi) + 0.3 * channel) / (1 + n)
-                   for n, f in enumerate(notes))
-        columns.append(tone * swell)
-    return np.stack(columns, axis=1)
-
-
-def _sfx(rng: np.random.Generator, count: int, rate: int, channels: int) -> np.ndarray:
-    out = np.zeros((count, channels))
-    start = int(rng.integers(0, max(1, rate // 10)))
-    while start < count:
-        length = min(int(rng.uniform(0.1, 0.3) * rate), count - start)
-        release = np.minimum(1.0, np.arange(length, 0, -1) / (rate / 100))  # 10 ms, no click at the end
-        decay = np.exp(-np.arange(length) / (length / 1.5)) * release
-        noise = _band_noise(rng, length, rate, rng.uniform(200, 1500), rng.uniform(3000, 12000))
-        out[start:start + length] += _spread(noise * decay, channels, rng.uniform(-0.5, 0.5))
-        start += length + int(rng.uniform(0.05, 0.25) * rate)
-    return out
-
-
-def _voice(rng: np.random.Generator, count: int, rate: int, channels: int) -> np.ndarray:
-    envelope = np.zeros(count)
-    position = int(rng.uniform(0.0, 0.1) * rate)
-    while position < count:
-        for _ in range(int(rng.integers(3, 9))):  # a phrase of syllables
-            length = int(rng.uniform(0.12, 0.25) * rate)
-            stop = min(count, position + length)
-            if stop > position:
-                envelope[position:stop] = np.sin(np.linspace(0, np.pi, stop - position)) * rng.uniform(0.6, 1.0)
-            position = stop + int(rng.uniform(0.02, 0.08) * rate)
-            if position >= count:
-                break
-        position += int(rng.uniform(0.2, 0.5) * rate)  # a pause between phrases
-    noise = _band_noise(rng, count, rate, 300.0, 3400.0)
-    return _spread(noise * envelope, channels)
-
-
-def _bed(rng: np.random.Generator, count: int, rate: int, channels: int) -> np.ndarray:
-    t = np.arange(count) / rate
-    columns = [_band_noise(rng, count, rate, 40.0, 800.0) * (0.8 + 0.2 * np.sin(2 * np.pi * 0.1 * t))
-               for _ in range(channels)]
-    return np.stack(columns, axis=1)
-
-
-def _band_noise(rng: np.random.Generator, count: int, rate: int, low: float, high: float) -> np.ndarray:
-    """White noise of ``count`` samples kept between ``low`` and ``high`` Hz (FFT mask), its rare high peaks
-    softly rounded off (a crest factor near 3 instead of 4.5), unit RMS."""
-    spectrum = np.fft.rfft(rng.standard_normal(count))
-    freqs = np.fft.rfftfreq(count, 1 / rate)
-    spectrum[(freqs < low) | (freqs > high)] = 0
-    noise = np.fft.irfft(spectrum, n=count)
-    noise /= max(float(np.sqrt(np.mean(noise**2))), 1e-12)
-    noise = np.tanh(noise / 2.5)
-    return noise / max(float(np.sqrt(np.mean(noise**2))), 1e-12)

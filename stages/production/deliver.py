@@ -1,9 +1,7 @@
-"""Mastering deliverables: the finished master (lossless chunks) -> distribution and archive files, a thumbnail
-and a contact sheet.
+"""Encoding a deliverable: the finished master (lossless chunks) -> one distribution or archive file.
 
-Every function takes the master as lossless chunk files in order (:func:`stages.media.chunkio.read_frames`:
-``(H, W, 3)`` RGB, uint8 or uint16, display-referred BT.709/sRGB, every frame the same size) and a constant frame
-rate ``fps`` (a :class:`~fractions.Fraction`; frame ``i`` is at ``i / fps`` seconds).
+The master, the deliverable kinds, codecs and specs are in :mod:`stages.production.deliverables`; the thumbnail and
+the contact sheet are in :mod:`stages.production.stills`.
 
 A deliverable is encoded in two steps, in a temporary folder next to the output (named
 ``.<output name>.<pid>.*.part``, so orchestration's cleaner can delete what a killed process left):
@@ -27,23 +25,20 @@ else ``libaom-av1`` (same CRF number, ``cpu-used = min(preset, 8)``: not the sam
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
 from stages.errors import ChunkError, EncodeError, InputError, ProbeError, SettingsError
-from stages.media.chunkio import count_frames, first_frame, read_frames
-from stages.media.encode import PRESETS, YUV_FLAGS, ProgressCallback, check_frame_size
+from stages.media.encode import YUV_FLAGS, ProgressCallback, check_frame_size
 from stages.media.ffmpeg import find_ffmpeg, run_ffmpeg
 from stages.media.probe import (
     COLOR_MATRICES,
@@ -52,295 +47,25 @@ from stages.media.probe import (
     COLOR_TRANSFERS,
     probe_video,
 )
+from stages.production.deliverables import (
+    AUDIO_CHANNELS,
+    AUDIO_SAMPLE_RATE,
+    VIDEO_CODECS,
+    DeliverableResult,
+    DeliverableSpec,
+    VideoCodec,
+    _check_fps,
+    _check_master,
+    _frames,
+    _Master,
+    default_filename,
+)
 from stages.store.diskspace import raise_if_disk_full
-from stages.store.fsutil import atomic_write_bytes, fsync_dir
+from stages.store.fsutil import fsync_dir
 
 logger = logging.getLogger(__name__)
 
-DELIVERABLE_KINDS = ("mp4", "mov", "prores4444", "h264", "av1", "ffv1")
-AUDIO_SAMPLE_RATE = 48_000
-AUDIO_CHANNELS = 2
-AUDIO_BITRATE_RANGE = (64_000, 512_000)
-MAX_FPS = Fraction(240)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-MAX_IMAGE_WIDTH = 7680
-MIN_IMAGE_WIDTH = 16
-MAX_GRID = 16
-CONTACT_SHEET_GAP = 4  # pixels between tiles and around the grid
-JPEG_QUALITY = 92
-
-_SVT_PRESETS = tuple(str(n) for n in range(14))
-_SHEET_BACKGROUND = 24  # grey level of the gaps and of tiles without a frame
-_LABEL_PADDING = 4
-_LABEL_MAX_SCALE = 0.5
-_LABEL_MIN_SCALE = 0.3
 _AV1_FFMPEG_ENCODERS = ("libsvtav1", "libaom-av1")
-
-
-@dataclass(frozen=True)
-class VideoCodec:
-    """One video encoding a deliverable can use.
-
-    ``encoder`` is the PyAV/FFmpeg encoder, ``probed`` the codec name :func:`stages.media.probe.probe_video` reads back,
-    ``pix_fmt_8``/``pix_fmt_16`` the encoded pixel format for 8-bit / 16-bit masters, ``options`` the fixed encoder
-    options, ``crf_range``/``default_crf`` None when the codec has no CRF, ``presets`` empty when it has none,
-    ``profile`` the profile name the written stream must report (None: not checked), ``mp4_tag`` the codec tag in
-    MP4/MOV (None: ffmpeg's default), ``rgb`` True when the RGB planes are stored as they are (no YUV matrix).
-    """
-
-    name: str
-    encoder: str
-    probed: str
-    pix_fmt_8: str
-    pix_fmt_16: str
-    options: tuple[tuple[str, str], ...] = ()
-    crf_range: tuple[int, int] | None = None
-    default_crf: int | None = None
-    presets: tuple[str, ...] = ()
-    default_preset: str | None = None
-    profile: str | None = None
-    mp4_tag: str | None = None
-    rgb: bool = False
-
-    def pix_fmt(self, bit_depth: int) -> str:
-        """Encoded pixel format for a master stored at ``bit_depth`` (8 or 16) bits."""
-        return self.pix_fmt_16 if bit_depth > 8 else self.pix_fmt_8
-
-
-@dataclass(frozen=True)
-class DeliverableKind:
-    """What one deliverable kind is: its role, container, codecs (the first is the default) and audio."""
-
-    kind: str
-    role: str
-    description: str
-    container: str  # ffmpeg format name
-    suffix: str
-    filename_tail: str  # appended to the name by default_filename
-    codecs: tuple[str, ...]
-    audio_codec: str  # "aac" or "pcm_s24le"
-    faststart: bool = False
-
-
-VIDEO_CODECS: dict[str, VideoCodec] = {
-    "h265": VideoCodec(
-        name="h265", encoder="libx265", probed="hevc", pix_fmt_8="yuv420p", pix_fmt_16="yuv420p10le",
-        options=(("x265-params", "log-level=error"),), crf_range=(0, 51), default_crf=18, presets=PRESETS,
-        default_preset="medium", mp4_tag="hvc1",
-    ),
-    "h264": VideoCodec(
-        name="h264", encoder="libx264", probed="h264", pix_fmt_8="yuv420p", pix_fmt_16="yuv420p10le",
-        crf_range=(0, 51), default_crf=18, presets=PRESETS, default_preset="medium",
-    ),
-    "av1": VideoCodec(
-        name="av1", encoder="libsvtav1", probed="av1", pix_fmt_8="yuv420p10le", pix_fmt_16="yuv420p10le",
-        crf_range=(0, 63), default_crf=30, presets=_SVT_PRESETS, default_preset="8",
-    ),
-    "prores_hq": VideoCodec(
-        name="prores_hq", encoder="prores_ks", probed="prores", pix_fmt_8="yuv422p10le", pix_fmt_16="yuv422p10le",
-        options=(("profile", "hq"), ("vendor", "apl0")), profile="HQ",
-    ),
-    "prores_4444": VideoCodec(
-        name="prores_4444", encoder="prores_ks", probed="prores", pix_fmt_8="yuva444p10le",
-        pix_fmt_16="yuva444p10le", options=(("profile", "4444"), ("vendor", "apl0"), ("alpha_bits", "16")),
-        profile="4444",
-    ),
-    "ffv1": VideoCodec(
-        name="ffv1", encoder="ffv1", probed="ffv1", pix_fmt_8="bgr0", pix_fmt_16="gbrp16le",
-        options=(("level", "3"), ("slicecrc", "1"), ("g", "1"), ("context", "1"), ("slices", "4")), rgb=True,
-    ),
-}
-
-DELIVERABLES: dict[str, DeliverableKind] = {
-    "mp4": DeliverableKind(
-        kind="mp4", role="distribution", container="mp4", suffix=".mp4", filename_tail=".mp4",
-        codecs=("h265", "h264", "av1"), audio_codec="aac", faststart=True,
-        description="H.265 (or h264/av1) CRF 18, 4:2:0 8/10-bit, hvc1, AAC 320 kb/s, MP4 +faststart",
-    ),
-    "mov": DeliverableKind(
-        kind="mov", role="archive", container="mov", suffix=".mov", filename_tail=".mov", codecs=("prores_hq",),
-        audio_codec="pcm_s24le", description="ProRes 422 HQ yuv422p10le, PCM s24le, MOV",
-    ),
-    "prores4444": DeliverableKind(
-        kind="prores4444", role="archive with alpha", container="mov", suffix=".mov", filename_tail="_4444.mov",
-        codecs=("prores_4444",), audio_codec="pcm_s24le",
-        description="ProRes 4444 yuva444p10le with alpha (opaque without one), PCM s24le, MOV",
-    ),
-    "h264": DeliverableKind(
-        kind="h264", role="compatibility", container="mp4", suffix=".mp4", filename_tail="_h264.mp4",
-        codecs=("h264",), audio_codec="aac", faststart=True,
-        description="H.264 CRF 18, 4:2:0 8/10-bit, AAC 320 kb/s, MP4 +faststart",
-    ),
-    "av1": DeliverableKind(
-        kind="av1", role="distribution", container="mp4", suffix=".mp4", filename_tail="_av1.mp4", codecs=("av1",),
-        audio_codec="aac", faststart=True,
-        description="AV1 (SVT-AV1 CRF 30, preset 8) yuv420p10le, AAC 320 kb/s, MP4 +faststart",
-    ),
-    "ffv1": DeliverableKind(
-        kind="ffv1", role="lossless archive", container="matroska", suffix=".mkv", filename_tail="_ffv1.mkv",
-        codecs=("ffv1",), audio_codec="pcm_s24le",
-        description="FFV1 level 3 (slicecrc), RGB bgr0/gbrp16le, PCM s24le, Matroska",
-    ),
-}
-
-
-@dataclass(frozen=True)
-class DeliverableSpec:
-    """What to deliver: a kind from :data:`DELIVERABLE_KINDS` and optional overrides.
-
-    ``codec`` picks the video codec where the kind offers several (``"mp4"``: ``"h265"`` default, ``"h264"``,
-    ``"av1"``); None is the kind's default. ``crf``/``preset`` None are the codec's defaults (CRF 18 / medium for
-    x264/x265, CRF 30 / preset ``"8"`` for SVT-AV1); ProRes and FFV1 take neither. ``audio_bitrate`` (bit/s) is
-    used by AAC kinds only.
-    """
-
-    kind: str
-    codec: str | None = None
-    crf: int | None = None
-    preset: str | None = None
-    audio_bitrate: int = 320_000
-
-    def validate(self) -> None:
-        """Raises SettingsError for an unknown kind, a codec the kind does not offer, a CRF outside the codec's
-        range or given to a codec without one, an unknown preset, or an audio bit rate outside 64..512 kb/s."""
-        if self.kind not in DELIVERABLES:
-            raise SettingsError(f"deliver: unknown deliverable kind {self.kind!r}; use one of "
-                                f"{', '.join(DELIVERABLE_KINDS)}")
-        offered = DELIVERABLES[self.kind].codecs
-        if self.codec is not None and self.codec not in offered:
-            raise SettingsError(f"deliver: codec {self.codec!r} is not offered by the {self.kind} deliverable; "
-                                f"use one of {', '.join(offered)} or leave it unset")
-        codec = self.video_codec
-        if self.crf is not None:
-            if codec.crf_range is None:
-                raise SettingsError(f"deliver: {codec.name} has no CRF (got {self.crf!r}); leave crf unset")
-            low, high = codec.crf_range
-            if isinstance(self.crf, bool) or not isinstance(self.crf, int) or not low <= self.crf <= high:
-                raise SettingsError(f"deliver: crf {self.crf!r} is outside {low}..{high} for {codec.name}; "
-                                    f"use {codec.default_crf} or leave it unset")
-        if self.preset is not None:
-            if not codec.presets:
-                raise SettingsError(f"deliver: {codec.name} has no preset (got {self.preset!r}); leave preset unset")
-            if self.preset not in codec.presets:
-                raise SettingsError(f"deliver: unknown preset {self.preset!r} for {codec.name}; use one of "
-                                    f"{', '.join(codec.presets)}")
-        low, high = AUDIO_BITRATE_RANGE
-        if (isinstance(self.audio_bitrate, bool) or not isinstance(self.audio_bitrate, int)
-                or not low <= self.audio_bitrate <= high):
-            raise SettingsError(f"deliver: audio bit rate {self.audio_bitrate!r} is outside {low}..{high} bit/s; "
-                                "use 320000")
-
-    @property
-    def deliverable(self) -> DeliverableKind:
-        """The table entry of ``kind`` (KeyError for an unknown kind: call :meth:`validate` first)."""
-        return DELIVERABLES[self.kind]
-
-    @property
-    def video_codec(self) -> VideoCodec:
-        """The video codec this spec encodes with (``codec`` or the kind's default)."""
-        return VIDEO_CODECS[self.codec or self.deliverable.codecs[0]]
-
-    @property
-    def effective_crf(self) -> int | None:
-        """``crf`` or the codec's default (None for codecs without a CRF)."""
-        return self.crf if self.crf is not None else self.video_codec.default_crf
-
-    @property
-    def effective_preset(self) -> str | None:
-        """``preset`` or the codec's default (None for codecs without presets)."""
-        return self.preset if self.preset is not None else self.video_codec.default_preset
-
-
-@dataclass(frozen=True)
-class DeliverableResult:
-    """What was written, as probed from the file.
-
-    ``codec`` is the probed codec name (``hevc``, ``h264``, ``av1``, ``prores``, ``ffv1``), ``pix_fmt`` the pixel
-    format FFmpeg's decoder reports (ProRes 4444 decodes as ``yuva444p12le`` though it is encoded from
-    ``yuva444p10le``), ``fps`` the stream's average rate as ``"num/den"``, ``duration`` seconds of the video
-    stream, ``profile`` the codec profile FFmpeg names (``"HQ"``, ``"4444"``, ``"Main 10"``...), ``codec_tag`` the
-    container's fourcc (``"hvc1"``), ``encoder`` the video encoder that ran, ``audio_*`` None without audio
-    (``audio_bit_rate`` in bit/s as the container declares it), ``notes`` what a person should know about it.
-    """
-
-    path: str
-    kind: str
-    codec: str
-    pix_fmt: str
-    width: int
-    height: int
-    fps: str
-    frame_count: int
-    duration: float
-    audio_codec: str | None
-    audio_sample_rate: int | None
-    audio_channels: int | None
-    size_bytes: int
-    notes: tuple[str, ...]
-    profile: str | None = None
-    codec_tag: str | None = None
-    encoder: str = ""
-    audio_bit_rate: int | None = None
-
-
-@dataclass(frozen=True)
-class ThumbnailResult:
-    """A written still: the frame it shows (index and start time in seconds) and its size in pixels."""
-
-    path: str
-    frame_index: int
-    time_seconds: float
-    width: int
-    height: int
-
-
-@dataclass(frozen=True)
-class ContactSheetResult:
-    """A written contact sheet: the frame index of each tile in reading order (fewer than ``columns * rows``
-    when the video has fewer frames) and the sheet's size in pixels."""
-
-    path: str
-    frame_indices: tuple[int, ...]
-    columns: int
-    rows: int
-    width: int
-    height: int
-
-
-@dataclass(frozen=True)
-class _Master:
-    """The checked master: chunk paths, frames per chunk, frame size and storage depth."""
-
-    chunks: tuple[Path, ...]
-    counts: tuple[int, ...]
-    width: int
-    height: int
-    bit_depth: int
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts)
-
-
-def default_filename(name: str, kind: str) -> str:
-    """File name of the ``kind`` deliverable of ``name``: name.mp4, name.mov, name_4444.mov, name_h264.mp4,
-    name_av1.mp4, name_ffv1.mkv.
-
-    Raises:
-        SettingsError: unknown kind, or a name that is empty or holds a path separator.
-    """
-    if kind not in DELIVERABLES:
-        raise SettingsError(f"deliver: unknown deliverable kind {kind!r}; use one of {', '.join(DELIVERABLE_KINDS)}")
-    if not name or "/" in name or "\\" in name:
-        raise SettingsError(f"deliver: {name!r} is not a file name; pass a non-empty name without folders")
-    return f"{name}{DELIVERABLES[kind].filename_tail}"
-
-
-def format_timecode(frame_index: int, fps: Fraction | float) -> str:
-    """``HH:MM:SS:FF`` of ``frame_index`` counted at the rounded rate (non-drop-frame: 29.97 counts as 30)."""
-    base = max(1, round(fps))
-    seconds, frames = divmod(int(frame_index), base)
-    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}:{frames:02d}"
 
 
 def encode_deliverable(
@@ -415,143 +140,6 @@ def encode_deliverable(
     logger.info("deliver: wrote %s (%s: %d frames, %dx%d, %s %s, audio %s)", out, kind.kind, result.frame_count,
                 result.width, result.height, result.codec, result.pix_fmt, result.audio_codec or "none")
     return result
-
-
-def write_thumbnail(
-    chunks: Sequence[str | os.PathLike[str]],
-    fps: Fraction | int,
-    out_path: str | os.PathLike[str],
-    *,
-    at: float = 0.5,
-    at_seconds: float | None = None,
-    width: int | None = None,
-) -> ThumbnailResult:
-    """Write the frame shown at fraction ``at`` of the duration (or at ``at_seconds``) as an 8-bit PNG or JPEG
-    (by ``out_path``'s suffix), resized to ``width`` pixels wide (aspect kept) when given.
-
-    The frame shown at ``t`` seconds is ``floor(t * fps)``, the last one at the very end; 16-bit frames are
-    reduced to 8 bits with rounding. Only the chunk holding the frame is decoded. The write is atomic.
-
-    Raises:
-        SettingsError: ``at`` outside [0, 1], ``at_seconds`` outside [0, duration], ``width`` outside
-            16..7680, bad fps, a suffix other than .png/.jpg/.jpeg.
-        ChunkError: no chunks, a chunk is missing, unreadable or empty, or frames differ in size.
-    """
-    out = Path(out_path)
-    _check_image_suffix(out)
-    rate = _check_fps(fps)
-    if width is not None:
-        _check_width(width, "thumbnail width")
-    master = _check_master(chunks)
-    duration = master.total / rate
-    if at_seconds is not None:
-        if not isinstance(at_seconds, (int, float)) or not 0 <= at_seconds <= float(duration):
-            raise SettingsError(f"thumbnail: at_seconds {at_seconds!r} is outside the video (0..{float(duration):.3f} "
-                                "s); pick a time inside it")
-        position = at_seconds * float(rate)
-    else:
-        if not isinstance(at, (int, float)) or not 0 <= at <= 1:
-            raise SettingsError(f"thumbnail: at {at!r} is outside 0..1; pass a fraction of the duration, e.g. 0.5")
-        position = at * master.total
-    index = min(master.total - 1, math.floor(position + 1e-6))
-    frame = _frame_at(master, index)
-    image = _resize(_to_8bit(frame), width) if width is not None else _to_8bit(frame)
-    atomic_write_bytes(out, _encode_image(image, out))
-    logger.info("thumbnail: wrote %s (frame %d, %dx%d)", out, index, image.shape[1], image.shape[0])
-    return ThumbnailResult(path=str(out), frame_index=index, time_seconds=float(index / rate),
-                           width=image.shape[1], height=image.shape[0])
-
-
-def write_contact_sheet(
-    chunks: Sequence[str | os.PathLike[str]],
-    fps: Fraction | int,
-    out_path: str | os.PathLike[str],
-    *,
-    columns: int = 4,
-    rows: int = 4,
-    tile_width: int = 320,
-    labels: bool = True,
-) -> ContactSheetResult:
-    """Write a ``columns`` x ``rows`` grid of frames spread evenly over the video as an 8-bit PNG or JPEG.
-
-    Tile ``k`` (reading order) shows frame ``floor((k + 0.5) * N / T)`` of the ``N`` frames for ``T`` tiles, the
-    middle of the k-th of T equal spans; with fewer frames than tiles every frame gets a tile and the rest stay
-    dark. Each tile is ``tile_width`` x ``round(tile_width * H / W)`` pixels, with a black strip under it holding
-    its timecode (:func:`format_timecode`) when ``labels``; tiles are :data:`CONTACT_SHEET_GAP` pixels apart and
-    from the border. The sheet is ``columns * tile_width + (columns + 1) * gap`` wide and
-    ``rows * (tile_height + strip) + (rows + 1) * gap`` high. Frames are decoded once, in order, up to the last
-    one needed (chunks are counted by demuxing first); only the sheet is held in memory. The write is atomic.
-
-    Raises:
-        SettingsError: ``columns``/``rows`` outside 1..16, ``tile_width`` outside 16..7680, bad fps, a suffix
-            other than .png/.jpg/.jpeg.
-        ChunkError: no chunks, a chunk is missing, unreadable or empty, or frames differ in size.
-    """
-    out = Path(out_path)
-    _check_image_suffix(out)
-    rate = _check_fps(fps)
-    for value, what in ((columns, "columns"), (rows, "rows")):
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_GRID:
-            raise SettingsError(f"contact sheet: {what} {value!r} is outside 1..{MAX_GRID}; use 4")
-    _check_width(tile_width, "contact sheet tile width")
-    master = _check_master(chunks)
-    tiles = columns * rows
-    if master.total >= tiles:
-        indices = [((2 * k + 1) * master.total) // (2 * tiles) for k in range(tiles)]
-    else:
-        indices = list(range(master.total))
-    tile_height = max(1, round(tile_width * master.height / master.width))
-    font_scale, strip = _label_layout(tile_width) if labels else (0.0, 0)
-    gap = CONTACT_SHEET_GAP
-    cell_height = tile_height + strip
-    sheet = np.full((rows * cell_height + (rows + 1) * gap, columns * tile_width + (columns + 1) * gap, 3),
-                    _SHEET_BACKGROUND, dtype=np.uint8)
-    wanted = {index: tile for tile, index in enumerate(indices)}
-    for index, frame in enumerate(_frames(master, stop=indices[-1] + 1)):
-        tile = wanted.get(index)
-        if tile is None:
-            continue
-        top = gap + (tile // columns) * (cell_height + gap)
-        left = gap + (tile % columns) * (tile_width + gap)
-        sheet[top:top + tile_height, left:left + tile_width] = _resize(_to_8bit(frame), tile_width, tile_height)
-        if labels:
-            _draw_label(sheet, format_timecode(index, rate), top + tile_height, left, tile_width, strip, font_scale)
-    atomic_write_bytes(out, _encode_image(sheet, out))
-    logger.info("contact sheet: wrote %s (%dx%d tiles, %dx%d)", out, columns, rows, sheet.shape[1], sheet.shape[0])
-    return ContactSheetResult(path=str(out), frame_indices=tuple(indices), columns=columns, rows=rows,
-                              width=sheet.shape[1], height=sheet.shape[0])
-
-
-def _check_fps(fps: Fraction | int) -> Fraction:
-    if isinstance(fps, bool) or not isinstance(fps, (Fraction, int, float)):
-        raise SettingsError(f"deliver: fps {fps!r} is not a number; pass a Fraction such as Fraction(30000, 1001)")
-    rate = Fraction(fps).limit_denominator(1001) if isinstance(fps, float) else Fraction(fps)
-    if not 0 < rate <= MAX_FPS:
-        raise SettingsError(f"deliver: fps {fps} is outside (0, {MAX_FPS}]; pass the master's frame rate")
-    return rate
-
-
-def _check_master(chunks: Sequence[str | os.PathLike[str]]) -> _Master:
-    """Check every chunk exists and has frames; read the first frame for the size and depth."""
-    if not chunks:
-        raise ChunkError("deliver: no chunks given; pass the master's chunk files in order")
-    paths = tuple(Path(chunk) for chunk in chunks)
-    counts = tuple(_count(path, number) for number, path in enumerate(paths))
-    first = first_frame(paths[0])
-    return _Master(chunks=paths, counts=counts, width=int(first.shape[1]), height=int(first.shape[0]),
-                   bit_depth=16 if first.dtype == np.uint16 else 8)
-
-
-def _count(path: Path, number: int) -> int:
-    if not path.is_file():
-        raise ChunkError(f"deliver: chunk {number} ({path}) does not exist; redo the master or fix the path")
-    try:
-        count = count_frames(path)
-    except (OSError, IndexError, av.error.FFmpegError) as exc:
-        raise ChunkError(f"deliver: chunk {number} ({path}) cannot be read ({exc}); redo the master") from exc
-    if count == 0:
-        raise ChunkError(f"deliver: chunk {number} ({path}) holds no frame; redo the master")
-    return count
 
 
 def _check_alpha(
@@ -642,41 +230,6 @@ def _av1_fallback(exe: str, notes: list[str]) -> str:
             return name
     raise EncodeError("deliver: no AV1 encoder: PyAV has no libsvtav1 and ffmpeg has neither libsvtav1 nor "
                       "libaom-av1; install a PyAV or ffmpeg build with one, or deliver mp4 with codec h265")
-
-
-def _frames(master: _Master, stop: int | None = None) -> Iterator[np.ndarray]:
-    """Every frame of the master in order (up to ``stop``), checked for size; ChunkError on a mismatch."""
-    index = 0
-    for number, path in enumerate(master.chunks):
-        if stop is not None and index >= stop:
-            return
-        reader = read_frames(path)
-        try:
-            for frame in reader:
-                if frame.shape[:2] != (master.height, master.width):
-                    raise ChunkError(f"deliver: chunk {number} ({path}) has {frame.shape[1]}x{frame.shape[0]} frames "
-                                     f"after {master.width}x{master.height} ones; redo the master at one size")
-                yield frame
-                index += 1
-                if stop is not None and index >= stop:
-                    return
-        finally:
-            reader.close()
-
-
-def _frame_at(master: _Master, index: int) -> np.ndarray:
-    """Frame ``index`` of the master, decoding only the chunk that holds it."""
-    start = 0
-    for path, count in zip(master.chunks, master.counts, strict=True):
-        if index < start + count:
-            single = _Master((path,), (count,), master.width, master.height, master.bit_depth)
-            for local, frame in enumerate(_frames(single, stop=index - start + 1)):
-                if local == index - start:
-                    return frame
-            break
-        start += count
-    raise ChunkError(f"deliver: frame {index} could not be decoded from {master.total} counted frames; "
-                     "redo the master")
 
 
 def _encode_stream(
@@ -917,58 +470,3 @@ def _verify(
         audio_channels=probed.audio_channels, size_bytes=muxed.stat().st_size, notes=tuple(notes),
         profile=probed.profile, codec_tag=probed.tag, encoder=encoder, audio_bit_rate=probed.audio_bit_rate,
     )
-
-
-def _check_image_suffix(out: Path) -> None:
-    if out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise SettingsError(f"deliver: {out.name} is not a .png, .jpg or .jpeg file; name the image with one of them")
-
-
-def _check_width(width: int, what: str) -> None:
-    if isinstance(width, bool) or not isinstance(width, int) or not MIN_IMAGE_WIDTH <= width <= MAX_IMAGE_WIDTH:
-        raise SettingsError(f"deliver: {what} {width!r} is outside {MIN_IMAGE_WIDTH}..{MAX_IMAGE_WIDTH}; use 320")
-
-
-def _to_8bit(frame: np.ndarray) -> np.ndarray:
-    """An RGB frame as uint8: 16-bit values scaled by 255/65535 with rounding."""
-    if frame.dtype == np.uint8:
-        return frame
-    return ((frame.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-
-
-def _resize(image: np.ndarray, width: int, height: int | None = None) -> np.ndarray:
-    """``image`` at ``width`` x ``height`` (height from the aspect when None): area filter down, cubic up."""
-    if height is None:
-        height = max(1, round(width * image.shape[0] / image.shape[1]))
-    if (height, width) == image.shape[:2]:
-        return image
-    shrink = width < image.shape[1]
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-
-
-def _encode_image(rgb: np.ndarray, out: Path) -> bytes:
-    """PNG or JPEG bytes of an RGB uint8 image, by ``out``'s suffix."""
-    png = out.suffix.lower() == ".png"
-    params = [] if png else [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-    ok, data = cv2.imencode(".png" if png else ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
-    if not ok:
-        raise EncodeError(f"deliver: OpenCV could not encode {out.name}; check the image size")
-    return data.tobytes()
-
-
-def _label_layout(tile_width: int) -> tuple[float, int]:
-    """Font scale that fits a timecode into ``tile_width`` (never below a legible minimum: narrower tiles clip the
-    text) and the height of the label strip."""
-    (text_width, _), _ = cv2.getTextSize("00:00:00:00", cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)
-    scale = min(_LABEL_MAX_SCALE, max(_LABEL_MIN_SCALE, (tile_width - 2 * _LABEL_PADDING) / text_width))
-    (_, text_height), baseline = cv2.getTextSize("00:00:00:00", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    return scale, text_height + baseline + 2 * _LABEL_PADDING
-
-
-def _draw_label(sheet: np.ndarray, text: str, top: int, left: int, width: int, strip: int, scale: float) -> None:
-    """A black strip at (``top``, ``left``) of ``width`` x ``strip`` pixels with ``text`` in white, clipped to it."""
-    label = np.zeros((strip, width, 3), dtype=np.uint8)
-    (_, text_height), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    cv2.putText(label, text, (_LABEL_PADDING, _LABEL_PADDING + text_height), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                (255, 255, 255), 1, cv2.LINE_AA)
-    sheet[top:top + strip, left:left + width] = label

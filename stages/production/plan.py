@@ -38,8 +38,8 @@ from typing import Any
 
 from stages.errors import InputError, SettingsError
 from stages.media.audio import DEFAULT_GAINS_DB, TRACK_KINDS, AudioTrack
-from stages.ops.interpolate.engine import MAX_OUTPUT_FPS, METHODS, rational_fps
-from stages.production.deliver import DELIVERABLE_KINDS
+from stages.ops.interpolate.timing import MAX_OUTPUT_FPS, METHODS, rational_fps
+from stages.production.deliverables import DELIVERABLE_KINDS
 from stages.production.sequence import MISSING_POLICIES
 from stages.store.fsutil import atomic_write_text
 
@@ -466,7 +466,7 @@ def write_example_project(folder: str | os.PathLike[str], *, width: int = 160, h
     ``graded/graded_scene_001_*.dpx``, 10-bit DPX joined by a 0.5 s crossfade), three audio tracks
     (``audio/music_theme.wav``, ``audio/sfx_hits.wav``, ``audio/voice_over.wav``), output ``resolution`` at
     30 fps, deliverables MP4 and MOV (`vup produce --example`: 15.5 s on a 2-core CPU, README)."""
-    from stages.media.audio import make_sample_track
+    from stages.media.sample_tracks import make_sample_track
     from stages.quality.samples import make_sample_sequence
 
     root = Path(folder)

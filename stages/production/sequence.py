@@ -1,9 +1,10 @@
-"""Numbered image sequences as a scene: find the frames, report the gaps, decode them to lossless chunks.
+"""Numbered image sequences as a scene: find the frames, report the gaps, plan what each output frame shows.
 
 A scene can be given as a numbered image sequence (PNG, TIFF, JPEG, OpenEXR or DPX) with an fps the user
 gives. :func:`find_sequence` finds the frames of a pattern, :func:`plan_timeline` decides what each output frame
-shows when frames are missing, and :func:`write_sequence_chunk` decodes a range of output frames to a lossless
-chunk (:mod:`stages.media.chunkio`).
+shows when frames are missing, and :func:`stages.production.sequence_chunk.write_sequence_chunk` decodes a range of
+output frames to a lossless chunk (:mod:`stages.media.chunkio`); one image file is read or written by
+:mod:`stages.production.images`.
 
 Patterns (only the file name may hold the frame number; the folder part is taken literally):
 
@@ -15,38 +16,13 @@ Patterns (only the file name may hold the frame number; the folder part is taken
   number (``graded_scene_001_v2_0100.exr`` is frame 100); a name whose ``*`` part holds no digits is ignored
   with a warning. A ``*`` at the very end (``shot_*``) also covers the extension, taken from the files.
 
-Frames are sorted by number, never by name. The extension (case-insensitive) picks the decoder: ``.png``,
-``.tif``/``.tiff``, ``.jpg``/``.jpeg``, ``.exr``, ``.dpx``. Every format is decoded by PyAV (ffmpeg's png,
-tiff, mjpeg, exr and dpx decoders, one file per ``av.open``), so there is one code path.
-
-Bit depth: 8-bit images give 8-bit intermediates; anything above 8 bits (16-bit PNG/TIFF, 10/12/16-bit DPX,
-float EXR) gives 16-bit intermediates. An integer image of b bits is scaled to 16 bits as
-``round(v * 65535 / (2**b - 1))``: exactly ``v * 257`` for 8 bits; for 10-bit DPX, which ffmpeg decodes to
-``gbrp10le`` with the plain 10-bit values 0..1023 (not shifted to the top of the 16-bit word), 1023 becomes 65535
-and 512 becomes 32800. The scaling is done here on the decoded values, not by swscale. DPX is taken as
-display-referred as it is stored: a log-encoded (Cineon/film) DPX keeps its log look, nothing is linearised.
-
-Display transform of OpenEXR (user facing). EXR holds scene-linear light, everything else is display-referred
-("srgb"). An EXR frame is made displayable like this:
-
-1. the values are taken as scene-linear with BT.709/sRGB primaries (no gamut conversion);
-2. they are clipped to [0, 1]: negative values become 0 and values above 1.0 (highlights) clip to white; there is
-   no tone mapping, so expose or grade the EXRs for display before you bring them in if highlights matter;
-   NaN becomes 0;
-3. they are encoded with the sRGB transfer function of IEC 61966-2-1: ``12.92 * x`` for ``x < 0.0031308``, else
-   ``1.055 * x ** (1 / 2.4) - 0.055`` (:func:`linear_to_display`);
-4. they are quantised to 16 bits: ``round(v * 65535)``.
-
-The alpha of an EXR is linear coverage: clipped to [0, 1] and quantised, not transformed. Half-float and float
-EXRs are both reported as 32 bits (ffmpeg decodes both to 32-bit float).
+Frames are sorted by number, never by name. The extension (case-insensitive) picks the decoder
+(:mod:`stages.production.images`).
 
 Missing frames: :data:`MISSING_POLICIES` are ``"skip"`` (leave them out: the scene gets shorter, a warning says by
 how much) and ``"hold"`` (show the previous frame in their place: the timing is kept). A frame of another size than
 the first one, or one that does not decode, stops the chunk with an :class:`~stages.errors.InputError` naming the
 file (sizes are checked while decoding, not by :func:`find_sequence`, which reads only the first frame).
-
-Alpha: a chunk holds RGB only; when frames carry alpha, :func:`write_sequence_chunk` can write the alpha plane to
-a sibling chunk of the same size and depth, the grey alpha value repeated in its three channels.
 """
 
 from __future__ import annotations
@@ -54,44 +30,26 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
-import numpy as np
-from av.codec.context import CodecContext
-
 from stages.errors import InputError, SettingsError
-from stages.media.chunkio import ChunkWriter
-from stages.store.diskspace import raise_if_disk_full
-from stages.store.fsutil import atomic_write_bytes, fsync_dir
+from stages.production.images import (
+    _FORMATS,
+    IMAGE_EXTENSIONS,
+    _decode_file,
+    _depth_and_alpha,
+)
 
 logger = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".exr", ".dpx")
-"""Extensions of the image files a sequence may hold (compared case-insensitively)."""
 
 MISSING_POLICIES = ("skip", "hold")
 """What to do with missing frames: leave them out, or show the previous frame in their place."""
 
-_FORMATS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".jpg": "jpeg", ".jpeg": "jpeg", ".exr": "exr",
-            ".dpx": "dpx"}
-_STORAGE_DEPTHS = (8, 16)
 _GAP_RANGES_SHOWN = 10
 _GLOB_PAD = 4
-# Decoded pixel formats whose values to_ndarray gives as they are (gbrp formats come back in RGB order); every
-# other one (yuvj420p from JPEG, palettes, grey with alpha...) is converted to rgb24/rgba/rgb48le/rgba64le first.
-_NATIVE_FORMATS = frozenset({
-    "rgb24", "rgba", "rgb48le", "rgb48be", "rgba64le", "rgba64be", "gray", "gray8",
-    "gbrp", "gbrap", "gbrpf32le", "gbrpf32be", "gbrapf32le", "gbrapf32be", "grayf32le", "grayf32be",
-    *(f"gbrp{bits}{end}" for bits in (9, 10, 12, 14, 16) for end in ("le", "be")),
-    *(f"gbrap{bits}{end}" for bits in (10, 12, 14, 16) for end in ("le", "be")),
-    *(f"gray{bits}{end}" for bits in (9, 10, 12, 14, 16) for end in ("le", "be")),
-})
 _TOKEN = re.compile(r"#+|%0(\d+)d|%d|\*")
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -129,22 +87,6 @@ class ImageSequence:
 
 
 @dataclass(frozen=True)
-class ImageFrame:
-    """One decoded image: ``rgb`` is ``HxWx3``, ``alpha`` ``HxW`` or None; uint8 at storage depth 8, uint16 at 16."""
-
-    rgb: np.ndarray
-    alpha: np.ndarray | None
-
-    @property
-    def width(self) -> int:
-        return int(self.rgb.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.rgb.shape[0])
-
-
-@dataclass(frozen=True)
 class SequenceTimeline:
     """What each output frame shows: ``paths[i]`` is its file and ``numbers[i]`` the source frame number in it.
 
@@ -164,20 +106,6 @@ class SequenceTimeline:
     def frame_count(self) -> int:
         """Number of output frames."""
         return len(self.paths)
-
-
-@dataclass(frozen=True)
-class SequenceChunk:
-    """A chunk written by :func:`write_sequence_chunk`: frame count, size, storage bit depth (8/16), whether any
-    frame had alpha, the chunk's path and the alpha chunk's path (None when no alpha chunk was written)."""
-
-    frame_count: int
-    width: int
-    height: int
-    bit_depth: int
-    alpha_present: bool
-    path: str
-    alpha_path: str | None
 
 
 @dataclass(frozen=True)
@@ -477,305 +405,3 @@ def plan_timeline(seq: ImageSequence, policy: str, *, fps: float | Fraction | No
         logger.warning(warning)
     return SequenceTimeline(pattern=seq.pattern, policy=chosen, paths=paths, numbers=numbers, held=held,
                             skipped=skipped, warning=warning)
-
-
-def linear_to_display(values: np.ndarray) -> np.ndarray:
-    """Scene-linear values (any shape, float) to display values in [0, 1]: clip to [0, 1] (NaN -> 0), then the
-    sRGB transfer function of IEC 61966-2-1. float32 in gives float32 out, anything else float64."""
-    array = np.asarray(values)
-    dtype = np.float32 if array.dtype == np.float32 else np.float64
-    x = np.clip(np.nan_to_num(array.astype(dtype, copy=False), nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
-    high = np.where(x >= 1.0, 1.0, 1.055 * np.power(x, dtype(1.0 / 2.4)) - 0.055)  # 1.055 - 0.055 is not 1.0
-    return np.clip(np.where(x < 0.0031308, 12.92 * x, high), 0.0, 1.0).astype(dtype, copy=False)
-
-
-def display_to_linear(values: np.ndarray) -> np.ndarray:
-    """The inverse of :func:`linear_to_display` on [0, 1]: display values (clipped to [0, 1]) to scene-linear
-    values with the inverse sRGB transfer function. float32 in gives float32 out, anything else float64."""
-    array = np.asarray(values)
-    dtype = np.float32 if array.dtype == np.float32 else np.float64
-    v = np.clip(np.nan_to_num(array.astype(dtype, copy=False), nan=0.0), 0.0, 1.0)
-    high = np.power((v + 0.055) / 1.055, dtype(2.4))
-    return np.where(v < 0.04045, v / 12.92, high).astype(dtype, copy=False)
-
-
-def _decode_file(path: str | os.PathLike[str]) -> av.VideoFrame:
-    """The one frame of an image file, as ffmpeg decodes it.
-
-    Raises:
-        InputError: the file is missing, empty, truncated or corrupt.
-    """
-    shown = os.fspath(path)
-    advice = "re-export it, or remove it and use the 'hold' missing-frame policy to show the previous frame instead"
-    try:
-        # image2 with pattern_type none: the name is taken literally, a '%' in it is no sequence pattern
-        with av.open(shown, format="image2", options={"pattern_type": "none"}) as container:
-            stream = container.streams.video[0]
-            for frame in container.decode(stream):
-                return frame
-    except FileNotFoundError as exc:
-        raise InputError(f"sequence: frame {shown} is gone ({exc}); check that nothing moved the files") from exc
-    except (OSError, av.error.FFmpegError, IndexError, ValueError) as exc:
-        raise InputError(f"sequence: frame {shown} does not decode ({exc}); {advice}") from exc
-    raise InputError(f"sequence: frame {shown} is empty or holds no image; {advice}")
-
-
-def _depth_and_alpha(fmt: av.VideoFormat) -> tuple[int, bool]:
-    """Source bit depth (8, 10, 12, 16; 32 for float) and whether the decoded format carries alpha."""
-    components = fmt.components
-    has_alpha = any(c.is_alpha for c in components)
-    if _is_float(fmt.name):
-        return 32, has_alpha
-    return max(8, max(c.bits for c in components)), has_alpha
-
-
-def _is_float(name: str) -> bool:
-    return "f32" in name or "f16" in name
-
-
-def _native_array(frame: av.VideoFrame) -> tuple[np.ndarray, int]:
-    """Pixel values of a decoded frame as ``HxW`` / ``HxWxC`` (RGB(A) order) and their bit depth (32: float)."""
-    fmt = frame.format
-    bits, has_alpha = _depth_and_alpha(fmt)
-    if fmt.name in _NATIVE_FORMATS:
-        return frame.to_ndarray(), bits
-    if bits > 8:
-        target, bits = ("rgba64le" if has_alpha else "rgb48le"), 16
-    else:
-        target, bits = ("rgba" if has_alpha else "rgb24"), 8
-    return frame.reformat(format=target).to_ndarray(), bits
-
-
-def _to_storage(values: np.ndarray, bits: int, storage: int, linear: bool, *, is_alpha: bool = False) -> np.ndarray:
-    """Integer ``bits``-bit (or float, ``bits`` 32) values to ``storage`` bits (see the module docstring)."""
-    dtype = np.uint8 if storage == 8 else np.uint16
-    top = (1 << storage) - 1
-    if bits == 32:
-        display = values.astype(np.float32)
-        display = np.clip(np.nan_to_num(display, nan=0.0), 0.0, 1.0) if is_alpha or not linear else (
-            linear_to_display(display))
-        return np.rint(display * np.float32(top)).astype(dtype)
-    if bits == storage:
-        return values.astype(dtype, copy=False)
-    if bits == 8 and storage == 16:
-        return values.astype(np.uint16) * np.uint16(257)
-    source_top = (1 << bits) - 1
-    wide = values.astype(np.int64)
-    return ((wide * (2 * top) + source_top) // (2 * source_top)).astype(dtype)
-
-
-def read_image(
-    path: str | os.PathLike[str], *, expect: tuple[int, int] | None = None, storage_depth: int = 8
-) -> ImageFrame:
-    """Decode one image file to RGB (and alpha) at ``storage_depth`` bits (8 -> uint8, 16 -> uint16).
-
-    ``expect`` is ``(width, height)``: the size every frame of the sequence must have. Grey images are repeated
-    into the three channels. EXR gets the display transform of the module docstring; integer images are scaled
-    (``x257`` from 8 to 16 bits, ``round(v * 65535 / (2**b - 1))`` from b bits, ``round(v / 257)``-like rounding
-    down to 8 bits).
-
-    Raises:
-        SettingsError: ``storage_depth`` is not 8 or 16.
-        InputError: the file is missing, empty, truncated or corrupt, or its size differs from ``expect``.
-    """
-    if storage_depth not in _STORAGE_DEPTHS:
-        raise SettingsError(f"sequence: storage depth {storage_depth} is not supported; use 8 or 16")
-    frame = _decode_file(path)
-    if expect is not None and (frame.width, frame.height) != tuple(expect):
-        width, height = expect
-        raise InputError(
-            f"sequence: frame {os.fspath(path)} is {frame.width}x{frame.height} but the sequence is {width}x{height}; "
-            f"a sequence must keep one size, re-export this frame at {width}x{height}"
-        )
-    values, bits = _native_array(frame)
-    linear = os.path.splitext(os.fspath(path))[1].lower() == ".exr"
-    if values.ndim == 2:
-        values = values[:, :, None]
-    channels = values.shape[2]
-    colour = values[:, :, :1].repeat(3, axis=2) if channels < 3 else values[:, :, :3]
-    rgb = np.ascontiguousarray(_to_storage(colour, bits, storage_depth, linear))
-    alpha = None
-    if channels in (2, 4):
-        alpha = np.ascontiguousarray(_to_storage(values[:, :, channels - 1], bits, storage_depth, linear,
-                                                 is_alpha=True))
-    return ImageFrame(rgb=rgb, alpha=alpha)
-
-
-def _temp_path(final: Path) -> Path:
-    # the pid in the name lets the next run delete what a killed process left (orchestration.sensors.watchdog)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    return Path(name)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def write_sequence_chunk(
-    timeline: SequenceTimeline,
-    start: int,
-    count: int,
-    out_path: str | os.PathLike[str],
-    *,
-    width: int,
-    height: int,
-    storage_depth: int,
-    progress: Callable[[int, int], None] | None = None,
-    alpha_out: str | os.PathLike[str] | None = None,
-) -> SequenceChunk:
-    """Decode output frames ``[start, start + count)`` of ``timeline`` into a lossless chunk at ``out_path``.
-
-    Frames are ``width`` x ``height`` RGB at ``storage_depth`` bits (8 or 16, :mod:`stages.media.chunkio`). A run of
-    the same file (held frames) is decoded once. With ``alpha_out``, when any frame has alpha the alpha planes go
-    to a second chunk there (same size and depth, the alpha value in all three channels; frames without alpha
-    are fully opaque); when no frame has alpha, nothing is written there. Without ``alpha_out`` alpha is dropped.
-    ``progress(done, count)`` is called after each frame. Both files are written to temporary names in their
-    folders and renamed at the end; on any error nothing is left at ``out_path`` or ``alpha_out``.
-
-    Raises:
-        SettingsError: the range is outside the timeline, or the size or depth is invalid.
-        InputError: a frame does not decode or has another size.
-        ChunkError: the chunk cannot be written.
-        DiskFullError: the disk filled up.
-    """
-    total = len(timeline.paths)
-    if start < 0 or count < 1 or start + count > total:
-        raise SettingsError(
-            f"sequence: frames {start}..{start + count - 1} are outside the timeline of {total} frames of "
-            f"{timeline.pattern}; plan chunks inside 0..{total - 1}"
-        )
-    if storage_depth not in _STORAGE_DEPTHS:
-        raise SettingsError(f"sequence: storage depth {storage_depth} is not supported; use 8 or 16")
-    if width <= 0 or height <= 0:
-        raise SettingsError(f"sequence: frame size {width}x{height} is invalid; give the sequence's size")
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    alpha_final = Path(alpha_out) if alpha_out is not None else None
-    if alpha_final is not None:
-        alpha_final.parent.mkdir(parents=True, exist_ok=True)
-    temps: list[Path] = []
-    alpha_present = False
-    try:
-        tmp = _temp_path(out)
-        temps.append(tmp)
-        alpha_tmp = None
-        if alpha_final is not None:
-            alpha_tmp = _temp_path(alpha_final)
-            temps.append(alpha_tmp)
-        written, alpha_present = _write_frames(timeline.paths[start:start + count], tmp, alpha_tmp, width, height,
-                                               storage_depth, progress)
-        _fsync_file(tmp)
-        if alpha_tmp is not None and alpha_final is not None and alpha_present:
-            _fsync_file(alpha_tmp)
-            os.replace(alpha_tmp, alpha_final)
-            fsync_dir(alpha_final.parent)
-        os.replace(tmp, out)
-        fsync_dir(out.parent)
-    except BaseException as exc:
-        raise_if_disk_full(exc, f"sequence chunk {out.name}", out.parent)
-        raise
-    finally:
-        for temp in temps:
-            temp.unlink(missing_ok=True)
-    if alpha_present and alpha_final is None:
-        logger.info("sequence: frames of %s carry alpha, dropped (no alpha chunk asked for)", timeline.pattern)
-    kept_alpha = alpha_present and alpha_final is not None
-    logger.debug("sequence: wrote %s (%d frames from %d of %s)", out, written, start, timeline.pattern)
-    return SequenceChunk(frame_count=written, width=width, height=height, bit_depth=storage_depth,
-                         alpha_present=alpha_present, path=str(out),
-                         alpha_path=str(alpha_final) if kept_alpha else None)
-
-
-def _write_frames(
-    paths: Iterable[str],
-    tmp: Path,
-    alpha_tmp: Path | None,
-    width: int,
-    height: int,
-    storage_depth: int,
-    progress: Callable[[int, int], None] | None,
-) -> tuple[int, bool]:
-    """Write the frames of ``paths`` to ``tmp`` (and their alpha to ``alpha_tmp``); frames written, alpha seen."""
-    paths = list(paths)
-    alpha_present = False
-    alpha_output = ChunkWriter(alpha_tmp, width, height, storage_depth) if alpha_tmp is not None else nullcontext()
-    with ChunkWriter(tmp, width, height, storage_depth) as writer, alpha_output as alpha_writer:
-        opaque = np.full((height, width, 3), (1 << storage_depth) - 1,
-                         dtype=np.uint8 if storage_depth == 8 else np.uint16)
-        previous: str | None = None
-        frame: ImageFrame | None = None
-        alpha_rgb = opaque
-        for done, path in enumerate(paths, 1):
-            if frame is None or path != previous:
-                frame = read_image(path, expect=(width, height), storage_depth=storage_depth)
-                previous = path
-                alpha_rgb = opaque if frame.alpha is None else np.repeat(frame.alpha[:, :, None], 3, axis=2)
-                alpha_present = alpha_present or frame.alpha is not None
-            writer.write(frame.rgb)
-            if alpha_writer is not None:
-                alpha_writer.write(alpha_rgb)
-            if progress is not None:
-                progress(done, len(paths))
-    return writer.frames, alpha_present
-
-
-_WRITE_FORMATS = {
-    # format -> {(dtype kind, bits, alpha): encoder pixel format}
-    "png": {("u1", 8, False): "rgb24", ("u1", 8, True): "rgba", ("u2", 16, False): "rgb48be",
-            ("u2", 16, True): "rgba64be"},
-    "tiff": {("u1", 8, False): "rgb24", ("u1", 8, True): "rgba", ("u2", 16, False): "rgb48le",
-             ("u2", 16, True): "rgba64le"},
-    "jpeg": {("u1", 8, False): "yuvj420p"},
-    "dpx": {("u1", 8, False): "rgb24", ("u1", 8, True): "rgba", ("u2", 10, False): "gbrp10le",
-            ("u2", 12, False): "gbrp12le", ("u2", 16, False): "rgb48le", ("u2", 16, True): "rgba64le"},
-    "exr": {("f4", 32, False): "gbrpf32le", ("f4", 32, True): "gbrapf32le"},
-}
-_ENCODERS = {"png": "png", "tiff": "tiff", "jpeg": "mjpeg", "dpx": "dpx", "exr": "exr"}
-
-
-def write_image(path: str | os.PathLike[str], pixels: np.ndarray, *, bit_depth: int | None = None) -> Path:
-    """Encode one image with PyAV (format from the extension) and write it atomically; return its path.
-
-    ``pixels`` is ``HxWx3`` (RGB) or ``HxWx4`` (RGBA): uint8 for 8 bits, uint16 for 16 bits (or for 10/12-bit
-    DPX with ``bit_depth`` 10/12, values 0..2**bits-1), float32 for EXR (values written as they are, i.e.
-    scene-linear). Supported: PNG/TIFF 8 and 16 bits with or without alpha, JPEG 8-bit RGB (``yuvj420p``, high
-    quality), DPX 8/16 bits with or without alpha and 10/12 bits without, EXR float with or without alpha.
-
-    Raises:
-        SettingsError: unsupported extension, shape, dtype or depth for the format.
-    """
-    out = Path(path)
-    fmt = _FORMATS.get(out.suffix.lower())
-    if fmt is None:
-        raise SettingsError(f"sequence: cannot write {out.name}; use one of {', '.join(IMAGE_EXTENSIONS)}")
-    array = np.asarray(pixels)
-    if array.ndim != 3 or array.shape[2] not in (3, 4) or array.shape[0] < 1 or array.shape[1] < 1:
-        raise SettingsError(f"sequence: image of shape {array.shape} for {out.name}; give HxWx3 or HxWx4 pixels")
-    kind = array.dtype.str[1:]
-    bits = bit_depth if bit_depth is not None else {"u1": 8, "u2": 16, "f4": 32}.get(kind, 0)
-    alpha = array.shape[2] == 4
-    pix_fmt = _WRITE_FORMATS[fmt].get((kind, bits, alpha))
-    if pix_fmt is None:
-        allowed = ", ".join(f"{b}-bit {'RGBA' if a else 'RGB'} ({np.dtype(k).name})"
-                            for k, b, a in _WRITE_FORMATS[fmt])
-        raise SettingsError(
-            f"sequence: cannot write {bits}-bit {'RGBA' if alpha else 'RGB'} {array.dtype} pixels as {fmt} "
-            f"({out.name}); {fmt} takes {allowed}"
-        )
-    if bits in (10, 12) and int(array.max()) >= 1 << bits:
-        raise SettingsError(f"sequence: values above {(1 << bits) - 1} for a {bits}-bit {out.name}; scale them first")
-    height, width = array.shape[:2]
-    if pix_fmt == "yuvj420p":
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24").reformat(format=pix_fmt)
-    else:
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format=pix_fmt)
-    context = CodecContext.create(_ENCODERS[fmt], "w")
-    context.width, context.height, context.pix_fmt = width, height, pix_fmt
-    context.time_base = Fraction(1, 25)
-    if fmt == "jpeg":
-        context.options = {"qmin": "1", "qmax": "2"}
-    packets = [*context.encode(frame), *context.encode(None)]
-    atomic_write_bytes(out, b"".join(bytes(packet) for packet in packets))
-    return out

@@ -1,7 +1,7 @@
 """The quality report of one enhanced video: per-frame flicker and warping error (E_warp) of the output next to a
 lanczos upscale of the same source, full-reference figures against a reference video when one is given, a summary
-with a grade, and the files (stages.quality.metrics.write_report). Orchestration calls :func:`measure_video` and attaches
-what it returns; nothing here knows about Dagster."""
+with a grade, and the files (stages.quality.summary.write_report). Orchestration calls :func:`measure_video` and
+attaches what it returns; nothing here knows about Dagster."""
 
 from __future__ import annotations
 
@@ -26,13 +26,11 @@ from stages.quality.metrics import (
     WarpErrorMeter,
     flow_with_mask,
     lanczos_luma,
-    mean_ignoring_nan,
     psnr,
-    quality_summary,
     ssim,
     vmaf,
-    write_report,
 )
+from stages.quality.summary import mean_ignoring_nan, quality_summary, write_report
 from stages.store.chunk_store import ChunkRecord
 
 log = logging.getLogger(__name__)

@@ -341,7 +341,7 @@ def make_sample_sequence(
     Frames ``start_number .. start_number + count - 1`` are named by ``pattern`` (a file name, no folder part:
     ``shot_####.png`` -> ``shot_0001.png``, ``shot_%d.dpx`` -> ``shot_1.dpx``; a ``*`` becomes the number zero
     padded to 4 digits: ``graded_scene_001_*.exr`` -> ``graded_scene_001_0001.exr``); numbers in ``missing`` are
-    not written. The format follows the extension (``stages.production.sequence.write_image``, PyAV encoders):
+    not written. The format follows the extension (``stages.production.images.write_image``, PyAV encoders):
     ``bit_depth`` 8 (default) or 16 for PNG/TIFF, 8 for JPEG, 8 (default), 10, 12 or 16 for DPX; EXR is always
     32-bit float.
 
@@ -351,17 +351,14 @@ def make_sample_sequence(
     ``(3 n + 5 offset) % (width - s + 1)``, row ``(2 n + 3 offset) % (height - s + 1)``. With ``alpha`` an alpha
     plane ``A = 0.25 + 0.75 x`` is added (not for JPEG or 10/12-bit DPX). Integer formats store
     ``round(v * (2**bits - 1))``. EXR stores the display values as they are, or with ``linear=True`` their
-    scene-linear equivalent (``stages.production.sequence.display_to_linear``), so that reading them back with the EXR display
+    scene-linear equivalent (``stages.production.images.display_to_linear``), so that reading them back with the EXR display
     transform gives the display values again. Every file is written atomically.
 
     Raises:
         SettingsError: a bad pattern, count, size, number, or a depth / alpha / ``linear`` the format cannot take.
     """
-    from stages.production.sequence import (
-        display_to_linear,
-        frame_file_name,
-        write_image,
-    )
+    from stages.production.images import display_to_linear, write_image
+    from stages.production.sequence import frame_file_name
 
     if os.path.dirname(pattern):
         raise SettingsError(f"samples: pattern {pattern!r} has a folder part; give a file name and pass the folder")

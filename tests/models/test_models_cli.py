@@ -12,6 +12,8 @@ import torch
 
 from orchestration.cli import main
 from stages.models import store as store_module
+from stages.models import store_inventory as inventory_module
+from stages.models import store_sources as sources_module
 from stages.models.catalog import CATALOG, ModelEntry, ModelFile
 
 
@@ -21,7 +23,8 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "cache"
     monkeypatch.setenv("VUP_CACHE_DIR", str(folder))
     monkeypatch.delenv("VUP_MODELS_DIR", raising=False)
-    monkeypatch.setattr(store_module, "_package_files", lambda source: f"package {source.pip_name} is not installed")
+    for module in (sources_module, inventory_module):
+        monkeypatch.setattr(module, "_package_files", lambda source: f"package {source.pip_name} is not installed")
     monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a terminal
     return folder
 

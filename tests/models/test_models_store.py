@@ -21,9 +21,11 @@ from stages.errors import (
     SettingsError,
     WeightsUnavailableError,
 )
-from stages.models import store as store_module
+from stages.models import store_inventory as inventory_module
+from stages.models import store_sources as sources_module
 from stages.models.catalog import ModelEntry, ModelFile, PackageSource
-from stages.models.store import ENV_CACHE_DIR, ENV_MODELS_DIR, ModelStore
+from stages.models.store import ModelStore
+from stages.models.store_types import ENV_CACHE_DIR, ENV_MODELS_DIR
 
 FAKE_PACKAGE = "vup_fake_weights_pkg"
 
@@ -58,13 +60,14 @@ def fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny, ncnn_wri
 def convert_calls(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Counts ncnn conversions done by the store."""
     calls: list[Path] = []
-    real = store_module.convert_ncnn
+    real = sources_module.convert_ncnn
 
     def counting(param_path, bin_path):
         calls.append(Path(param_path))
         return real(param_path, bin_path)
 
-    monkeypatch.setattr(store_module, "convert_ncnn", counting)
+    monkeypatch.setattr(sources_module, "convert_ncnn", counting)
+    monkeypatch.setattr(inventory_module, "convert_ncnn", counting)
     return calls
 
 
@@ -75,7 +78,7 @@ def no_download(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("the store tried to download")
 
-    monkeypatch.setattr(store_module, "download_file", refuse)
+    monkeypatch.setattr(sources_module, "download_file", refuse)
 
 
 def _entry(tiny: dict, url: str | None, package: PackageSource | None, **changes) -> ModelEntry:
@@ -307,7 +310,7 @@ def test_models_dir_copy_with_an_unofficial_hash_is_used_with_a_warning(
     """../shared holds a re-packed realesr-animevideov3.pth: same tensors, not the official file's sha256."""
     monkeypatch.setenv(ENV_MODELS_DIR, str(shared_models_dir / "realesr-animevideov3"))
     store = ModelStore(cache_dir=tmp_path, allow_download=False)
-    with caplog.at_level("WARNING", logger="stages.models.store"):
+    with caplog.at_level("WARNING", logger="stages.models.store_sources"):
         loaded = store.load("realesr-animevideov3")
     assert loaded.weights.source == "env" and loaded.scale == 4
     assert loaded.weights.sha256 == "4e1e09ba96d08bd4b8455e8897c3242a3501e3766f359941ea894122e158a932"

@@ -305,7 +305,7 @@ def test_interpolator_uint16_and_bf16(rife46: RifeModel, frames) -> None:
 
 
 def test_interpolator_follows_the_project_protocol(rife46: RifeModel, rife425: RifeModel) -> None:
-    interpolate = pytest.importorskip("stages.ops.interpolate.engine")
+    interpolate = pytest.importorskip("stages.ops.interpolate.interpolators")
     assert isinstance(RifeInterpolator(rife46), interpolate.Interpolator)
     other = load_rife(random_state("4.6", seed=9))
     assert RifeInterpolator(other).key != RifeInterpolator(rife46).key  # the weights are part of the key

@@ -16,9 +16,10 @@ from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 from orchestration.cli import main
 from orchestration.graphs.production import PRODUCTION_ASSETS, PRODUCTION_JOB
 from orchestration.launch.runner import run_production
-from stages.media.audio import make_sample_track, measure_loudness
 from stages.media.chunkio import read_frames
+from stages.media.loudness import measure_loudness
 from stages.media.probe import probe_video
+from stages.media.sample_tracks import make_sample_track
 from stages.production.plan import load_plan
 from stages.quality.samples import make_sample_sequence
 

@@ -7,23 +7,23 @@ import os
 
 import pytest
 
-from orchestration.launch.service import (
+from orchestration.launch.eta import STAGE_PRIORS, _stages_of, estimate_progress
+from orchestration.launch.options import (
     DEFAULT_SETTINGS,
-    STAGE_PRIORS,
-    UploadError,
-    _stages_of,
-    accept_upload,
     build_ui_request,
-    compare_frames,
-    estimate_progress,
     load_settings,
-    max_upload_bytes,
     model_choices,
     plan_output,
+    save_settings,
+)
+from orchestration.launch.service import system_info
+from orchestration.launch.uploads import (
+    UploadError,
+    accept_upload,
+    compare_frames,
+    max_upload_bytes,
     preview_upload,
     safe_name,
-    save_settings,
-    system_info,
 )
 from orchestration.resources.workspace import Workspace
 from stages.errors import SettingsError
@@ -219,7 +219,7 @@ def test_system_info_names_device_memory_versions_and_dagster(workspace):
 
 
 def test_eta_leaves_out_the_warm_up_chunk_and_learns_priors_from_finished_runs():
-    from orchestration.launch.service import learn_priors
+    from orchestration.launch.eta import learn_priors
 
     stages = ["frames", "upscale", "encode", "report"]
     slow_first = _events("frames", [0.1] * 4) + _events("upscale", [30.0, 10.0, 10.0])

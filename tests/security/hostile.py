@@ -108,7 +108,7 @@ def free_port() -> int:
 def serve_page(service, *, auth=None):
     """Build the page for ``service`` (a toy model offered) and launch it on a free loopback port the way
     ``vup serve`` does (``launch_options``); returns (app, url). Close it with ``app.close()``."""
-    from orchestration.launch.service import ModelChoice
+    from orchestration.launch.options import ModelChoice
     from ui import app as page
 
     models = [ModelChoice("toy-x4", "toy-x4 (x4)", "A toy model.", 4, True, None)]

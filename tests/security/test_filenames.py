@@ -22,7 +22,7 @@ from stages.media.ffmpeg import (
 )
 from stages.media.preview import cut_head
 from stages.media.probe import probe_video
-from stages.ops.interpolate.engine import minterpolate_video
+from stages.ops.interpolate.interpolators import minterpolate_video
 from stages.quality.metrics import has_libvmaf, vmaf
 from stages.quality.samples import make_sample_clip
 

@@ -17,16 +17,11 @@ import torch
 from hostile import HOSTILE_STEM, PageService, call_api, no_pwned, serve_page, snapshot
 
 from orchestration.cli import main
-from orchestration.launch.service import (
-    DEFAULT_SETTINGS,
-    SETTINGS_FILE,
-    UploadError,
-    accept_upload,
-    save_settings,
-)
-from orchestration.launch.service import (
+from orchestration.launch.options import DEFAULT_SETTINGS, SETTINGS_FILE, save_settings
+from orchestration.launch.options import (
     load_settings as load_page_settings,
 )
+from orchestration.launch.uploads import UploadError, accept_upload
 from orchestration.resources.workspace import Workspace
 from orchestration.sensors.inbox import build_request, load_settings
 from stages.errors import SettingsError

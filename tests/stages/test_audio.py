@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from stages.errors import EncodeError, InputError, SettingsError
-from stages.media import audio
+from stages.media import audio, loudness
 from stages.media.audio import (
     DEFAULT_GAINS_DB,
     NO_TRACK_WARNING,
@@ -19,12 +19,12 @@ from stages.media.audio import (
     TRACK_KINDS,
     AudioTrack,
     classify_track,
-    make_sample_track,
-    measure_loudness,
     mix_audio,
     resolve_tracks,
 )
 from stages.media.ffmpeg import run_ffmpeg
+from stages.media.loudness import measure_loudness
+from stages.media.sample_tracks import make_sample_track
 
 RATE = 48000
 
@@ -323,7 +323,7 @@ def test_bad_settings_raise_settings_error(tracks, tmp_path, settings):
 def test_nothing_is_left_when_ffmpeg_fails(tracks, tmp_path, monkeypatch):
     out = tmp_path / "mix.wav"
     out.write_bytes(b"the previous mix")
-    real = audio.run_ffmpeg
+    real = loudness.run_ffmpeg
 
     def failing(args, *, ffmpeg=None, what="ffmpeg"):
         if what == "audio: loudness normalisation":
@@ -331,7 +331,7 @@ def test_nothing_is_left_when_ffmpeg_fails(tracks, tmp_path, monkeypatch):
             raise EncodeError(f"{what}: ffmpeg failed with exit code 1: killed; check the input files")
         return real(args, ffmpeg=ffmpeg, what=what)
 
-    monkeypatch.setattr(audio, "run_ffmpeg", failing)
+    monkeypatch.setattr(loudness, "run_ffmpeg", failing)
     with pytest.raises(EncodeError, match="loudness normalisation"):
         mix_audio([tracks["music"], tracks["voice"]], out, 2.0)
     assert out.read_bytes() == b"the previous mix"

@@ -12,15 +12,16 @@ import torch
 from spandrel import ModelLoader
 from spandrel.architectures.Compact import Compact
 
-from stages.quality.benchmark import (
+from stages.quality.benchmark import ROW_COLUMNS, run_suite
+from stages.quality.benchmark_cases import (
     DEGRADATIONS,
-    ROW_COLUMNS,
     Case,
-    compute_targets,
     degrade,
     generated_frames,
     make_cases,
-    run_suite,
+)
+from stages.quality.benchmark_report import (
+    compute_targets,
     target_figures,
     write_suite_report,
 )

@@ -16,13 +16,15 @@ import pytest
 from stages.errors import ChunkError, EncodeError, InputError, SettingsError
 from stages.media.chunkio import ChunkWriter, read_frames
 from stages.media.ffmpeg import run_ffmpeg
-from stages.production import deliver
-from stages.production.deliver import (
+from stages.production import deliver, stills
+from stages.production.deliver import encode_deliverable
+from stages.production.deliverables import (
     DELIVERABLE_KINDS,
     DELIVERABLES,
     DeliverableSpec,
     default_filename,
-    encode_deliverable,
+)
+from stages.production.stills import (
     format_timecode,
     write_contact_sheet,
     write_thumbnail,
@@ -443,7 +445,7 @@ def test_thumbnail_refuses(master8, tmp_path):
 
 
 def _tile(sheet: np.ndarray, tile: int, columns: int, tile_w: int, cell_h: int, tile_h: int) -> np.ndarray:
-    gap = deliver.CONTACT_SHEET_GAP
+    gap = stills.CONTACT_SHEET_GAP
     top = gap + (tile // columns) * (cell_h + gap)
     left = gap + (tile % columns) * (tile_w + gap)
     return sheet[top:top + tile_h, left:left + tile_w], sheet[top + tile_h:top + cell_h, left:left + tile_w]
@@ -455,7 +457,7 @@ def test_contact_sheet_grid_order_and_labels(master, tmp_path):
                                  tile_width=tile_w)
     plain = write_contact_sheet(master.chunks, master.fps, tmp_path / "plain.png", columns=columns, rows=rows,
                                 tile_width=tile_w, labels=False)
-    gap = deliver.CONTACT_SHEET_GAP
+    gap = stills.CONTACT_SHEET_GAP
     sheet = _imread_rgb(tmp_path / "sheet.png")
     width = columns * tile_w + (columns + 1) * gap
     assert (result.width, result.height) == (sheet.shape[1], sheet.shape[0])

@@ -15,18 +15,20 @@ from skimage import data
 
 from stages.errors import ChunkError, InputError, SettingsError
 from stages.media.chunkio import ChunkWriter, read_frames
-from stages.ops.interpolate.engine import (
+from stages.ops.interpolate.chunk import interpolate_chunk
+from stages.ops.interpolate.interpolators import (
     BlendInterpolator,
     FlowInterpolator,
-    InterpolationSettings,
     MinterpolateInterpolator,
+    make_interpolator,
+    minterpolate_video,
+)
+from stages.ops.interpolate.timing import (
+    InterpolationSettings,
     OutputFrame,
     choose_method,
     chunk_output_frames,
     find_duplicates,
-    interpolate_chunk,
-    make_interpolator,
-    minterpolate_video,
     plan_output_frames,
     rational_fps,
     timeline_seconds,

@@ -13,25 +13,27 @@ import pytest
 from skimage import data
 
 from stages.quality.metrics import (
-    GRADE_LABELS_EN,
     METRIC_DEFINITIONS,
     FlickerMeter,
     VmafUnavailableError,
     WarpErrorMeter,
     flicker_pair,
     flow_with_mask,
-    grade,
-    grade_details,
     has_libvmaf,
     lanczos_upscale,
     luma,
-    mean_ignoring_nan,
-    plot_per_frame,
     psnr,
-    quality_summary,
     ssim,
     vmaf,
     warp_error,
+)
+from stages.quality.summary import (
+    GRADE_LABELS_EN,
+    grade,
+    grade_details,
+    mean_ignoring_nan,
+    plot_per_frame,
+    quality_summary,
     write_report,
 )
 

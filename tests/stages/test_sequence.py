@@ -11,18 +11,20 @@ import pytest
 
 from stages.errors import InputError, SettingsError
 from stages.media import chunkio
+from stages.production.images import (
+    display_to_linear,
+    linear_to_display,
+    read_image,
+    write_image,
+)
 from stages.production.sequence import (
     MISSING_POLICIES,
     describe_gaps,
-    display_to_linear,
     find_sequence,
     frame_file_name,
-    linear_to_display,
     plan_timeline,
-    read_image,
-    write_image,
-    write_sequence_chunk,
 )
+from stages.production.sequence_chunk import write_sequence_chunk
 from stages.quality.samples import make_sample_sequence
 
 W, H = 64, 48

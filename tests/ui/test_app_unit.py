@@ -10,7 +10,8 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from orchestration.launch.service import ModelChoice, RunProgress, RunRow, load_settings
+from orchestration.launch.options import ModelChoice, load_settings
+from orchestration.launch.service import RunProgress, RunRow
 from orchestration.resources.workspace import Workspace
 from stages.quality.samples import make_sample_clip
 from ui import app as page

@@ -67,7 +67,7 @@ _MAX_VALUE: dict[np.dtype, float] = {np.dtype(np.uint8): 255.0, np.dtype(np.uint
 
 
 class RifeInterpolator:
-    """Frames between two frames with a loaded RIFE model (``stages.ops.interpolate.engine.Interpolator`` protocol).
+    """Frames between two frames with a loaded RIFE model (``stages.ops.interpolate.interpolators.Interpolator`` protocol).
 
     ``device`` / ``precision`` say where and in which dtype the network runs; the model is copied when it has
     to move or change dtype, so the caller's :class:`RifeModel` stays as it was. ``scale`` is the flow

@@ -1,4 +1,4 @@
-"""The interpolate op: each chunk's share of an output-frame plan (stages.ops.interpolate.engine) written from its source
+"""The interpolate op: each chunk's share of an output-frame plan (stages.ops.interpolate.timing) written from its source
 frames, the last pairs using the next chunk's first frame; and the two things the three graphs share around it:
 choosing the interpolator (RIFE when its weights are here, else optical flow) and planning a frame-rate change."""
 
@@ -19,13 +19,12 @@ from stages.media.chunkio import first_frame
 from stages.models.catalog import DEFAULT_INTERPOLATION_MODEL
 from stages.models.store import ModelStore
 from stages.ops.contract import ChunkOp, ChunkShape, ChunkTask
-from stages.ops.interpolate.engine import (
-    Interpolator,
+from stages.ops.interpolate.chunk import interpolate_chunk
+from stages.ops.interpolate.interpolators import Interpolator, make_interpolator
+from stages.ops.interpolate.timing import (
     OutputFrame,
     choose_method,
     chunk_output_frames,
-    interpolate_chunk,
-    make_interpolator,
     plan_output_frames,
 )
 from stages.ops.registry import register_op
@@ -90,7 +89,7 @@ class InterpolateOp(ChunkOp[ChunkRecord]):
 
 @dataclass(frozen=True)
 class RetimePlan:
-    """A frame-rate change: every output frame (:class:`stages.ops.interpolate.engine.OutputFrame`) and each chunk's share."""
+    """A frame-rate change: every output frame (:class:`stages.ops.interpolate.timing.OutputFrame`) and each chunk's share."""
 
     frames: tuple[OutputFrame, ...]
     per_chunk: tuple[tuple[OutputFrame, ...], ...]

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stages.errors import SettingsError
-from stages.models.store import LoadedModel, ModelStore
+from stages.models.store import ModelStore
+from stages.models.store_types import LoadedModel
 
 log = logging.getLogger(__name__)
 
