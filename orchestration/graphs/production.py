@@ -21,8 +21,6 @@ and report.json in orchestration.graphs.production_steps; the master, the audio,
 are here, with PRODUCTION_ASSETS, the graph in order.
 """
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -34,6 +32,7 @@ from dagster import AssetExecutionContext, MetadataValue, asset
 from orchestration.graphs.common import (
     cached_output,
     deliver_file,
+    progress_reporter,
     report_progress,
 )
 from orchestration.graphs.production_scenes import (
@@ -62,18 +61,18 @@ from orchestration.graphs.retries import retry_transient_only
 from orchestration.launch.events import first_line
 from orchestration.resources.core import WorkspaceResource
 from stages.media.audio import mix_audio
+from stages.ops.driver import run_op
+from stages.ops.edit import EditOp
 from stages.production.deliver import encode_deliverable
 from stages.production.deliverables import DeliverableSpec, default_filename
 from stages.production.edit import (
     SceneChunk,
     SceneMatte,
     plan_edit,
-    render_edit_chunk,
-    render_matte_chunk,
 )
 from stages.production.plan import transition_frames
 from stages.production.stills import write_contact_sheet, write_thumbnail
-from stages.store.chunk_store import ChunkContent, ChunkRecord, content_key
+from stages.store.chunk_store import ChunkRecord, content_key
 from stages.store.versions import stage_version
 
 PRODUCTION_JOB = "production_job"
@@ -98,44 +97,17 @@ def edited_master(context: AssetExecutionContext, workspace: WorkspaceResource,
     upstream_keys = [[r["key"] for r in s["records"]] for s in scenes]
     step = _chunk_frames(plan.framerate)
     pieces = [frames[i:i + step] for i in range(0, len(frames), step)]
-    records, computed = [], 0
-    mattes = matte_keys = None
+    picture = EditOp(sources, upstream_keys, plan.canvas, depth, names=names)
+    run = run_op(store, picture, pieces, on_chunk=progress_reporter(context, "edit"))
+    records, computed = list(run.records), run.computed
+    mattes = None
     alpha_records: list[ChunkRecord] = []
-    if ALPHA_KIND in plan.deliverables and any(s.get("alpha_records") for s in scenes):
+    if ALPHA_KIND in plan.deliverables and any(s.get("alpha_records") for s in scenes):  # the master's alpha
         mattes = [SceneMatte(tuple(SceneChunk(r["start_frame"], r["frame_count"], r["path"])
                                    for r in s.get("alpha_records") or ()), s["width"], s["height"]) for s in scenes]
         matte_keys = [[r["key"] for r in s.get("alpha_records") or ()] or "opaque" for s in scenes]
-    for index, piece in enumerate(pieces):
-        digest = hashlib.sha256(json.dumps([asdict(f) for f in piece]).encode()).hexdigest()
-        used = sorted({f.a_scene for f in piece} | {f.b_scene for f in piece if f.b_scene is not None})
-        key = content_key("master", {"frames": digest, "scenes": {str(k): upstream_keys[k] for k in used},
-                                     "canvas": list(plan.canvas), "depth": depth, "version": stage_version("edit")})
-        chunk_started = time.perf_counter()
-
-        def produce(tmp: Path, piece=piece) -> ChunkContent:
-            count = render_edit_chunk(piece, sources, tmp, plan.canvas, depth, names=names)
-            return ChunkContent(count, tuple(f.index for f in piece), plan.canvas[0], plan.canvas[1], depth)
-
-        record, reused = store.get_or_put("master", key, produce, index=index, start_frame=piece[0].index)
-        if not reused:
-            computed += 1
-        records.append(record)
-        if mattes is not None:  # the master's alpha for the same frames
-
-            def produce_matte(tmp: Path, piece=piece) -> ChunkContent:
-                count = render_matte_chunk(piece, mattes, tmp, plan.canvas, depth, names=names)
-                return ChunkContent(count, tuple(f.index for f in piece), plan.canvas[0], plan.canvas[1], depth)
-
-            matte_key = content_key("master-alpha", {
-                "frames": digest, "scenes": {str(k): matte_keys[k] for k in used},
-                "sizes": {str(k): [mattes[k].width, mattes[k].height] for k in used},
-                "canvas": list(plan.canvas), "depth": depth, "version": stage_version("edit")})
-            matte, matte_reused = store.get_or_put("master-alpha", matte_key, produce_matte, index=index,
-                                                   start_frame=piece[0].index, params={"alpha": True})
-            alpha_records.append(matte)
-            reused = reused and matte_reused
-        report_progress(context, "edit", index, len(pieces), record.frame_count, reused,
-                        time.perf_counter() - chunk_started)
+        matte = EditOp(sources, matte_keys, plan.canvas, depth, names=names, mattes=mattes)
+        alpha_records = list(run_op(store, matte, pieces, on_chunk=progress_reporter(context, "edit alpha")).records)
     fades = [f"{spec.transition.duration:g} s crossfade into {spec.name}" for spec in plan.scenes
              if spec.transition.type == "crossfade"]
     seconds = len(frames) / float(plan.framerate)
@@ -145,7 +117,7 @@ def edited_master(context: AssetExecutionContext, workspace: WorkspaceResource,
         reason += "; alpha matte from " + ", ".join(n for n, s in zip(names, scenes, strict=True)
                                                    if s.get("alpha_records")) + " (the other scenes opaque)"
     context.add_output_metadata({"frames": len(frames), "duration_s": round(seconds, 3), "chunks_computed": computed,
-                                 "chunks_reused": len(records) - computed, "bit_depth": depth,
+                                 "chunks_reused": run.reused, "bit_depth": depth,
                                  "alpha": mattes is not None})
     own = _step("edit", OK, reason, seconds=time.perf_counter() - started)
     return {**upscaled_scenes, "master": [r.to_dict() for r in records], "master_frames": len(frames),

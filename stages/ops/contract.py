@@ -100,6 +100,11 @@ class ChunkOp(ABC, Generic[In]):
         """Write ``task``'s chunk to ``tmp`` and say what it holds. Raise to abandon it: nothing is committed."""
 
     @classmethod
+    def example_inputs(cls, clip: Any) -> Sequence[Any]:
+        """What the contract test feeds the op: the tiny clip's decoded chunks, unless the op consumes a plan."""
+        return clip.records
+
+    @classmethod
     def examples(cls, clip: Any) -> tuple[ChunkOp, ChunkOp]:
         """Two instances that differ in one parameter, for the contract test on a tiny clip (``clip``: see
         tests/stages/test_ops_contract.py). Every registered op provides them."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from stages.media.chunking import ChunkSpec, extract_chunk
 from stages.media.probe import VideoInfo
@@ -19,7 +19,6 @@ class FramesOp(ChunkOp[ChunkSpec]):
     """Decode chunk specs of the source ``path`` (content ``sha256``, probed as ``info``)."""
 
     name = "frames"
-    consumes: ClassVar[str] = "plan"
 
     def __init__(self, path: str, sha256: str, info: VideoInfo) -> None:
         self.path, self.sha256, self.info = path, sha256, info
@@ -35,6 +34,10 @@ class FramesOp(ChunkOp[ChunkSpec]):
     def produce(self, task: ChunkTask[ChunkSpec], tmp: Path) -> ChunkContent:
         ex = extract_chunk(self.path, self.info, task.upstream, tmp)
         return ChunkContent(ex.frame_count, tuple(ex.pts), ex.width, ex.height, ex.bit_depth)
+
+    @classmethod
+    def example_inputs(cls, clip: Any) -> list[ChunkSpec]:
+        return clip.specs
 
     @classmethod
     def examples(cls, clip: Any) -> tuple[ChunkOp, ChunkOp]:

@@ -19,7 +19,7 @@ from stages.media.chunkio import count_frames, first_frame
 from stages.media.probe import VideoInfo, frame_timestamps, probe_video
 from stages.ops.cohere.op import CohereOp
 from stages.ops.cohere.temporal import TemporalSettings
-from stages.ops.contract import ChunkOp, FrameOp
+from stages.ops.contract import ChunkOp, ChunkTask, FrameOp
 from stages.ops.driver import run_op
 from stages.ops.frames import FramesOp
 from stages.ops.registry import get_op, register_op, registered, registered_ops
@@ -84,7 +84,7 @@ def clip(tmp_path_factory) -> ExampleClip:
 
 
 def _inputs(op: ChunkOp, clip: ExampleClip):
-    return clip.specs if getattr(op, "consumes", "chunks") == "plan" else clip.records
+    return type(op).example_inputs(clip)
 
 
 def _ops():
@@ -105,13 +105,12 @@ def test_every_op_keeps_the_contract(name, op_class, clip, tmp_path):
         assert count_frames(record.path) == record.frame_count == len(record.pts)
         assert first_frame(record.path).shape == (record.height, record.width, 3)
     declared_inputs = tuple(inputs)
-    if name != "frames":
-        from stages.ops.contract import ChunkTask
-
-        kept = [i for i in range(len(inputs)) if first.wants(ChunkTask(i, declared_inputs))]
-        for position, record in zip(kept, run.records, strict=True):
-            shape = first.expect(ChunkTask(position, declared_inputs))
-            assert (record.frame_count, record.width, record.height) == (shape.frames, shape.width, shape.height)
+    kept = [i for i in range(len(inputs)) if first.wants(ChunkTask(i, declared_inputs))]
+    for position, record in zip(kept, run.records, strict=True):
+        shape = first.expect(ChunkTask(position, declared_inputs))
+        for declared, made in ((shape.frames, record.frame_count), (shape.width, record.width),
+                               (shape.height, record.height)):
+            assert declared is None or declared == made
 
     again, _ = op_class.examples(clip)
     rerun = run_op(store, again, inputs)
