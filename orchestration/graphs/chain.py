@@ -7,6 +7,8 @@ CLI's progress bars, the page's stage names, the ETA and the disk-space estimate
 calls the one driver (stages.ops.driver.run_op) and passes a typed RecordSet to the next.
 """
 
+import inspect
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,10 +33,7 @@ from stages.media.probe import VideoInfo
 from stages.ops.contract import ChunkOp, FrameOp
 from stages.ops.driver import OpRun, run_op
 from stages.ops.records import RecordSet, Retiming
-
-
-class NoConfig(Config):
-    """A step without settings."""
+from stages.ops.registry import registered_ops
 
 
 @dataclass(frozen=True)
@@ -109,16 +108,41 @@ def unregister_step(name: str) -> None:
 
 
 def chain_step(name: str) -> ChainStep:
-    try:
-        return _STEPS[name]
-    except KeyError:
-        raise KeyError(f"no chain step named {name!r}; bound: {', '.join(sorted(_STEPS))}") from None
+    """The binding of op ``name``: the one registered, or, for a registered per-frame op (FrameOp) without one,
+    the default binding (:func:`frame_op_step`), made once.
+
+    Raises:
+        KeyError: no step and no per-frame op of that name.
+    """
+    if name not in _STEPS:
+        op = registered_ops().get(name)
+        if op is None or not issubclass(op, FrameOp):
+            raise KeyError(f"no chain step named {name!r}; bound: {', '.join(sorted(_STEPS))}; per-frame ops: "
+                           f"{', '.join(sorted(n for n, o in registered_ops().items() if issubclass(o, FrameOp)))}")
+        register_step(frame_op_step(op))
+    return _STEPS[name]
 
 
-def frame_op_step(op_class: type[FrameOp], config: type[Config] = NoConfig, *, description: str = "",
+def op_config(op_class: type[ChunkOp]) -> type[Config]:
+    """A Dagster Config class whose fields are the keyword parameters of ``op_class``'s constructor (annotated,
+    with their defaults), so a per-frame op's settings show in the run config and the Dagster UI as they are."""
+    hints = typing.get_type_hints(op_class.__init__)
+    fields: dict[str, Any] = {"__annotations__": {}, "__doc__": f"Settings of the {op_class.name} op."}
+    for param in list(inspect.signature(op_class.__init__).parameters.values())[1:]:
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        fields["__annotations__"][param.name] = hints.get(param.name, Any)
+        if param.default is not param.empty:
+            fields[param.name] = param.default
+    return type(f"{op_class.__name__}Config", (Config,), fields)
+
+
+def frame_op_step(op_class: type[FrameOp], config: type[Config] | None = None, *, description: str = "",
                   gpu: bool = False) -> ChainStep:
-    """The binding of a per-frame op: built from its config's fields as keyword arguments; same frame count and
-    size out as in."""
+    """The binding of a per-frame op: built from its config's fields as keyword arguments (default config: the
+    op's constructor parameters, :func:`op_config`); same frame count and size out as in."""
+    config = config or op_config(op_class)
+
     def prepare(inputs: StepInputs) -> StepPlan:
         return StepPlan(op_class(**inputs.config.model_dump()))
 
@@ -144,9 +168,10 @@ def run_stages(ops: Mapping[str, Any]) -> tuple[list[str], float]:
     output/input frame ratio: ``frames``, each chain step that does work, ``encode``, ``report``."""
     stages, ratio = ["frames"], 1.0
     for name, entry in ops.items():
-        if name not in _STEPS:
-            continue
-        step = _STEPS[name]
+        try:
+            step = chain_step(name)
+        except KeyError:
+            continue  # chunk_plan, encoded_video, metrics_report
         config = step.config(**(entry or {}).get("config", {}))
         if step.active(config):
             stages.append(name)

@@ -1,6 +1,6 @@
-"""Adding a per-frame op is one module plus one line in the chain: a trivial op (invert) registered here runs end to
-end through the Dagster enhance job, is cached per chunk, resumes after a failure, and the CLI's bars, the ETA's
-stages and the disk estimate follow the chain."""
+"""Adding a per-frame op is one module plus one name in the chain: a trivial op (invert), registered here and named
+in the chain, runs end to end through the Dagster enhance job with its settings in the run config, is cached per
+chunk, resumes after a failure, and the CLI's bars, the ETA's stages and the disk estimate follow the chain."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from dagster import AssetKey, Config, DagsterInstance
 
 from orchestration.definitions import build_definitions
 from orchestration.graphs.chain import (
-    frame_op_step,
+    chain_step,
     plan_shapes,
-    register_step,
     run_stages,
     unregister_step,
 )
@@ -31,12 +30,6 @@ from stages.ops.contract import FrameOp
 from stages.ops.registry import registered
 
 CHAIN = ("upscale", "invert", "cohere")
-
-
-class InvertConfig(Config):
-    """How much of the picture to invert (1 = all)."""
-
-    amount: float = 1.0
 
 
 class Invert(FrameOp):
@@ -66,13 +59,16 @@ class Invert(FrameOp):
 
 @pytest.fixture
 def invert_in_chain():
-    with registered(Invert):
-        register_step(frame_op_step(Invert, InvertConfig))
+    with registered(Invert):  # the op's module registers it; naming it in CHAIN is the only other line
         try:
             yield
         finally:
-            unregister_step("invert")
+            unregister_step("invert")  # the binding made for it on first use
             Invert.fail_at_chunk, Invert.chunks_made = None, 0
+
+
+def _invert(**settings) -> Config:
+    return chain_step("invert").config(**settings)
 
 
 def _metadata(instance: DagsterInstance, asset: str) -> dict:
@@ -92,7 +88,7 @@ def test_a_new_op_runs_through_the_dagster_job_cached_and_resumed(invert_in_chai
     config = enhance_run_config(ChunkPlanConfig(chunk_seconds=0.5, scene_detection=False), UpscaleConfig(scale=1),
                                 EncodeConfig(output_path=str(output), crf=0, preset="ultrafast"),
                                 TemporalConfig(method="none"), chain=CHAIN,
-                                steps={"invert": InvertConfig(amount=1.0)})
+                                steps={"invert": _invert(amount=1.0)})
     assert list(config["ops"]) == ["chunk_plan", "upscale", "invert", "cohere", "encoded_video", "metrics_report"]
 
     Invert.fail_at_chunk = 1  # the first run dies on the second chunk
@@ -121,7 +117,7 @@ def test_a_new_op_runs_through_the_dagster_job_cached_and_resumed(invert_in_chai
 
     half = enhance_run_config(ChunkPlanConfig(chunk_seconds=0.5, scene_detection=False), UpscaleConfig(scale=1),
                               EncodeConfig(output_path=str(tmp_path / "half.mp4"), crf=0, preset="ultrafast"),
-                              TemporalConfig(method="none"), chain=CHAIN, steps={"invert": InvertConfig(amount=0.5)})
+                              TemporalConfig(method="none"), chain=CHAIN, steps={"invert": _invert(amount=0.5)})
     assert job.execute_in_process(run_config=half, instance=instance, partition_key=video.key).success
     assert _metadata(instance, "invert")["chunks_reused"] == 0  # a changed parameter changes every key
 
@@ -136,3 +132,12 @@ def test_bars_eta_stages_and_disk_estimate_follow_the_chain(invert_in_chain, tin
     assert run_stages(ops) == (["frames", "upscale", "invert", "cohere", "encode", "report"], 1.0)
     assert run_stages(enhance_run_config()["ops"])[0] == ["frames", "upscale", "encode", "report"]
     assert ENHANCE_CHAIN == ("upscale", "interpolate", "cohere")
+
+
+def test_a_per_frame_op_gets_a_config_from_its_constructor(invert_in_chain):
+    config = chain_step("invert").config
+    assert config.__name__ == "InvertConfig" and config().amount == 1.0 and config(amount=0.25).amount == 0.25
+    with pytest.raises(ValueError):
+        config(amount="a lot")
+    with pytest.raises(KeyError, match="per-frame ops: .*invert"):
+        chain_step("no_such_op")
