@@ -18,18 +18,16 @@ import pytest
 
 from stages.errors import ChunkError, SettingsError
 from stages.media.chunkio import ChunkWriter, read_frames
+from stages.ops.reframe.chunk import ReframedChunk, crop_frame, reframe_chunk
 from stages.ops.reframe.crops import (
     EASINGS,
     CropBox,
     CropKeyframe,
-    ReframedChunk,
     crop_at,
-    crop_frame,
     describe_target,
     model_scale_for,
     parse_keyframes,
     plan_crops,
-    reframe_chunk,
     target_size,
 )
 

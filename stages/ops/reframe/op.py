@@ -1,5 +1,5 @@
 """The reframe op: each frame's crop taken at native resolution, upscaled by the AI model (or not) and resized to
-the target (stages.ops.reframe.crops.reframe_chunk)."""
+the target (stages.ops.reframe.chunk.reframe_chunk)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from stages.ops.contract import ChunkOp, ChunkShape, ChunkTask
-from stages.ops.reframe.crops import CropBox, reframe_chunk
+from stages.ops.reframe.chunk import reframe_chunk
+from stages.ops.reframe.crops import CropBox
 from stages.ops.registry import register_op
 from stages.store.chunk_store import ChunkContent, ChunkRecord
 
