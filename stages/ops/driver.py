@@ -49,8 +49,8 @@ def run_op(
     records: list[ChunkRecord] = []
     computed = 0
     last: ChunkRecord | None = None
-    for position, upstream in enumerate(inputs):
-        starts_shot = position == 0 or getattr(upstream, "index", position) in shot_starts
+    for position in range(len(inputs)):
+        starts_shot = position == 0 or op.index(ChunkTask(position, inputs)) in shot_starts
         task = ChunkTask(position, inputs, previous=last if op.stateful and not starts_shot else None,
                          starts_shot=starts_shot)
         if not op.wants(task):
