@@ -97,7 +97,7 @@ def _prepare_interpolate(s: StepInputs) -> StepPlan:
 
     return StepPlan(op, {"method": chosen.method, "reason": chosen.reason, "source_fps": float(source_fps),
                          "output_fps": float(out_fps), "duplicates_dropped": len(duplicates)},
-                    retiming=Retiming(out_fps, source_fps, start_pts, start_pts + len(plan.frames)), finish=finish)
+                    retiming=Retiming(out_fps, start_pts, start_pts + len(plan.frames)), finish=finish)
 
 
 def _interpolate_shape(config: InterpolateConfig, shape: FrameShape, info: VideoInfo) -> FrameShape | None:

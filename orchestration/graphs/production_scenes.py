@@ -45,7 +45,6 @@ from stages.ops.interpolate.op import (
     InterpolateOp,
     choose_interpolator,
     plan_retime,
-    rife_factory,
 )
 from stages.ops.upscale.engine import SUPPORTED_SCALES, UpscaleSettings, describe_plan
 from stages.ops.upscale.op import build_upscale_op
@@ -240,12 +239,10 @@ def interpolated_scenes(context: AssetExecutionContext, workspace: WorkspaceReso
             continue
         if chosen is None:
             choice = device.choose()
-            requested = plan.interpolation_method
-            if requested == "rife" and not rife_factory(model_store.store(), choice)[0]:
-                warnings.append("interpolate: no RIFE weights on this machine; using the optical-flow "
-                                "interpolator instead (`vup models download` gets RIFE)")
-                requested = "flow"
-            chosen = choose_interpolator(model_store.store(), choice, requested, flow_preset=plan.flow_preset)
+            chosen = choose_interpolator(model_store.store(), choice, plan.interpolation_method,
+                                         flow_preset=plan.flow_preset, rife_fallback=True)
+            if chosen.fallback:
+                warnings.append(f"interpolate: {chosen.fallback}")
             if chosen.method != "rife" and plan.interpolation_method == "auto":
                 warnings.append(f"interpolate: {chosen.reason}")
             context.log.info(f"interpolate: {chosen.reason}")

@@ -129,7 +129,7 @@ def retimed_frames(context: AssetExecutionContext, workspace: WorkspaceResource,
     context.add_output_metadata({"method": chosen.method, "reason": chosen.reason, "frames_out": len(plan.frames),
                                  "frames_synthesized": op.synthesized, "chunks_computed": run.computed})
     warnings = [f"reframe: {chosen.reason}"] if chosen.method != "rife" else []
-    retiming = Retiming(out_fps, source_fps, 0, len(plan.frames))
+    retiming = Retiming(out_fps, 0, len(plan.frames))
     return {"chunks": reframe_frames.then("interpolate", run.records, retiming=retiming, method=chosen.method),
             "times": [f.time - float(times[0]) for f in plan.frames], "method": chosen.method, "warnings": warnings}
 

@@ -7,4 +7,4 @@ from stages.ops.interpolate.op import InterpolateOp
 from stages.ops.reframe.op import ReframeOp
 from stages.ops.upscale.op import UpscaleOp
 
-BUILTIN_OPS = (FramesOp, UpscaleOp, InterpolateOp, CohereOp, ReframeOp, EditOp)
+__all__ = ["CohereOp", "EditOp", "FramesOp", "InterpolateOp", "ReframeOp", "UpscaleOp"]

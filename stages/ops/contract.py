@@ -32,7 +32,6 @@ class ChunkTask(Generic[In]):
     position: int
     inputs: tuple[In, ...]
     previous: ChunkRecord | None = None
-    starts_shot: bool = True
 
     @property
     def upstream(self) -> In:

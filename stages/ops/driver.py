@@ -25,7 +25,6 @@ class OpRun:
     records: tuple[ChunkRecord, ...]
     computed: int
     reused: int
-    seconds: float
 
 
 def run_op(
@@ -44,15 +43,13 @@ def run_op(
     Raises:
         ChunkError: a chunk the op made differs from what it declared (frame count or size); nothing is stored.
     """
-    started = time.perf_counter()
     inputs = tuple(inputs)
     records: list[ChunkRecord] = []
     computed = 0
     last: ChunkRecord | None = None
     for position in range(len(inputs)):
         starts_shot = position == 0 or op.index(ChunkTask(position, inputs)) in shot_starts
-        task = ChunkTask(position, inputs, previous=last if op.stateful and not starts_shot else None,
-                         starts_shot=starts_shot)
+        task = ChunkTask(position, inputs, previous=last if op.stateful and not starts_shot else None)
         if not op.wants(task):
             continue
         chunk_started = time.perf_counter()
@@ -64,7 +61,7 @@ def run_op(
         last = record
         if on_chunk is not None:
             on_chunk(position, len(inputs), record, reused, time.perf_counter() - chunk_started)
-    return OpRun(tuple(records), computed, len(records) - computed, time.perf_counter() - started)
+    return OpRun(tuple(records), computed, len(records) - computed)
 
 
 def _produce(op: ChunkOp, task: ChunkTask, tmp: Any):

@@ -18,7 +18,6 @@ class Retiming:
     frame): pts from ``start_pts`` to ``end_pts``."""
 
     fps: Fraction
-    source_fps: Fraction
     start_pts: int
     end_pts: int
 

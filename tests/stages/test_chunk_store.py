@@ -134,3 +134,13 @@ def test_manifests_name_chunks_relative_to_the_store_so_a_store_mounted_elsewher
     moved = ChunkStore(tmp_path / "there").get("upscale", "a" * 32)
     assert moved is not None and moved.path == str(tmp_path / "there" / "upscale" / f"{'a' * 32}.nut")
     assert moved.sha256 == made.sha256 and len(list(read_frames(moved.path))) == 3
+
+
+def test_a_manifest_written_before_relative_paths_is_still_read(tmp_path):
+    store = ChunkStore(tmp_path / "store")
+    store.put("frames", "b" * 32, _producer(), index=0, start_frame=0)
+    manifest = tmp_path / "store" / "frames" / f"{'b' * 32}.json"
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**data, "path": str(tmp_path / "store" / data["path"])}))  # the old form
+    record = store.get("frames", "b" * 32)
+    assert record is not None and record.path == str(tmp_path / "store" / "frames" / f"{'b' * 32}.nut")

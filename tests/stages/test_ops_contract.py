@@ -15,7 +15,7 @@ import stages.ops.builtin  # noqa: F401 - registers the built-in ops
 from stages.device import DeviceChoice, choose_device
 from stages.errors import ChunkError
 from stages.media.chunking import ChunkSpec, plan_chunks
-from stages.media.chunkio import count_frames, first_frame
+from stages.media.chunkio import count_frames, first_frame, read_frames
 from stages.media.probe import VideoInfo, frame_timestamps, probe_video
 from stages.ops.cohere.op import CohereOp
 from stages.ops.cohere.temporal import TemporalSettings
@@ -168,6 +168,19 @@ def test_a_stateful_op_starts_fresh_at_a_shot(clip, tmp_path):
     # without shots, the chunk after the cut depends on the one before it
     chained = run_op(store, CohereOp(TemporalSettings(method="ema", strength=0.5), None, clip.cuts), changed)
     assert chained.records[shot].key != base.records[shot].key
+
+
+def test_starting_fresh_at_a_shot_keeps_the_bytes_where_the_filter_already_reset_at_the_cut(clip, tmp_path):
+    """With source frames (no interpolation) the filter reset at the cut before shots existed: chunks made as
+    independent shots hold the same frames as chunks chained across the cut, under other keys."""
+    starts = {r.index for r in clip.records if r.start_frame == CUT}
+    settings = TemporalSettings(method="ema", strength=0.5)
+    shots = run_op(ChunkStore(tmp_path / "shots"), CohereOp(settings, clip.records, clip.cuts), clip.records,
+                   shot_starts=starts)
+    chained = run_op(ChunkStore(tmp_path / "chained"), CohereOp(settings, clip.records, clip.cuts), clip.records)
+    assert [r.key for r in shots.records] != [r.key for r in chained.records]
+    for a, b in zip(shots.records, chained.records, strict=True):
+        assert all(np.array_equal(x, y) for x, y in zip(read_frames(a.path), read_frames(b.path), strict=True))
 
 
 def test_registry_refuses_a_second_op_under_a_taken_name():

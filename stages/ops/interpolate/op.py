@@ -123,16 +123,25 @@ def rife_factory(models: ModelStore, choice: DeviceChoice) -> tuple[bool, Callab
 
 @dataclass(frozen=True)
 class InterpolatorChoice:
+    """The interpolator chosen, its method, why, and a warning when a requested RIFE fell back to optical flow."""
+
     interpolator: Interpolator
     method: str
     reason: str
-    rife_present: bool
+    fallback: str | None = None
 
 
 def choose_interpolator(models: ModelStore, choice: DeviceChoice, requested: str = "auto", *,
-                        flow_preset: str = "medium") -> InterpolatorChoice:
-    """The interpolator for ``requested`` (auto, rife, flow, blend, minterpolate) on this machine, and why."""
+                        flow_preset: str = "medium", rife_fallback: bool = False) -> InterpolatorChoice:
+    """The interpolator for ``requested`` (auto, rife, flow, blend, minterpolate) on this machine, and why. With
+    ``rife_fallback``, a requested RIFE whose weights are not here becomes the optical-flow interpolator, and
+    ``fallback`` says so (otherwise choose_method refuses it)."""
     present, factory = rife_factory(models, choice)
+    fallback = None
+    if rife_fallback and requested == "rife" and not present:
+        fallback = ("no RIFE weights on this machine; using the optical-flow interpolator instead "
+                    "(`vup models download` gets RIFE)")
+        requested = "flow"
     method, reason = choose_method(requested, present, choice.kind)
     return InterpolatorChoice(make_interpolator(method, flow_preset=flow_preset, rife_factory=factory), method,
-                              reason, present)
+                              reason, fallback)

@@ -78,20 +78,23 @@ class UpscaleOp(ChunkOp[ChunkRecord]):
         up = task.upstream
         return ChunkShape(up.frame_count, *output_size(up.width, up.height, self.scale))
 
-    def upscale(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """``frames`` through the engine (made now if need be)."""
+    def _loaded(self) -> UpscaleEngine:
+        """The engine, made the first time a frame has to be upscaled."""
         if self.engine is None:
             self.engine = self._make_engine()
-        before = self.engine.model_calls
-        out = self.engine.upscale(frames, self.steps)
-        self.model_calls += self.engine.model_calls - before
+        return self.engine
+
+    def upscale(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """``frames`` through the engine."""
+        engine = self._loaded()
+        before = engine.model_calls
+        out = engine.upscale(frames, self.steps)
+        self.model_calls += engine.model_calls - before
         return out
 
     def produce(self, task: ChunkTask[ChunkRecord], tmp: Path) -> ChunkContent:
         up = task.upstream
-        if self.engine is None:  # made only once a chunk has to be computed
-            self.engine = self._make_engine()
-        result = upscale_chunk(up.path, tmp, self.engine, self.steps, expected_frames=up.frame_count,
+        result = upscale_chunk(up.path, tmp, self._loaded(), self.steps, expected_frames=up.frame_count,
                                bit_depth=up.bit_depth)
         self.model_calls += result.model_calls
         self.model_seconds += result.model_seconds
