@@ -309,7 +309,7 @@ def _submit(job: Job, served: Served, options: LoadOptions, workdir: Path, barri
             job.output = workdir / "cli-outputs" / f"{job.name}.mp4"
             command = [*vup_command(), "enhance", str(job.clip), "-o", str(job.output), "--workspace",
                        str(served.root), "--scale", str(options.scale), "--chunk-seconds", str(options.chunk_seconds),
-                       "--crf", "18", "--device", "auto", "-q"]
+                       "--crf", "18", "--temporal", "none", "--device", "auto", "-q"]  # as the page and inbox jobs
             job.cli_process = subprocess.Popen(command, cwd=REPO, env=serve_env(served.root), stdout=subprocess.PIPE,
                                                stderr=subprocess.PIPE, text=True)
             out, err = job.cli_process.communicate()

@@ -17,6 +17,7 @@ from orchestration.graphs.benchmark import (
     benchmark_job,
     benchmark_schedule,
 )
+from orchestration.graphs.cache_budget import chunk_budget_hook
 from orchestration.graphs.enhance import ENHANCE_ASSETS, GROUP, enhance_assets
 from orchestration.graphs.production import GROUP as PRODUCTION_GROUP
 from orchestration.graphs.production import PRODUCTION_ASSETS, PRODUCTION_JOB
@@ -45,6 +46,7 @@ enhance_job = define_asset_job(
     # The steps form a chain, so nothing would run side by side: one process per run instead of one per step
     # saves the 5-7 s start-up between steps (README, "GPU and several machines"). The `gpu` pool is still enforced.
     executor_def=in_process_executor,
+    hooks={chunk_budget_hook},  # when the job ends: the chunk store's size budget (docs/cache.md)
 )
 
 production_job = define_asset_job(
@@ -54,6 +56,7 @@ production_job = define_asset_job(
     "upscaling, cuts and crossfades, the audio mix, every deliverable, the thumbnail, the contact sheet and "
     "report.json.",
     executor_def=in_process_executor,
+    hooks={chunk_budget_hook},  # when the job ends: the chunk store's size budget (docs/cache.md)
 )
 
 reframe_job = define_asset_job(
@@ -62,6 +65,7 @@ reframe_job = define_asset_job(
     description="Reframe and upscale one video (one `reframes` partition): crop keyframes, native-resolution crop, "
     "AI upscale to the target size, the requested frame rate, H.264 MP4 with the source's audio.",
     executor_def=in_process_executor,
+    hooks={chunk_budget_hook},  # when the job ends: the chunk store's size budget (docs/cache.md)
 )
 
 

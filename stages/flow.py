@@ -14,6 +14,7 @@ __all__ = [
     "DIS_PRESETS",
     "consistency_mask",
     "dis_flow",
+    "lands_inside",
     "resize_flow",
     "to_gray8",
     "warp",
@@ -70,6 +71,15 @@ def consistency_mask(flow_ab: np.ndarray, flow_ba: np.ndarray, alpha: float = 0.
     lhs = np.sum(diff * diff, axis=2)
     rhs = alpha * (np.sum(flow_ab * flow_ab, axis=2) + np.sum(back * back, axis=2)) + beta
     return lhs <= rhs
+
+
+def lands_inside(flow: np.ndarray) -> np.ndarray:
+    """``HxW`` bool: True where ``x + flow(x)`` lies inside the frame (a backward warp samples real pixels there,
+    not the replicated border)."""
+    height, width = flow.shape[:2]
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    tx, ty = grid_x + flow[..., 0], grid_y + flow[..., 1]
+    return (tx >= 0) & (tx <= width - 1) & (ty >= 0) & (ty <= height - 1)
 
 
 def resize_flow(flow: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -30,6 +30,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("VUP_CACHE_DIR", str(session_tmp / "model-cache"))
     os.environ["VUP_WORKSPACE"] = str(session_tmp / "workspace")
     os.environ.pop("VUP_MODELS_DIR", None)
+    # No test reaches the network: stores made without allow_download stay offline (the download tests use a
+    # loopback server, whose fixture lifts this), so `auto` falls back as it does on an air-gapped machine.
+    os.environ["VUP_OFFLINE"] = "1"
     os.environ.pop("DAGSTER_HOME", None)
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
@@ -98,6 +101,7 @@ def http_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackServer]:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setattr(download, "_RETRY_DELAY_S", 0.0)
+    monkeypatch.delenv("VUP_OFFLINE", raising=False)
     state: dict[str, LoopbackServer] = {}
 
     class Handler(BaseHTTPRequestHandler):

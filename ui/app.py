@@ -37,6 +37,7 @@ from ui.choices import (
     SCALES,
     TEMPORAL_METHODS,
     PageChoices,
+    container_for,
     method_label,
     method_markdown,
     model_label,
@@ -375,6 +376,15 @@ def build_app(service: DagsterService, *, max_upload: int | None = None) -> gr.B
         for key, component in remembered.items():
             component.input(saver(key), [component], None, api_visibility="private", show_progress="hidden",
                             concurrency_limit=None)
+
+        def on_codec(value, current):
+            # a codec its container cannot hold (ProRes in mp4) moves the container to the codec's own
+            chosen = container_for(value, current)
+            if chosen != current:
+                remember(workspace, "container", chosen)
+            return chosen
+
+        codec.input(on_codec, [codec, container], [container], api_visibility="private", show_progress="hidden")
 
         # -- Compare tab
 

@@ -17,6 +17,7 @@ from orchestration.launch.options import (
 )
 from orchestration.launch.uploads import UploadInfo
 from stages.errors import SettingsError, StageError
+from stages.media.codecs import OUTPUT_CODECS
 from ui.common import WARN
 from ui.i18n import msg
 
@@ -28,8 +29,16 @@ MODE_FACTOR = "factor"
 MODE_FPS = "target fps"
 TEMPORAL_METHODS = ("none", "ema", "flow", "auto")
 DEVICES = ("auto", "cuda", "cpu", "mps")
-CODECS = ("h264", "h265")
+CODECS = tuple(OUTPUT_CODECS)  # h264, h265, prores, prores4444, av1, ffv1 (stages.media.codecs)
 CONTAINERS = ("mp4", "mkv", "mov")
+
+
+def container_for(codec: str, container: str) -> str:
+    """``container`` when it can hold ``codec``, else the codec's own (ProRes -> mov, FFV1 -> mkv, AV1 -> mkv)."""
+    entry = OUTPUT_CODECS.get(codec)
+    if entry is None or f".{container}" in entry.suffixes:
+        return container
+    return entry.suffixes[0].lstrip(".")
 
 
 def _as_int(name: str, value: Any) -> int:
@@ -78,7 +87,7 @@ class PageChoices:
     interp_mode: str = MODE_FACTOR
     factor: Any = 2
     target_fps: Any = None
-    temporal: str = "none"
+    temporal: str = "auto"
     temporal_strength: Any = 0.6
     device: str = "auto"
     batch: Any = 0
@@ -108,7 +117,7 @@ class PageChoices:
             else:
                 factor = _as_int("interpolation factor", self.factor)
         return plan_output(upload.info.width, upload.info.height, upload.fps, _as_int("scale", self.scale),
-                           method, factor, target)
+                           method, factor, target, sample_aspect=upload.info.sample_aspect)
 
     def request_choices(self) -> dict[str, Any]:
         """The ``choices`` of :func:`orchestration.launch.options.build_ui_request` (inbox keys plus device, fp16,
@@ -121,7 +130,7 @@ class PageChoices:
             "model": self.model,
             "scale": _as_int("scale", self.scale),
             "interp_method": self.interp_method or "auto",
-            "temporal": self.temporal or "none",
+            "temporal": self.temporal or "auto",
             "temporal_strength": _as_float("temporal strength", self.temporal_strength),
             "device": self.device or "auto",
             "batch": _as_int("batch", self.batch or 0),
@@ -197,7 +206,7 @@ def page_settings(workspace: Any, models: list[ModelChoice],
         "model": default_model(models, stored.get("model")),
         "scale": int(pick("scale", SCALES, 4)),
         "interp_method": pick("interp_method", method_names, "auto"),
-        "temporal": pick("temporal", TEMPORAL_METHODS, "none"),
+        "temporal": pick("temporal", TEMPORAL_METHODS, "auto"),
         "temporal_strength": float(stored.get("temporal_strength", 0.6)),
         "device": pick("device", DEVICES, "auto"),
         "batch": max(0, int(stored.get("batch", 0))),

@@ -191,6 +191,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "report_summary": "**{model}** on {device} ({precision}) · output {width}x{height}, {frames} frames, "
                           "{duration} s, {codec}",
         "grade": "grade",
+        "grade_stability_only": "stability only (no reference: detail and faithfulness not graded)",
     },
     "fr": {
         "upload_first": "Déposez d'abord une vidéo.",
@@ -227,6 +228,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "report_summary": "**{model}** sur {device} ({precision}) · sortie {width}x{height}, {frames} images, "
                           "{duration} s, {codec}",
         "grade": "note",
+        "grade_stability_only": "stabilité seulement (sans référence : ni détail ni fidélité notés)",
     },
 }
 
@@ -247,6 +249,7 @@ FIELDS_FR = {
     "versions": "versions",
     "workspace": "espace de travail",
     "Dagster instance": "instance Dagster",
+    "chunk cache": "cache des segments",
     "Dagster UI": "interface Dagster",
 }
 

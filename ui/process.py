@@ -77,12 +77,26 @@ def plan_markdown(upload: UploadInfo | None, choices: PageChoices, lang: str = "
         return f"{WARN}{msg(lang, 'refused', text=exc)}"
     at = msg(lang, "at_fps", fps=f"{plan.fps:.3f}".rstrip("0").rstrip(".")) if plan.fps else ""
     source = f"{upload.info.width}x{upload.info.height}"
-    text = msg(lang, "plan", size=f"{plan.width}x{plan.height}", at=at, source=source)
+    text = msg(lang, "plan", size=plan.size, at=at, source=source)
     if plan.error:
         text += f"\n\n⛔ **{msg(lang, 'refused', text=plan.error)}**"
     elif plan.warning:
         text += f"\n\n{WARN}{msg(lang, 'warning', text=plan.warning)}"
+    scale_note = _scale_note(choices)
+    if scale_note:
+        text += f"\n\n{scale_note}"
     return text
+
+
+def _scale_note(choices: PageChoices) -> str | None:
+    """What the chosen scale does with the chosen model and what it costs (x2 from a x4 network)."""
+    from stages.models.store import ModelStore
+    from stages.ops.upscale.selection import explain_scale
+
+    try:
+        return explain_scale(ModelStore(progress=False), choices.model or "auto", int(choices.scale))
+    except (StageError, TypeError, ValueError):
+        return None
 
 
 # ------------------------------------------------------------------------------------------------ runs

@@ -71,7 +71,9 @@ def metrics_rows(report: dict[str, Any], lang: str = "en") -> list[list[str]]:
             rows.append([key, format_number(quality[key]), "", ""])
     grade = quality.get("grade")
     if isinstance(grade, dict):
-        rows.append([msg(lang, "grade"), str(grade.get("grade_en") or grade.get("grade") or "–"), "", ""])
+        label = str(grade.get("grade_en") if lang == "en" else grade.get("grade") or grade.get("grade_en") or "–")
+        scope = msg(lang, "grade_stability_only") if str(grade.get("scope", "")).startswith("stability only") else ""
+        rows.append([msg(lang, "grade"), label, scope, ""])
     for stage, seconds in (report.get("timings_s") or {}).items():
         rows.append([f"{stage} (s)", format_number(seconds), "", ""])
     return rows
@@ -117,9 +119,11 @@ def compare_view(service: Any, run_id: str | None, lang: str = "en") -> CompareV
     plot = None
     if progress.report_dir:
         plot = servable(Path(progress.report_dir) / "per_frame.png", service.workspace)
+    sar, geometry = output_info.get("sample_aspect", "1:1"), report.get("geometry") or {}
+    shape = f" (pixels {sar}, shown {geometry.get('output_display_aspect', '?')})" if sar != "1:1" else ""
     summary = msg(lang, "report_summary", model=report.get("model", "?"), device=report.get("device", "?"),
                   precision=report.get("precision", "?"), width=output_info.get("width", "?"),
-                  height=output_info.get("height", "?"), frames=output_info.get("frames", "?"),
+                  height=f"{output_info.get('height', '?')}{shape}", frames=output_info.get("frames", "?"),
                   duration=format_number(output_info.get("duration_s")), codec=output_info.get("codec", "?"))
     duration = output_info.get("duration_s")
     return CompareView(source, output, source_video, output_video,

@@ -1,5 +1,5 @@
 """The `vup` command line (enhance, produce, reframe, models, bench, serve, dev...): `commands` builds the parser
-and runs each command; `enhance`, `production` and `models` hold the commands, `common` what they share."""
+and runs each command; `enhance`, `production`, `models` and `cache` hold the commands, `common` what they share."""
 
 from orchestration.cli.commands import main
 

@@ -1,8 +1,9 @@
 """`vup`: the command line. Runs go through the embedded Dagster instance, so they show in the Dagster UI.
 
 Here: the parser, :func:`main` (which runs the chosen command), `dev`, `serve` and `bench`. The other commands live in
-:mod:`orchestration.cli.enhance` (enhance, probe, demo), :mod:`orchestration.cli.production` (produce, reframe) and
-:mod:`orchestration.cli.models`; what they share in :mod:`orchestration.cli.common`.
+:mod:`orchestration.cli.enhance` (enhance, probe, demo), :mod:`orchestration.cli.production` (produce, reframe),
+:mod:`orchestration.cli.models` and :mod:`orchestration.cli.cache` (cache info, prune); what they share in
+:mod:`orchestration.cli.common`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import os
 import sys
 
+from orchestration.cli.cache import add_cache_parser
 from orchestration.cli.common import _workspace
 from orchestration.cli.enhance import cmd_demo, cmd_enhance, cmd_probe
 from orchestration.cli.models import (
@@ -82,7 +84,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     from stages.models.catalog import DEFAULT_UPSCALE_MODEL
 
-    parser.add_argument("--model", default=DEFAULT_UPSCALE_MODEL, help="catalog id (see `vup models list`)")
+    parser.add_argument("--model", default=DEFAULT_UPSCALE_MODEL,
+                        help="catalog id (see `vup models list`), or auto (default): a look at the video picks "
+                             "realesr-general-x4v3 for live action or realesr-animevideov3 for animation")
     parser.add_argument("--model-path", help="any .pth/.safetensors model spandrel recognises (wins over --model)")
     parser.add_argument("--scale", type=int, default=4, help="2, 4 or 8 (default 4); 1 = no upscaling")
     parser.add_argument("--tile", type=int, default=0, help="input tile size in pixels, 0 = automatic")
@@ -102,21 +106,37 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
                         help="auto: RIFE when its weights are present, else optical flow (default)")
     parser.add_argument("--dedup", action="store_true",
                         help="drop duplicate frames before interpolating (anime on twos, screen recordings)")
-    parser.add_argument("--temporal", default="none", choices=("none", "ema", "flow", "auto", "seedvr2"),
-                        help="temporal coherence against flicker: flow (optical flow from the source, occlusion-"
-                             "aware), ema (motion-gated average), auto, none (default); seedvr2 is not available yet")
+    parser.add_argument("--temporal", default="auto", choices=("none", "ema", "flow", "auto", "seedvr2"),
+                        help="temporal coherence against flicker: auto (default: flow, or ema above 4K when memory "
+                             "is short), flow (optical flow from the source, occlusion-aware), ema (motion-gated "
+                             "average), none (off); seedvr2 is not available yet")
     parser.add_argument("--temporal-strength", type=float, default=0.6,
                         help="flow: largest weight of the previous frame (default 0.6)")
     parser.add_argument("--reference", default=None, metavar="VIDEO",
                         help="a reference video at the output size (e.g. the original before degradation): the "
                              "report adds PSNR/SSIM (Y, RGB) per frame, VMAF and a grade")
     parser.add_argument("--no-vmaf", action="store_true", help="with --reference: skip VMAF (faster)")
-    parser.add_argument("--codec", default="h264", help="h264 or h265")
-    parser.add_argument("--crf", type=int, default=18, help="quality, 0 (lossless) to 51 (default 18)")
-    parser.add_argument("--preset", default="medium", help="x264/x265 preset (default medium)")
-    parser.add_argument("--pix-fmt", default=None, help="output pixel format (default yuv420p, 10-bit for 10-bit input)")
+    parser.add_argument("--codec", default="h264",
+                        help="h264 (default) or h265 (MP4, MKV or MOV); av1 (MKV or MP4; the fastest AV1 encoder "
+                             "present); prores (422 HQ) or prores4444 (MOV); ffv1 (lossless, MKV). Without an "
+                             "output extension the container follows the codec")
+    parser.add_argument("--crf", type=int, default=None,
+                        help="quality: 0 (lossless) to 51 for h264/h265 (default 18), 0 to 63 for av1 (default 30); "
+                             "prores and ffv1 have none")
+    parser.add_argument("--preset", default="medium",
+                        help="x264/x265 preset (default medium); for av1 the same names or an SVT-AV1 preset 0-13")
+    parser.add_argument("--pix-fmt", default=None,
+                        help="output pixel format (default yuv420p, 10-bit for 10-bit input; prores yuv422p10le, "
+                             "prores4444 yuv444p10le, av1 yuv420p10le, ffv1 RGB: bgr0 or gbrp16le)")
     parser.add_argument("--chunk-seconds", type=float, default=10.0, help="chunk length in seconds (default 10)")
     parser.add_argument("--no-scene-detection", action="store_true", help="do not move chunk cuts to scene changes")
+    parser.add_argument("--deinterlace", default="auto", choices=("auto", "off", "frame", "field"),
+                        help="interlaced sources: auto (default: bwdif, one frame per frame, when the source is "
+                             "interlaced), frame (force it), field (one frame per field: twice the rate, e.g. 25i -> "
+                             "50p), off")
+    parser.add_argument("--square-pixels", action="store_true",
+                        help="resample a source with non-square pixels (e.g. DV 720x480 at 8:9) to square pixels "
+                             "at its display aspect; default: keep its pixel aspect in the output")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     enhance = sub.add_parser("enhance", help="upscale a video")
     enhance.add_argument("input", help="source video")
-    enhance.add_argument("-o", "--output", help="output file (.mp4, .mkv, .mov); default under the workspace")
+    enhance.add_argument("-o", "--output", help="output file (.mp4, .mkv, .mov; without an extension the codec's "
+                                                "container is added); default under the workspace")
     _add_enhance_options(enhance)
     _add_common(enhance)
     enhance.set_defaults(func=cmd_enhance)
@@ -204,6 +225,27 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--example", metavar="FOLDER", default=None,
                          help="write an example project (two scenes, three audio tracks, plan.json) into FOLDER and "
                               "run it")
+    carrier = produce.add_argument_group("carrier drive root (docs/production.md)")
+    carrier.add_argument("--drive-root", metavar="DIR", default=None,
+                         help="run the carrier layout: DIR/PRODUCTION_PLAN.JSON (or in the components folder), "
+                              "sequences and audio in DIR/IN_COMPONENTS, outputs FINAL_OUTPUT_<project>.* and "
+                              "carrier_report.json in DIR/OUT_FINAL")
+    carrier.add_argument("--project-name", metavar="NAME", default=None,
+                         help="names FINAL_OUTPUT_<NAME> (default: the plan's project, else the drive root's name)")
+    carrier.add_argument("--components-dir", metavar="DIR", default=None,
+                         help="the sequences and audio (default IN_COMPONENTS; relative: under the drive root)")
+    carrier.add_argument("--output-dir", metavar="DIR", default=None,
+                         help="where the outputs go (default OUT_FINAL; relative: under the drive root)")
+    carrier.add_argument("--production-plan", metavar="FILE", default=None,
+                         help="the plan (default PRODUCTION_PLAN.JSON; relative: under the drive root)")
+    produce.add_argument("--no-rife", action="store_true",
+                         help="retime with the optical-flow interpolator, not RIFE")
+    produce.add_argument("--no-upscale", action="store_true",
+                         help="no AI upscaling: scenes are fitted to the canvas with Lanczos")
+    produce.add_argument("--cpu-only", action="store_true", help="run on the CPU even when a GPU is there")
+    produce.add_argument("--dry-run", action="store_true",
+                         help="check the plan, the files (they exist and decode), the codecs and the disk space; "
+                              "write nothing")
     _add_run_options(produce)
     _add_common(produce)
     produce.set_defaults(func=cmd_produce)
@@ -231,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_enhance_options(demo)
     _add_common(demo)
     demo.set_defaults(func=cmd_demo)
+
+    add_cache_parser(sub, _add_common)
 
     bench = sub.add_parser("bench", help="benchmarks (print figures)")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER,

@@ -197,8 +197,8 @@ def chain_asset(name: str, upstream: str, *, partitions_def: DynamicPartitionsDe
                 model_store: ModelStoreResource, device: DeviceResource, upstream: RecordSet,
                 video_probe: dict[str, Any], chunk_plan: dict[str, Any]) -> RecordSet:
         ws = workspace.workspace()
-        inputs = StepInputs(context, config, ws, model_store, device, VideoInfo.from_dict(video_probe["info"]),
-                            video_probe["video"], chunk_plan, upstream)
+        info = upstream.decoded_info(VideoInfo.from_dict(video_probe["info"]))  # deinterlaced at field rate: 2x
+        inputs = StepInputs(context, config, ws, model_store, device, info, video_probe["video"], chunk_plan, upstream)
         plan = step.prepare(inputs)
         if plan.op is None:
             context.add_output_metadata({**_metadata(plan.provenance), "chunks": len(upstream.records),

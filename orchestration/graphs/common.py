@@ -17,6 +17,7 @@ from dagster import AssetExecutionContext, AssetObservation
 
 from orchestration.resources.workspace import Workspace
 from stages.media.chunking import ChunkSpec
+from stages.media.deinterlace import decoded_timestamps, describe_deinterlace, source_view
 from stages.media.probe import VideoInfo, frame_timestamps
 from stages.ops.driver import run_op
 from stages.ops.frames import FramesOp
@@ -63,7 +64,9 @@ def progress_reporter(context: AssetExecutionContext, stage: str) -> OnChunk:
 def decode_chunks(context: AssetExecutionContext, ws: Workspace, source: dict[str, Any], info: VideoInfo,
                   specs: Sequence[ChunkSpec]) -> RecordSet:
     """The source's chunks ``specs`` decoded once (the frames op), with a warning for a chunk that decoded fewer
-    frames than planned; shared by the enhance and reframe graphs, which reuse each other's chunks."""
+    frames than planned; shared by the enhance and reframe graphs, which reuse each other's chunks. ``info`` is the
+    source's decoded view (stages.media.deinterlace.decoded_view: it says how to deinterlace), ``specs`` are on its
+    timeline."""
     run = run_op(ws.chunk_store(), FramesOp(source["path"], source["sha256"], info), specs,
                  on_chunk=progress_reporter(context, "frames"))
     for spec, record in zip(specs, run.records, strict=True):
@@ -72,7 +75,10 @@ def decode_chunks(context: AssetExecutionContext, ws: Workspace, source: dict[st
                                 f"{spec.frame_count}; the source has undecodable frames")
     context.add_output_metadata({"chunks": len(run.records), "chunks_computed": run.computed,
                                  "chunks_reused": run.reused, "frames": sum(r.frame_count for r in run.records)})
-    return RecordSet(run.records, run.records, provenance={"frames": {"chunk_seconds": [r.seconds for r in run.records]}})
+    return RecordSet(run.records, run.records, deinterlace=info.deinterlace,
+                     provenance={"frames": {"chunk_seconds": [r.seconds for r in run.records],
+                                            "deinterlace": info.deinterlace,
+                                            "deinterlace_note": describe_deinterlace(info)}})
 
 
 
@@ -96,7 +102,10 @@ def deliver_file(cached: Path, target: Path) -> None:
 
 
 def cached_timestamps(cache: Path, path: str, info: VideoInfo) -> np.ndarray:
-    """The source's frame pts (stages.media.probe.frame_timestamps), cached per source file under ``cache``."""
+    """The source's frame pts (stages.media.probe.frame_timestamps), cached per source file under ``cache``; for a
+    field-rate decoded view (stages.media.deinterlace), the pts of its fields on its doubled timeline."""
+    if info.deinterlace == "field":
+        return decoded_timestamps(cached_timestamps(cache, path, source_view(info)), info)
     file = cache / "timestamps.npy"
     if file.exists():
         stamps = np.load(file)
@@ -138,3 +147,19 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
+
+
+def download_logger(context: AssetExecutionContext, step: float = 0.1) -> Callable[[str, int, int | None], None]:
+    """A model store ``on_download`` callback that logs a weights download in the run's log every ``step`` of
+    the file (and every 8 MB when its size is unknown), so the Dagster UI and the page's log show it."""
+    shown: dict[str, float] = {}
+
+    def on_download(model_id: str, received: int, total: int | None) -> None:
+        mark = received / total if total else received / (8 << 20)
+        if model_id in shown and mark - shown[model_id] < (step if total else 1.0) and received != total:
+            return
+        shown[model_id] = mark
+        size = f" of {total / 1e6:.1f} MB ({received / total:.0%})" if total else " MB"
+        context.log.info(f"model: downloading {model_id}: {received / 1e6:.1f}{size}")
+
+    return on_download

@@ -37,7 +37,9 @@ from orchestration.graphs.retries import retry_transient_only
 from orchestration.resources.config import ChunkPlanConfig, EncodeConfig, MetricsConfig
 from orchestration.resources.core import WorkspaceResource
 from orchestration.resources.workspace import lookup_video
-from stages.media.chunking import ChunkSpec, detect_scene_cuts, plan_chunks
+from stages.media.chunking import ChunkSpec, decoded_plan, detect_scene_cuts, plan_chunks
+from stages.media.codecs import default_suffix
+from stages.media.deinterlace import decoded_view, describe_deinterlace
 from stages.media.encode import EncodeInput, encode_video
 from stages.media.probe import VideoInfo, probe_video
 from stages.ops.records import RecordSet
@@ -59,6 +61,8 @@ def video_probe(context: AssetExecutionContext, workspace: WorkspaceResource) ->
     ws = workspace.workspace()
     video = lookup_video(ws, context.partition_key)
     info = probe_video(video.path)
+    for warning in info.warnings:  # a file accepted with something missing (e.g. a few audio packets at the end)
+        context.log.warning(warning)
     context.add_output_metadata(
         {
             "source": MetadataValue.path(video.path),
@@ -68,6 +72,8 @@ def video_probe(context: AssetExecutionContext, workspace: WorkspaceResource) ->
             "vfr": info.is_vfr,
             "duration_s": round(info.duration, 3),
             "pix_fmt": info.pix_fmt,
+            "sample_aspect": f"{info.sample_aspect_num}:{info.sample_aspect_den}",
+            "interlaced": info.interlaced,
             "audio_streams": len(info.audio_streams),
             "subtitle_streams": len(info.subtitle_streams),
         }
@@ -90,18 +96,24 @@ def chunk_plan(
     context: AssetExecutionContext, config: ChunkPlanConfig, workspace: WorkspaceResource, video_probe: dict[str, Any]
 ) -> dict[str, Any]:
     """Frame-exact chunks of about `chunk_seconds` each, with boundaries moved to a scene cut when one is
-    near. Timestamps and scene cuts are cached per source file."""
+    near. Timestamps and scene cuts are cached per source file. The plan is on the timeline of the decoded frames
+    (`deinterlace`: field-rate deinterlacing doubles every frame index and pts; stages.media.deinterlace)."""
     ws = workspace.workspace()
     info = VideoInfo.from_dict(video_probe["info"])
     source = video_probe["video"]
     cache = ws.cache / source["sha256"]
     stamps = cached_timestamps(cache, source["path"], info)
     cuts = _cached_scene_cuts(cache, source["path"], info) if config.scene_detection else []
-    specs = plan_chunks(stamps, info.time_base, config.chunk_seconds, cuts)
+    view = decoded_view(info, config.deinterlace)
+    specs, cuts = decoded_plan(plan_chunks(stamps, info.time_base, config.chunk_seconds, cuts), cuts, view)
+    if info.interlaced or view.deinterlace != "off":
+        context.log.info(f"deinterlace: {describe_deinterlace(view)}")
     context.add_output_metadata(
-        {"chunks": len(specs), "scene_cuts": len(cuts), "chunk_seconds": config.chunk_seconds}
+        {"chunks": len(specs), "scene_cuts": len(cuts), "chunk_seconds": config.chunk_seconds,
+         "deinterlace": view.deinterlace}
     )
-    return {"chunk_seconds": config.chunk_seconds, "scene_cuts": cuts, "chunks": [asdict(s) for s in specs]}
+    return {"chunk_seconds": config.chunk_seconds, "scene_cuts": cuts, "chunks": [asdict(s) for s in specs],
+            "deinterlace": view.deinterlace}
 
 
 @asset(partitions_def=videos_partitions, group_name=GROUP, kinds={"python"})
@@ -110,8 +122,10 @@ def frame_chunks(
     context: AssetExecutionContext, workspace: WorkspaceResource, video_probe: dict[str, Any], chunk_plan: dict[str, Any]
 ) -> RecordSet:
     """Each chunk decoded once to a lossless intermediate (stages.media.chunkio: FFVHuff RGB, FFV1 16-bit above 8 bits),
-    stored by content key. Already stored chunks are validated and reused."""
-    return decode_chunks(context, workspace.workspace(), video_probe["video"], VideoInfo.from_dict(video_probe["info"]),
+    deinterlaced with bwdif as the chunk plan says, stored by content key. Already stored chunks are validated and
+    reused."""
+    view = decoded_view(VideoInfo.from_dict(video_probe["info"]), chunk_plan.get("deinterlace", "auto"))
+    return decode_chunks(context, workspace.workspace(), video_probe["video"], view,
                          [ChunkSpec(**s) for s in chunk_plan["chunks"]])
 
 
@@ -129,7 +143,7 @@ def _encoded_video(last: str):
         settings = config.to_settings()
         settings.validate()
         records = chunks.records
-        default_name = f"{Path(source['name']).stem}_enhanced.mp4"
+        default_name = f"{Path(source['name']).stem}_enhanced{default_suffix(settings.codec)}"  # .mov for ProRes
         target = (Path(config.output_path).expanduser() if config.output_path
                   else ws.outputs / context.partition_key / default_name)
         key = content_key("encoded", {"chunks": [r.key for r in records], "settings": asdict(settings),

@@ -17,7 +17,7 @@ from orchestration.graphs.chain import (
     chain_step,
     register_step,
 )
-from orchestration.graphs.common import cached_timestamps
+from orchestration.graphs.common import cached_timestamps, download_logger
 from orchestration.resources.config import (
     ChunkPlanConfig,
     EncodeConfig,
@@ -39,6 +39,7 @@ from stages.ops.interpolate.timing import (
     timeline_seconds,
 )
 from stages.ops.records import Retiming
+from stages.ops.upscale.content import classify_video
 from stages.ops.upscale.engine import NO_UPSCALE, output_size
 from stages.ops.upscale.op import build_upscale_op
 
@@ -54,7 +55,14 @@ def _prepare_upscale(s: StepInputs) -> StepPlan:
                                "precision": "none", "backend": "none", "model_calls": 0, "scale": 1})
     choice = s.device.choose()
     s.context.log.info(f"device: {choice.reason}")
-    chosen = build_upscale_op(s.model_store.store(), settings, choice, model_path=config.model_path)
+    video_path, duration = s.video["path"], s.info.duration
+    store = s.model_store.store()
+    store.on_download = download_logger(s.context)
+    chosen = build_upscale_op(store, settings, choice, model_path=config.model_path,
+                              content=lambda: classify_video(video_path, duration))
+    s.context.log.info(f"model: {chosen.decision.reason}")
+    if chosen.decision.fallback:
+        s.context.log.warning(chosen.decision.fallback)
     if chosen.selection.note:
         s.context.log.warning(chosen.selection.note)
     s.context.log.info(f"backend: {chosen.backend_reason}")

@@ -63,8 +63,9 @@ from orchestration.resources.core import WorkspaceResource
 from stages.media.audio import mix_audio
 from stages.ops.driver import run_op
 from stages.ops.edit import EditOp
+from stages.production.carrier import output_filename
 from stages.production.deliver import encode_deliverable
-from stages.production.deliverables import DeliverableSpec, default_filename
+from stages.production.deliverables import DeliverableSpec
 from stages.production.edit import (
     SceneChunk,
     SceneMatte,
@@ -184,7 +185,7 @@ def deliverables(context: AssetExecutionContext, workspace: WorkspaceResource,
     for position, kind in enumerate(plan.deliverables):
         started = time.perf_counter()
         spec = DeliverableSpec(kind, codec=plan.codec if kind == "mp4" else None)
-        target = out_dir / default_filename(plan.name, kind)
+        target = out_dir / output_filename(plan, kind)
         alpha = [r.path for r in matte] if matte and kind == ALPHA_KIND else None
         try:
             result, reused = _cached_output(
@@ -209,10 +210,10 @@ def deliverables(context: AssetExecutionContext, workspace: WorkspaceResource,
                         time.perf_counter() - started)
     fps = plan.framerate
     stills = (
-        ("thumbnail", f"{plan.name}_thumbnail.jpg",
+        ("thumbnail", output_filename(plan, "thumbnail"),
          lambda path: write_thumbnail(chunk_paths, fps, path, at=plan.thumbnail.at, at_seconds=plan.thumbnail.seconds,
                                       width=plan.thumbnail.width)),
-        ("contact_sheet", f"{plan.name}_contact_sheet.jpg",
+        ("contact_sheet", output_filename(plan, "contact_sheet"),
          lambda path: write_contact_sheet(chunk_paths, fps, path, columns=plan.contact_sheet.columns,
                                           rows=plan.contact_sheet.rows, tile_width=plan.contact_sheet.tile_width)),
     )
@@ -220,9 +221,10 @@ def deliverables(context: AssetExecutionContext, workspace: WorkspaceResource,
         started = time.perf_counter()
         target = out_dir / filename
         try:
+            suffix = target.suffix.lower()  # .jpg, or .png for the carrier layout's thumbnail
             result, _reused = _cached_output(ws, {"master": master_keys, "name": name, "spec": asdict(
-                plan.thumbnail if name == "thumbnail" else plan.contact_sheet), "version": stage_version("deliver")},
-                ".jpg", lambda path, make=make: asdict(make(path)))
+                plan.thumbnail if name == "thumbnail" else plan.contact_sheet), "suffix": suffix,
+                "version": stage_version("deliver")}, suffix, lambda path, make=make: asdict(make(path)))
             deliver_file(Path(result["cached_path"]), target)
         except Exception as exc:  # noqa: BLE001 - recorded; the step fails after the others
             reason = first_line(exc)
@@ -237,7 +239,7 @@ def deliverables(context: AssetExecutionContext, workspace: WorkspaceResource,
     all_steps = [*mixed_audio["steps"], *steps]
     if failed:
         raise StepFailed(f"deliver: {len(failed)} of {len(steps)} outputs failed ({failed[0]['step']}: "
-                         f"{failed[0]['reason']}); report.json lists them", steps)
+                         f"{failed[0]['reason']}); report.json lists them", steps, outputs)
     return {**mixed_audio, "outputs": outputs, "steps": all_steps}
 
 

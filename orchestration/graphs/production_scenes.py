@@ -88,9 +88,15 @@ def production_plan(context: AssetExecutionContext, workspace: WorkspaceResource
         "output": f"{plan.canvas[0]}x{plan.canvas[1]} at {float(plan.framerate):g} fps",
         "deliverables": ", ".join(plan.deliverables), "output_dir": MetadataValue.path(plan.output_dir),
     })
+    rates = "; ".join(f"{s.name} at {float(s.fps):g} fps" + (" (from its frames' metadata)"
+                                                             if s.fps_source == "metadata" else " (assumed)"
+                                                             if s.fps_source == "assumed" else "")
+                      for s in plan.scenes)
     step = _step("plan", OK, f"{len(plan.scenes)} scenes, {plan.canvas[0]}x{plan.canvas[1]} at "
-                 f"{float(plan.framerate):g} fps, deliverables {', '.join(plan.deliverables)}",
-                 seconds=time.perf_counter() - started)
+                 f"{float(plan.framerate):g} fps, deliverables {', '.join(plan.deliverables)}; {rates}",
+                 warnings=list(plan.warnings), seconds=time.perf_counter() - started)
+    for warning in plan.warnings:
+        context.log.warning(f"plan: {warning}")
     return {"plan": plan.to_dict(), "scenes": scenes, "steps": [step]}
 
 
@@ -308,6 +314,9 @@ def upscaled_scenes(context: AssetExecutionContext, workspace: WorkspaceResource
             except ModelError as exc:
                 chosen[scale] = exc
             else:
+                context.log.info(f"upscale: {chosen[scale].decision.reason}")
+                if chosen[scale].decision.fallback:
+                    warnings.append(chosen[scale].decision.fallback)
                 if chosen[scale].selection.note:
                     context.log.info(chosen[scale].selection.note)
         upscale = chosen[scale]

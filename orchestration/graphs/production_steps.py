@@ -23,6 +23,7 @@ from dagster import (
 from orchestration.launch.events import first_line
 from orchestration.resources.workspace import lookup_job
 from stages.errors import StageError
+from stages.production.carrier import carrier_report, write_carrier_report
 from stages.production.plan import ProductionPlan, plan_from_dict
 from stages.store.chunk_store import ChunkRecord
 from stages.store.fsutil import atomic_write_text
@@ -37,11 +38,13 @@ ALPHA_KIND = "prores4444"  # the one deliverable that carries an alpha channel
 
 
 class StepFailed(StageError):
-    """A step failed after recording statuses of its own (e.g. one deliverable of several)."""
+    """A step failed after recording statuses of its own (e.g. one deliverable of several), and what it made."""
 
-    def __init__(self, message: str, steps: list[dict[str, Any]]) -> None:
+    def __init__(self, message: str, steps: list[dict[str, Any]],
+                 outputs: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.steps = steps
+        self.outputs = outputs or []
 
 
 def step_names(plan: ProductionPlan) -> list[str]:
@@ -72,7 +75,8 @@ def _file_stamp(path: str) -> list[Any]:
 
 def write_report(plan: ProductionPlan, steps: list[dict[str, Any]], *, run_id: str, partition: str,
                  deliverables: list[dict[str, Any]] | None = None) -> Path:
-    """Write ``report.json`` (atomically) into the plan's output folder; returns its path."""
+    """Write ``report.json`` (atomically) into the plan's output folder; returns its path. A plan with the carrier
+    layout (stages.production.carrier) gets ``carrier_report.json`` beside it, from the same steps."""
     failed = [s for s in steps if s["status"] == FAILED]
     report = {
         "plan": plan.plan_path,
@@ -93,6 +97,8 @@ def write_report(plan: ProductionPlan, steps: list[dict[str, Any]], *, run_id: s
     out.mkdir(parents=True, exist_ok=True)
     path = out / REPORT_NAME
     atomic_write_text(path, json.dumps(report, indent=2))
+    if plan.layout == "carrier":
+        write_carrier_report(out, carrier_report(plan.name, steps, deliverables or [], run_id=run_id))
     return path
 
 
@@ -132,7 +138,9 @@ def _report_failure(context: AssetExecutionContext, name: str, exc: Exception, u
         failed_step = next(s["step"] for s in own if s["status"] == FAILED)
         later = [_step(n, SKIPPED, f"not run: the {failed_step} step failed") for n in step_names(plan)
                  if n not in recorded]
-        path = write_report(plan, [*done, *later], run_id=context.run.run_id, partition=context.partition_key)
+        made = exc.outputs if isinstance(exc, StepFailed) else None  # the deliverables that were made
+        path = write_report(plan, [*done, *later], run_id=context.run.run_id, partition=context.partition_key,
+                            deliverables=made)
         context.log.error(f"{name}: failed; {path} lists every step's status")
     except Exception as report_error:  # noqa: BLE001 - the step's own error matters more
         context.log.warning(f"report: could not write {REPORT_NAME} ({report_error})")

@@ -6,6 +6,11 @@ The source is decoded into the same lossless chunks as the enhance graph (shared
 to the requested frame rate at its own resolution (cheaper than after upscaling), then each frame's crop is taken
 at native resolution, upscaled by the AI model and resized to the target (stages.ops.reframe.crops), and encoded to H.264
 MP4 with the source's audio. Without the model's weights the crop is resized with Lanczos, with a warning.
+
+Keyframes are in the source's stored pixels; a source with non-square pixels (DV at 8:9, QCIF at 128:117) has its
+crops' target size chosen from their display aspect (``width * SAR / height``), and the resize to the target gives
+square pixels, so the output shows what the crop showed. An interlaced source is deinterlaced (bwdif, one frame per
+frame) as it is decoded.
 """
 
 import time
@@ -37,8 +42,9 @@ from orchestration.resources.core import (
 from orchestration.resources.workspace import Workspace, lookup_job
 from stages.errors import ModelError
 from stages.media.chunking import ChunkSpec, plan_chunks
+from stages.media.deinterlace import decoded_view
 from stages.media.encode import EncodeInput, EncodeSettings, encode_video
-from stages.media.probe import VideoInfo, probe_video
+from stages.media.probe import VideoInfo, format_ratio, probe_video
 from stages.models.catalog import DEFAULT_UPSCALE_MODEL
 from stages.ops.driver import run_op
 from stages.ops.interpolate.op import InterpolateOp, choose_interpolator, plan_retime
@@ -47,12 +53,14 @@ from stages.ops.records import RecordSet, Retiming
 from stages.ops.reframe.crops import (
     CropKeyframe,
     describe_target,
+    display_aspect,
     model_scale_for,
     parse_keyframes,
     plan_crops,
     target_size,
 )
 from stages.ops.reframe.op import ReframeOp
+from stages.ops.upscale.content import classify_video
 from stages.ops.upscale.engine import SUPPORTED_SCALES, UpscaleSettings
 from stages.ops.upscale.op import build_upscale_op
 
@@ -78,9 +86,12 @@ def reframe_request(context: AssetExecutionContext, workspace: WorkspaceResource
     info = probe_video(request["video"]["path"])
     keyframes = parse_keyframes(request["keyframes"], info.width, info.height, info.duration)
     override = tuple(request["target"]) if request.get("target") else None
-    target = target_size(keyframes[0].aspect, override)
+    shown = display_aspect(keyframes[0], info.sample_aspect)  # the crop as players show it (non-square pixels)
+    target = target_size(shown, override)
     fps = rational_fps(request["target_fps"])
-    described = describe_target(keyframes[0].aspect, override)
+    described = describe_target(shown, override)
+    if info.sample_aspect != 1:
+        described += f" (source pixels {format_ratio(info.sample_aspect)}: the output has square pixels)"
     context.log.info(f"reframe: {len(keyframes)} keyframes, {described}, {float(fps):g} fps")
     context.add_output_metadata({"source": MetadataValue.path(request["video"]["path"]),
                                  "keyframes": len(keyframes), "target": f"{target[0]}x{target[1]}",
@@ -100,7 +111,7 @@ def reframe_frames(context: AssetExecutionContext, workspace: WorkspaceResource,
     source = reframe_request["request"]["video"]
     stamps = cached_timestamps(ws.cache / source["sha256"], source["path"], info)
     specs: list[ChunkSpec] = plan_chunks(stamps, info.time_base, CHUNK_SECONDS, [])
-    return decode_chunks(context, ws, source, info, specs)
+    return decode_chunks(context, ws, source, decoded_view(info, "auto"), specs)  # an interlaced source: bwdif
 
 
 @asset(partitions_def=reframes_partitions, group_name=GROUP, kinds={"python"}, pool="gpu")
@@ -151,19 +162,26 @@ def reframed_chunks(context: AssetExecutionContext, workspace: WorkspaceResource
     warnings = list(retimed_frames.get("warnings") or [])
     scale = model_scale_for(boxes, target, SUPPORTED_SCALES)
     model_id = reframe_request["request"].get("model") or DEFAULT_UPSCALE_MODEL
-    op = ReframeOp(boxes, target)
+    sample_aspect = float(VideoInfo.from_dict(reframe_request["info"]).sample_aspect)
+    op = ReframeOp(boxes, target, pixel_aspect=sample_aspect)
     if scale > 1:
         choice = device.choose()
         try:
-            chosen = build_upscale_op(model_store.store(), UpscaleSettings(model=model_id, scale=scale), choice)
+            source = reframe_request["request"]["video"]
+            info = VideoInfo.from_dict(reframe_request["info"])
+            chosen = build_upscale_op(model_store.store(), UpscaleSettings(model=model_id, scale=scale), choice,
+                                      content=lambda: classify_video(source["path"], info.duration))
         except ModelError as exc:
             warnings.append(f"reframe: no AI upscaling weights ({first_line(exc)}); the crops are "
                             "resized with Lanczos instead")
         else:
             if choice.kind == "cpu":
                 warnings.append("reframe: no GPU; the model runs on the CPU (slow)")
-            context.log.info(f"reframe: x{scale} with {chosen.selection.model_id}; {chosen.backend_reason}")
-            op = ReframeOp(boxes, target, chosen.op.upscale, chosen.op.model_key())
+            if chosen.decision.fallback:
+                warnings.append(chosen.decision.fallback)
+            context.log.info(f"reframe: x{scale} with {chosen.selection.model_id} ({chosen.decision.reason}); "
+                             f"{chosen.backend_reason}")
+            op = ReframeOp(boxes, target, chosen.op.upscale, chosen.op.model_key(), pixel_aspect=sample_aspect)
     for warning in warnings:
         context.log.warning(warning)
     run = run_op(ws.chunk_store(), op, inputs, on_chunk=progress_reporter(context, "reframe"))
@@ -187,7 +205,7 @@ def reframed_video(context: AssetExecutionContext, workspace: WorkspaceResource,
     start = round(Fraction(info.start_pts) * info.time_base * fps)
     timing = replace(info, time_base_num=fps.denominator, time_base_den=fps.numerator, start_pts=start,
                      end_pts=start + frames, avg_fps=float(fps), real_fps=float(fps), is_vfr=False,
-                     frame_count=frames)
+                     frame_count=frames, sample_aspect_num=1, sample_aspect_den=1)  # resized to square pixels
     request = reframe_request["request"]
     target = Path(request["output"]) if request.get("output") else default_output(ws, context.partition_key,
                                                                                    request["video"]["name"])

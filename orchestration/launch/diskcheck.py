@@ -20,6 +20,7 @@ from orchestration.graphs.chain import plan_shapes
 from orchestration.graphs.enhance_steps import ENHANCE_CHAIN, enhance_run_config
 from orchestration.launch.request import EnhanceRequest
 from orchestration.resources.workspace import Workspace, default_workspace
+from stages.media.deinterlace import decoded_view
 from stages.media.probe import VideoInfo
 from stages.store.diskspace import (
     JobShape,
@@ -39,13 +40,15 @@ _RECENT_RUNS = 20
 
 def job_shape(request: EnhanceRequest, info: VideoInfo) -> JobShape:
     """The sizes that decide the space ``request`` needs on the source ``info``, each chain step's from the chain
-    (orchestration.graphs.chain.plan_shapes). Interpolated frame counts get one frame of margin."""
-    shapes = plan_shapes(ENHANCE_CHAIN, request.step_configs(), info)
-    stages = tuple(StageSize(name, shape.frames + (shape.frames != info.frame_count), shape.width, shape.height)
+    (orchestration.graphs.chain.plan_shapes). Interpolated frame counts get one frame of margin. Field-rate
+    deinterlacing decodes twice the source's frames (stages.media.deinterlace.decoded_view)."""
+    decoded = decoded_view(info, request.chunk.deinterlace)
+    shapes = plan_shapes(ENHANCE_CHAIN, request.step_configs(), decoded)
+    stages = tuple(StageSize(name, shape.frames + (shape.frames != decoded.frame_count), shape.width, shape.height)
                    for name, shape in shapes.items() if name != "frames")
     pix_fmt = request.encode.pix_fmt
     return JobShape(
-        width=info.width, height=info.height, frames=info.frame_count, bit_depth=info.bit_depth,
+        width=info.width, height=info.height, frames=decoded.frame_count, bit_depth=info.bit_depth,
         duration=info.duration, stages=stages,
         chunks=max(1, math.ceil(info.duration / request.chunk.chunk_seconds)), crf=request.encode.crf,
         high_bit_depth_output=(info.bit_depth > 8) if pix_fmt is None else ("10le" in pix_fmt or "12le" in pix_fmt),

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from orchestration.launch.validate import validate_request
 from orchestration.resources.workspace import Workspace, register_video
 from orchestration.sensors.inbox import SCHEMA, build_request
 from stages.errors import SettingsError
+from stages.media.codecs import OUTPUT_CODECS
+from stages.media.probe import format_ratio
 from stages.ops.interpolate.timing import InterpolationSettings, rational_fps
 from stages.ops.upscale.engine import MAX_OUTPUT_LONG_SIDE, MAX_OUTPUT_SHORT_SIDE
 from stages.store.fsutil import atomic_write_text
@@ -66,11 +69,12 @@ def model_choices(store: Any | None = None, memory_bytes: int | None = None) -> 
     when the memory it needs (about 4x its file plus 512 MB for the smallest tile) is above ``memory_bytes``
     (default: free host memory, or free VRAM of the first CUDA device).
     """
+    from stages.models.catalog import ANIMATION_MODEL, AUTO_MODEL, LIVE_ACTION_MODEL
     from stages.models.store import ModelStore
 
     store = store or ModelStore()
     memory = memory_bytes if memory_bytes is not None else _device_memory()
-    choices = []
+    choices: list[ModelChoice] = []
     for status in store.list():
         entry = status.entry
         if entry.task != "super-resolution":
@@ -88,7 +92,14 @@ def model_choices(store: Any | None = None, memory_bytes: int | None = None) -> 
         label = f"{entry.id} (x{entry.scale})" + ("" if available else " - unavailable") + (
             " - download" if note else "")
         choices.append(ModelChoice(entry.id, label, entry.description, entry.scale, available, reason, note))
-    return choices
+    usable = [c for c in choices if c.available]
+    auto = ModelChoice(
+        AUTO_MODEL, f"{AUTO_MODEL} (x4)" + ("" if usable else " - unavailable"),
+        f"Automatic (recommended): a look at the video picks {LIVE_ACTION_MODEL} for real camera footage "
+        f"(downloaded on first use) or {ANIMATION_MODEL} for animation; without a connection, the best model "
+        "on this machine, and the run log says which and why.", 4, bool(usable),
+        None if usable else (choices[0].reason if choices else "no upscaling model"))
+    return [auto, *choices]
 
 
 def _device_memory() -> int | None:
@@ -118,22 +129,35 @@ def interpolation_methods() -> list[tuple[str, str | None]]:
 
 @dataclass(frozen=True)
 class OutputPlan:
-    """The output a choice gives: size, rate, and a warning or the reason it is refused."""
+    """The output a choice gives: size, rate, and a warning or the reason it is refused. ``sample_aspect`` is the
+    output's pixel aspect (``"8:9"`` for DV carried as it is; ``"1:1"`` square pixels) and ``display_aspect`` how it
+    is shown."""
 
     width: int
     height: int
     fps: float | None
     warning: str | None = None
     error: str | None = None
+    sample_aspect: str = "1:1"
+    display_aspect: str | None = None
+
+    @property
+    def size(self) -> str:
+        """``2880x1920`` for square pixels; ``2880x1920 (pixels 8:9, shown 4:3)`` for non-square ones."""
+        if self.sample_aspect == "1:1":
+            return f"{self.width}x{self.height}"
+        return f"{self.width}x{self.height} (pixels {self.sample_aspect}, shown {self.display_aspect})"
 
     def describe(self) -> str:
         fps = f" at {self.fps:.3f}".rstrip("0").rstrip(".") + " fps" if self.fps else ""
-        return f"{self.width}x{self.height}{fps}"
+        return f"{self.size}{fps}"
 
 
 def plan_output(width: int, height: int, fps: float, scale: int, interpolation: str = "none",
-                factor: int | None = None, target_fps: str | float | None = None) -> OutputPlan:
-    """Output size and rate for a source and settings: a warning above 4K, an error above 8K or 120 fps."""
+                factor: int | None = None, target_fps: str | float | None = None, *,
+                sample_aspect: Fraction = Fraction(1)) -> OutputPlan:
+    """Output size and rate for a source and settings: a warning above 4K, an error above 8K or 120 fps. A source
+    with non-square pixels (``sample_aspect``) keeps them: the plan says the pixel aspect and the display aspect."""
     out_w, out_h = width * scale, height * scale
     error = warning = None
     if max(out_w, out_h) > MAX_OUTPUT_LONG_SIDE or min(out_w, out_h) > MAX_OUTPUT_SHORT_SIDE:
@@ -152,7 +176,9 @@ def plan_output(width: int, height: int, fps: float, scale: int, interpolation: 
             error = error or (str(exc).removeprefix("interpolate: ").replace("--interpolate ", "factor ")
                               .replace("--fps ", "target fps "))
             out_fps = None
-    return OutputPlan(out_w, out_h, out_fps, warning, error)
+    shown = Fraction(width, height) * sample_aspect
+    return OutputPlan(out_w, out_h, out_fps, warning, error, sample_aspect=format_ratio(sample_aspect),
+                      display_aspect=format_ratio(shown))
 
 
 # ------------------------------------------------------------------------------------------------ settings
@@ -160,7 +186,7 @@ def plan_output(width: int, height: int, fps: float, scale: int, interpolation: 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "model": None,
     "scale": 4,
-    "temporal": "none",
+    "temporal": "auto",
     "temporal_strength": 0.6,
     "device": "auto",
     "batch": 0,
@@ -226,6 +252,10 @@ def build_ui_request(workspace: Workspace, upload: UploadInfo, choices: dict[str
     container = choices.get("container") or "mp4"
     if container not in CONTAINERS:
         raise SettingsError(f"ui: container {container!r} is not one of {', '.join(CONTAINERS)}")
+    codec = OUTPUT_CODECS.get(str(settings.get("codec", "h264")))
+    if codec is not None and f".{container}" not in codec.suffixes:
+        raise SettingsError(f"ui: {codec.description.split(',')[0].split(' (')[0]} cannot go in {container}; choose "
+                            f"the container {' or '.join(s.lstrip('.') for s in codec.suffixes)}")
     record = register_video(workspace, upload.path, sha256=upload.sha256)
     request = build_request(workspace, upload.path, settings, record.key)
     request = dataclasses.replace(

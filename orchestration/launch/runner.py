@@ -40,7 +40,7 @@ from stages.device import validate_device_settings
 from stages.errors import DiskFullError, SettingsError
 from stages.media.probe import VideoInfo, probe_video
 from stages.ops.interpolate.timing import MAX_OUTPUT_FPS, rational_fps
-from stages.ops.reframe.crops import EASINGS, parse_keyframes, target_size
+from stages.ops.reframe.crops import EASINGS, display_aspect, parse_keyframes, target_size
 from stages.production.plan import ProductionPlan
 from stages.store.diskspace import disk_full_message, free_bytes, raise_if_disk_full
 
@@ -322,7 +322,7 @@ def validate_reframe(request: ReframeRequest, info: VideoInfo | None = None
     """
     info = info or probe_video(request.input)
     keyframes = parse_keyframes(request.keyframes, info.width, info.height, info.duration)
-    target = target_size(keyframes[0].aspect, request.target)
+    target = target_size(display_aspect(keyframes[0], info.sample_aspect), request.target)  # as shown (SAR)
     if request.easing not in EASINGS:
         raise SettingsError(f"reframe: easing {request.easing!r} is not one of {', '.join(EASINGS)}")
     try:

@@ -349,9 +349,24 @@ def system_info(workspace: Workspace, webserver_url: str) -> list[tuple[str, str
             continue
     rows.append(("versions", ", ".join(versions)))
     rows.append(("workspace", str(workspace.root)))
+    rows.append(("chunk cache", _cache_row(workspace)))
     rows.append(("Dagster instance", str(workspace.dagster_home)))
     rows.append(("Dagster UI", webserver_url))
     return rows
+
+
+def _cache_row(workspace: Workspace) -> str:
+    """The chunk store's size and budget, and the command that frees it (docs/cache.md)."""
+    from stages.store.budget import resolve_budget
+    from stages.store.cache import store_size
+
+    size, chunks = store_size(workspace.chunks)
+    try:
+        budget = resolve_budget(workspace.chunks, workspace.config_file).describe()
+    except StageError as exc:
+        budget = f"not applied: {exc}"
+    return (f"{human_size(size)} in {chunks} chunks, budget {budget}; `vup cache info` shows it, "
+            "`vup cache prune` frees space")
 
 
 def _total_memory() -> int | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from orchestration.resources.workspace import Workspace
 from stages.errors import InputError, SettingsError, StageError
-from stages.media.probe import VideoInfo, probe_video
+from stages.media.probe import VideoInfo, format_ratio, probe_video
 from stages.store.fsutil import sha256_file
 
 __all__ = [
@@ -107,7 +107,9 @@ class UploadInfo:
         info = self.info
         audio = ", ".join(f"{a.codec} {a.channels} ch {a.sample_rate} Hz" for a in info.audio_streams) or "none"
         return [
-            ("resolution", f"{info.width}x{info.height}" + (f" (rotated {info.rotation}°)" if info.rotation else "")),
+            ("resolution", f"{info.width}x{info.height}" + (f" (rotated {info.rotation}°)" if info.rotation else "")
+             + (f" (pixels {format_ratio(info.sample_aspect)}, shown {format_ratio(info.display_aspect)})"
+                if info.sample_aspect != 1 else "") + (" interlaced" if info.interlaced else "")),
             ("fps", f"{info.avg_fps:.3f}".rstrip("0").rstrip(".") + (" (variable)" if info.is_vfr else "")),
             ("duration", f"{info.duration:.2f} s ({info.frame_count} frames)"),
             ("video codec", f"{info.codec}, {info.pix_fmt}, {info.bit_depth}-bit"),

@@ -12,10 +12,13 @@ from stages.ops.upscale.engine import UpscaleSettings
 
 
 class ChunkPlanConfig(Config):
-    """How the video is cut into chunks."""
+    """How the video is cut into chunks, and how it is decoded into them: ``deinterlace`` is auto (bwdif, one frame
+    per frame, when the source is interlaced), off, frame or field (one frame per field, at twice the rate); see
+    stages.media.deinterlace."""
 
     chunk_seconds: float = 10.0
     scene_detection: bool = True
+    deinterlace: str = "auto"
 
 
 class UpscaleConfig(Config):
@@ -62,9 +65,10 @@ class MetricsConfig(Config):
 
 
 class TemporalConfig(Config):
-    """Temporal coherence against flicker: none, ema, flow or auto (seedvr2 is listed but unavailable)."""
+    """Temporal coherence against flicker: auto (the default; resolves to flow), flow, ema or none (seedvr2 is
+    listed but unavailable)."""
 
-    method: str = "none"
+    method: str = "auto"
     strength: float = 0.6
 
     def to_settings(self) -> TemporalSettings:
@@ -79,6 +83,8 @@ class EncodeConfig(Config):
     preset: str = "medium"
     pix_fmt: str | None = None
     output_path: str | None = None
+    square_pixels: bool = False  # resample non-square pixels to square ones (default: carry the pixel aspect)
 
     def to_settings(self) -> EncodeSettings:
-        return EncodeSettings(codec=self.codec, crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt)
+        return EncodeSettings(codec=self.codec, crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt,
+                              square_pixels=self.square_pixels)

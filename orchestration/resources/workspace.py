@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import platformdirs
@@ -57,6 +57,8 @@ def default_workspace() -> Path:
 @dataclass(frozen=True)
 class Workspace:
     root: Path
+    # the running job's lease file (stages/store/leases.py), noted by its chunk store so pruning leaves its chunks
+    journal: Path | None = field(default=None, compare=False)
 
     @property
     def chunks(self) -> Path:
@@ -114,8 +116,13 @@ class Workspace:
     def io_storage(self) -> Path:
         return self.root / "dagster-storage"
 
+    @property
+    def config_file(self) -> Path:
+        """``<workspace>/vup.toml``: workspace settings, e.g. ``[cache] max_size = "50G"`` (docs/cache.md)."""
+        return self.root / "vup.toml"
+
     def chunk_store(self) -> ChunkStore:
-        return ChunkStore(self.chunks)
+        return ChunkStore(self.chunks, journal=self.journal)
 
     def ensure(self) -> Workspace:
         for folder in (self.root, self.chunks, self.videos, self.outputs, self.reports, self.cache):

@@ -41,9 +41,9 @@ interpolate         integer                  frame interpolation factor 2, 4 or 
 fps                 number or string         interpolate to this rate, e.g. 60 or "60000/1001" (--fps)
 interp_method       string                   auto (default), rife, flow, blend, minterpolate
 dedup               boolean                  drop duplicate frames before interpolating (--dedup)
-temporal            string                   none, ema, flow, auto (--temporal)
+temporal            string                   auto (default), flow, ema, none (--temporal)
 temporal_strength   number                   in [0, 1) (--temporal-strength)
-codec               string                   h264 or h265 (--codec)
+codec               string                   h264, h265, av1, prores, prores4444 or ffv1 (--codec)
 crf                 integer                  0..51 (--crf)
 preset              string                   x264/x265 preset (--preset)
 pix_fmt             string                   output pixel format (--pix-fmt)
@@ -55,7 +55,8 @@ output              string                   output file name (no folder), .mp4/
 
 Example sidecar ``holiday.json``: ``{"scale": 2, "temporal": "flow", "fps": 60, "crf": 20}``.
 
-Outputs go where ``vup enhance`` puts them: ``<workspace>/outputs/<partition>/<stem>_enhanced.mp4``, or
+Outputs go where ``vup enhance`` puts them: ``<workspace>/outputs/<partition>/<stem>_enhanced.mp4`` (``.mov`` for
+ProRes, ``.mkv`` for FFV1), or
 ``<workspace>/outputs/<output>`` when the sidecar names one (a plain file name; a path is refused).
 """
 
@@ -99,6 +100,7 @@ from orchestration.resources.config import (
 from orchestration.resources.core import WorkspaceResource
 from orchestration.resources.workspace import Workspace, register_video
 from stages.errors import SettingsError, StageError
+from stages.models.catalog import DEFAULT_UPSCALE_MODEL
 from stages.store.fsutil import atomic_write_text, sha256_file
 
 log = logging.getLogger(__name__)
@@ -135,15 +137,18 @@ SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
     "pix_fmt": ((str,), "a string"),
     "chunk_seconds": (_NUMBER, "a number"),
     "scene_detection": ((bool,), "true or false"),
+    "deinterlace": ((str,), "auto, off, frame or field"),
+    "square_pixels": ((bool,), "true or false"),
     "vmaf": ((bool,), "true or false"),
     "output": ((str,), "a file name"),
 }
 # A valid value of each key, for error messages.
 _EXAMPLES: dict[str, Any] = {
-    "model": "realesr-animevideov3", "scale": 2, "tile": 0, "tile_overlap": 16, "batch": 0, "backend": "auto",
+    "model": DEFAULT_UPSCALE_MODEL, "scale": 2, "tile": 0, "tile_overlap": 16, "batch": 0, "backend": "auto",
     "interpolate": 2, "fps": 60, "interp_method": "auto", "dedup": True, "temporal": "flow",
     "temporal_strength": 0.6, "codec": "h264", "crf": 18, "preset": "medium", "pix_fmt": "yuv420p",
-    "chunk_seconds": 10, "scene_detection": True, "vmaf": False, "output": "holiday_enhanced.mp4",
+    "chunk_seconds": 10, "scene_detection": True, "deinterlace": "auto", "square_pixels": True, "vmaf": False,
+    "output": "holiday_enhanced.mp4",
 }
 
 
@@ -271,15 +276,18 @@ def build_request(workspace: Workspace, video: Path, settings: dict[str, Any], p
             )
         output = workspace.outputs / output_name
     else:
-        output = workspace.outputs / partition_key / f"{video.stem}_enhanced.mp4"
+        from stages.media.codecs import default_suffix
+
+        suffix = default_suffix(str(s.get("codec") or "h264"))  # .mov for ProRes, .mkv for FFV1
+        output = workspace.outputs / partition_key / f"{video.stem}_enhanced{suffix}"
     interpolating = s.get("interpolate") is not None or s.get("fps") is not None
     return EnhanceRequest(
         input=video,
         output=output,
-        chunk=ChunkPlanConfig(**{k: s[k] for k in ("chunk_seconds", "scene_detection") if k in s}),
+        chunk=ChunkPlanConfig(**{k: s[k] for k in ("chunk_seconds", "scene_detection", "deinterlace") if k in s}),
         upscale=UpscaleConfig(**{k: s[k] for k in ("model", "scale", "tile", "tile_overlap", "batch", "backend")
                                  if k in s}),
-        encode=EncodeConfig(**{k: s[k] for k in ("codec", "crf", "preset", "pix_fmt") if k in s}),
+        encode=EncodeConfig(**{k: s[k] for k in ("codec", "crf", "preset", "pix_fmt", "square_pixels") if k in s}),
         temporal=TemporalConfig(**{{"temporal": "method", "temporal_strength": "strength"}[k]: s[k]
                                    for k in ("temporal", "temporal_strength") if k in s}),
         interpolate=InterpolateConfig(

@@ -1,2 +1,2 @@
-"""The video itself: probe, decode into chunks, the lossless chunk files, background decoding,
-encode and mux, the bundled ffmpeg, audio (mix, loudness) and previews."""
+"""The video itself: probe, decode into chunks (deinterlaced as asked), the lossless chunk files, background decoding,
+encode and mux, output codecs and containers, the bundled ffmpeg, audio (mix, loudness) and previews."""

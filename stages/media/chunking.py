@@ -2,8 +2,9 @@
 
 A video is cut into chunks of about ``chunk_seconds`` of real time (from the frame timestamps, so VFR works),
 boundaries moved onto a scene cut when one is near. Each chunk is decoded once, converted to RGB with the
-source's own matrix and range, and stored losslessly with :class:`stages.media.chunkio.ChunkWriter`; the exact
-source pts of its frames travel with it (:class:`ExtractedChunk`).
+source's own matrix and range, deinterlaced when the run's decoded view says so (stages.media.deinterlace), and
+stored losslessly with :class:`stages.media.chunkio.ChunkWriter`; the exact pts of its frames travel with it
+(:class:`ExtractedChunk`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import logging
 import math
 import os
 import tempfile
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -24,6 +24,7 @@ from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
 from stages.errors import ChunkError, InputError, SettingsError
 from stages.media.chunkio import ChunkWriter, storage_depth
+from stages.media.deinterlace import decoded_view, deinterlace_frames, source_view
 from stages.media.probe import VideoInfo, probe_video
 
 logger = logging.getLogger(__name__)
@@ -282,6 +283,32 @@ def plan_chunks(
     ]
 
 
+def decoded_plan(specs: Sequence[ChunkSpec], cuts: Sequence[int], view: VideoInfo) -> tuple[list[ChunkSpec], list[int]]:
+    """The chunk plan ``specs`` and scene ``cuts`` of the source, in the frames and ticks of its decoded ``view``
+    (:func:`stages.media.deinterlace.decoded_view`): the same, or for field-rate deinterlacing every frame index and
+    pts doubled (each source frame gives two; a chunk still starts on a whole source frame)."""
+    if view.deinterlace != "field":
+        return list(specs), list(cuts)
+    return ([ChunkSpec(s.index, 2 * s.start_frame, 2 * s.end_frame, 2 * s.start_pts,
+                       None if s.end_pts is None else 2 * s.end_pts) for s in specs], [2 * c for c in cuts])
+
+
+def source_spec(spec: ChunkSpec, view: VideoInfo) -> ChunkSpec:
+    """The source's frames and ticks behind ``spec`` of the decoded ``view`` (the inverse of :func:`decoded_plan`).
+
+    Raises:
+        ChunkError: a field-rate spec that starts or ends between the two fields of a frame.
+    """
+    if view.deinterlace != "field":
+        return spec
+    values = (spec.start_frame, spec.end_frame, spec.start_pts, spec.end_pts or 0)
+    if any(v % 2 for v in values):
+        raise ChunkError(f"extract: chunk {spec.index} starts or ends between the two fields of a frame ({spec}); "
+                         "plan field-rate chunks with decoded_plan")
+    return ChunkSpec(spec.index, spec.start_frame // 2, spec.end_frame // 2, spec.start_pts // 2,
+                     None if spec.end_pts is None else spec.end_pts // 2)
+
+
 def _snap_to_cut(seconds: np.ndarray, cuts: np.ndarray, start: int, target: float, snap: float) -> int | None:
     candidates = cuts[cuts > start]
     if len(candidates) == 0:
@@ -304,9 +331,12 @@ def extract_chunk(
     Seeks to the keyframe before ``spec.start_pts`` (further back when the decoder starts late), keeps exactly
     the frames whose pts lies in ``[start_pts, end_pts)``, converts them with :func:`color_conversion` of
     ``info`` and stores them at ``chunkio.storage_depth(info.bit_depth)`` (``(H, W, 3)`` uint8, or uint16 for
-    sources above 8 bits). Rotation is not applied. An interlaced source (``info.interlaced``) is deinterlaced
-    with bwdif, one frame per frame (see :func:`deinterlaced`). The file is written under a temporary name and
-    renamed at the end, so ``out_path`` never holds a partial chunk.
+    sources above 8 bits). Rotation is not applied, nor the pixel aspect (the frames keep the source's grid).
+
+    ``info`` is the probe, or its decoded view (:func:`stages.media.deinterlace.decoded_view`), which says how to
+    deinterlace (``info.deinterlace``): ``frame`` gives one bwdif frame per frame (same pts); ``field`` one per
+    field, ``spec`` and the pts written being on the view's doubled timeline (:func:`decoded_plan`). The file is
+    written under a temporary name and renamed at the end, so ``out_path`` never holds a partial chunk.
 
     Raises:
         InputError: the source cannot be opened or decoded.
@@ -314,6 +344,9 @@ def extract_chunk(
     """
     source = Path(source_path)
     out = Path(out_path)
+    view = decoded_view(info, "off")
+    probe = source_view(view)
+    within = source_spec(spec, view)
     conversion = color_conversion(info)
     depth = storage_depth(info.bit_depth)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -324,8 +357,11 @@ def extract_chunk(
     damaged: list[int] = []
     try:
         with ChunkWriter(tmp, info.width, info.height, bit_depth=depth) as writer:
-            frames = _noting_damage(_frames_in_range(source, info, spec), damaged)
-            for frame in deinterlaced(frames, info) if info.interlaced else frames:
+            frames = _noting_damage(_frames_in_range(source, probe, within), damaged)
+            if view.deinterlace != "off":
+                end = within.end_pts if within.end_pts is not None else probe.end_pts
+                frames = deinterlace_frames(frames, view, end)
+            for frame in frames:
                 if frame.width != info.width or frame.height != info.height:
                     logger.warning("extract: frame at pts %s is %dx%d, the video is %dx%d; scaling it",
                                    frame.pts, frame.width, frame.height, info.width, info.height)
@@ -349,7 +385,7 @@ def extract_chunk(
     if damaged:
         logger.warning("extract: %s has %d damaged frame(s) from %.3f s (chunk %d); the decoder concealed the damage "
                        "and they are kept, re-export or copy the source again if they show blocks",
-                       source.name, len(damaged), float((damaged[0] - info.start_pts) * info.time_base), spec.index)
+                       source.name, len(damaged), float((damaged[0] - probe.start_pts) * probe.time_base), spec.index)
     return ExtractedChunk(
         frame_count=len(written), pts=tuple(written), width=info.width, height=info.height, bit_depth=depth
     )
@@ -360,63 +396,6 @@ def _noting_damage(frames: Iterator[av.VideoFrame], damaged: list[int]) -> Itera
     for frame in frames:
         if frame.is_corrupt:
             damaged.append(int(frame.pts))
-        yield frame
-
-
-def deinterlaced(frames: Iterator[av.VideoFrame], info: VideoInfo) -> Iterator[av.VideoFrame]:
-    """``frames`` through FFmpeg's bwdif deinterlacer: one progressive frame per input frame, same pts, same
-    count (``mode=send_frame``); frames not flagged interlaced pass unchanged (``deint=interlaced``). At the
-    first and last frame of the sequence the missing neighbour is the frame itself.
-
-    Raises:
-        ChunkError: the filter fails (a frame of another size or format mid-stream).
-    """
-    graph: av.filter.Graph | None = None
-    shape: tuple[int, int, str] | None = None
-    pending: deque[tuple[int | None, Fraction | None]] = deque()  # bwdif counts in fields: give back the frame pts
-    try:
-        for frame in frames:
-            current = (frame.width, frame.height, frame.format.name)
-            if graph is not None and current != shape:
-                yield from _drain(graph, pending, flush=True)
-                graph = None
-            if graph is None:
-                graph, shape = _bwdif_graph(frame, info), current
-            pending.append((frame.pts, frame.time_base))
-            graph.push(frame)
-            yield from _drain(graph, pending, flush=False)
-        if graph is not None:
-            yield from _drain(graph, pending, flush=True)
-    except (av.error.FFmpegError, ValueError) as exc:
-        raise ChunkError(f"extract: deinterlacing {Path(info.path).name} failed ({exc}); deinterlace it first, "
-                         f"e.g. `ffmpeg -i {Path(info.path).name} -vf bwdif -c:v libx264 -crf 16 progressive.mkv`"
-                         ) from exc
-
-
-def _bwdif_graph(frame: av.VideoFrame, info: VideoInfo) -> av.filter.Graph:
-    graph = av.filter.Graph()
-    source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
-                              time_base=frame.time_base or info.time_base)
-    bwdif = graph.add("bwdif", "mode=send_frame:parity=auto:deint=interlaced")
-    sink = graph.add("buffersink")
-    source.link_to(bwdif)
-    bwdif.link_to(sink)
-    graph.configure()
-    return graph
-
-
-def _drain(graph: av.filter.Graph, pending: deque[tuple[int | None, Fraction | None]], *,
-           flush: bool) -> Iterator[av.VideoFrame]:
-    if flush:
-        graph.push(None)
-    while True:
-        try:
-            frame = graph.pull()
-        except (av.error.BlockingIOError, av.error.EOFError):
-            return
-        if not pending:
-            raise ChunkError("extract: the deinterlacer gave more frames than it was given; report this as a bug")
-        frame.pts, frame.time_base = pending.popleft()
         yield frame
 
 

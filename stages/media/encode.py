@@ -3,7 +3,8 @@
 Two steps, both in a temporary folder next to the output:
 
 1. PyAV encodes the concatenated chunk frames with their exact source pts, in the source time base, into a
-   temporary MP4 (libx264/libx265, CRF, preset, pixel format, colour tags, display-matrix rotation).
+   temporary MP4 (libx264/libx265, CRF, preset, pixel format, colour tags, display-matrix rotation, the source's
+   pixel aspect ratio, or the frames resampled to square pixels when asked).
 2. One ffmpeg call muxes that video (stream copy, timestamps kept with ``-copyts``) with every audio and
    subtitle stream of the source: audio is copied when the output container can hold its codec, else
    transcoded to AAC; subtitles are copied into MKV, converted to ``mov_text`` for MP4/MOV, and bitmap
@@ -30,6 +31,13 @@ from av.video.reformatter import Interpolation
 from stages.errors import ChunkError, EncodeError, ProbeError, SettingsError
 from stages.media.chunking import ColorConversion, color_conversion
 from stages.media.chunkio import read_frames
+from stages.media.codecs import (
+    check_container,
+    check_settings,
+    encoder_options,
+    is_rgb,
+    output_pix_fmt_for,
+)
 from stages.media.ffmpeg import find_ffmpeg, run_ffmpeg
 from stages.media.probe import (
     COLOR_MATRICES,
@@ -37,7 +45,9 @@ from stages.media.probe import (
     COLOR_RANGES,
     COLOR_TRANSFERS,
     VideoInfo,
+    format_ratio,
     probe_video,
+    square_pixel_size,
 )
 from stages.store.diskspace import raise_if_disk_full
 
@@ -46,16 +56,10 @@ logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
 
 CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
-ENCODERS = {"h264": "libx264", "h265": "libx265"}
+ENCODERS = {"h264": "libx264", "h265": "libx265"}  # every output codec: stages.media.codecs.OUTPUT_CODECS
 H265_MIN_WIDTH = 16
 H265_MIN_HEIGHT = 32
 H265_MIN_WIDTH_HIGH_DEPTH = 64
-PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
-PIX_FMTS = {
-    "h264": ("yuv420p", "yuv422p", "yuv444p", "yuv420p10le", "yuv422p10le", "yuv444p10le"),
-    "h265": ("yuv420p", "yuv422p", "yuv444p", "yuv420p10le", "yuv422p10le", "yuv444p10le",
-             "yuv420p12le", "yuv422p12le", "yuv444p12le"),
-}
 
 # Audio codecs each container takes as they are; anything else is transcoded to AAC. None = all of them.
 _AUDIO_COPY: dict[str, frozenset[str] | None] = {
@@ -71,6 +75,7 @@ _BITMAP_SUBTITLES = frozenset({"dvd_subtitle", "hdmv_pgs_subtitle", "dvb_subtitl
 _MP4_BITMAP_COPY = frozenset({"dvd_subtitle"})
 
 YUV_FLAGS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INP
+SQUARE_PIXEL_FLAGS = Interpolation.LANCZOS | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INP
 _PRIMARIES_IDS = {name: key for key, name in COLOR_PRIMARIES.items()}
 _TRANSFER_IDS = {name: key for key, name in COLOR_TRANSFERS.items()}
 _MATRIX_IDS = {name: key for key, name in COLOR_MATRICES.items()}
@@ -83,27 +88,24 @@ class EncodeSettings:
 
     ``codec`` is ``"h264"`` (libx264) or ``"h265"`` (libx265); ``crf`` 0..51; ``preset`` an x264/x265 preset;
     ``pix_fmt`` None picks ``yuv420p`` for 8-bit sources and ``yuv420p10le`` above (``yuv444p``/``yuv444p10le``
-    when the frame size is odd, which 4:2:0 cannot hold).
+    when the frame size is odd, which 4:2:0 cannot hold). Also ``"prores"`` (ProRes 422 HQ, MOV),
+    ``"prores4444"`` (MOV), ``"av1"`` (CRF 0..63, the fastest AV1 encoder present; MKV or MP4) and ``"ffv1"``
+    (lossless, RGB by default; MKV): stages.media.codecs.OUTPUT_CODECS; ProRes and FFV1 ignore ``crf``/``preset``.
+    ``square_pixels``: a source with non-square pixels (a sample aspect ratio other than 1:1, e.g. 720x480 DV at
+    8:9) is resampled (Lanczos) to square pixels at the same height and the display aspect
+    (:func:`output_geometry`); by default its pixel aspect is carried instead.
     """
 
     codec: str = "h264"
     crf: int = 18
     preset: str = "medium"
     pix_fmt: str | None = None
+    square_pixels: bool = False
 
     def validate(self) -> None:
-        """Raises SettingsError for an unknown codec, a CRF outside 0..51, an unknown preset or pixel format."""
-        if self.codec not in ENCODERS:
-            raise SettingsError(f"encode: unknown codec {self.codec!r}; use one of {', '.join(ENCODERS)}")
-        if isinstance(self.crf, bool) or not isinstance(self.crf, int) or not 0 <= self.crf <= 51:
-            raise SettingsError(f"encode: crf {self.crf!r} is outside 0..51; use 18 for near-transparent quality")
-        if self.preset not in PRESETS:
-            raise SettingsError(f"encode: unknown preset {self.preset!r}; use one of {', '.join(PRESETS)}")
-        if self.pix_fmt is not None and self.pix_fmt not in PIX_FMTS[self.codec]:
-            raise SettingsError(
-                f"encode: pixel format {self.pix_fmt!r} is not supported for {self.codec}; "
-                f"use one of {', '.join(PIX_FMTS[self.codec])} or leave it unset"
-            )
+        """Raises SettingsError for an unknown codec, a CRF outside the codec's range (0..51 for x264/x265), an
+        unknown preset or pixel format (stages.media.codecs.check_settings)."""
+        check_settings(self.codec, self.crf, self.preset, self.pix_fmt)
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ class EncodeResult:
     pix_fmt: str
     audio_streams: int
     subtitle_streams: int
+    sample_aspect: str = "1:1"  # the output stream's pixel aspect, e.g. "8:9" (players show width * SAR wide)
 
 
 def encode_video(
@@ -143,12 +146,16 @@ def encode_video(
     Frames are read with :func:`stages.media.chunkio.read_frames` (``(H, W, 3)`` uint8 or uint16 RGB, any size, the
     same for every frame) and get their exact pts, so output duration equals input duration and VFR timing is
     kept. RGB -> YUV uses the matrix and range of :func:`stages.media.chunking.color_conversion` of ``source``; the
-    stream is tagged with its primaries/transfer/matrix/range and the source rotation. The container follows
-    the suffix (``.mp4``, ``.mov``, ``.mkv``). ``progress(done, total)`` counts encoded frames.
+    stream is tagged with its primaries/transfer/matrix/range and the source rotation. A source with non-square
+    pixels keeps its display aspect: the stream carries the pixel aspect (:func:`output_geometry`; in the H.264/
+    H.265 VUI and the container, so players show it as the source), or with ``settings.square_pixels`` the frames
+    are resampled to square pixels. The container follows the suffix (``.mp4``, ``.mov``, ``.mkv``) and must
+    hold the codec (stages.media.codecs.check_container: ProRes in .mov, FFV1 in .mkv, AV1 in .mkv or .mp4).
+    ``progress(done, total)`` counts encoded frames.
 
     Raises:
-        SettingsError: bad settings, unknown suffix, a 4:2:0/4:2:2 pixel format for an odd frame size, H.265
-            for frames below 16x32, no ffmpeg.
+        SettingsError: bad settings, unknown suffix, a container that cannot hold the codec, a 4:2:0/4:2:2 pixel
+            format for an odd frame size, H.265 for frames below 16x32, no AV1 encoder for AV1, no ffmpeg.
         ChunkError: a chunk is missing, unreadable, of another size than the first, or its frame count differs
             from its pts count; pts are not strictly increasing across chunks.
         EncodeError: encoding or muxing failed, or the output does not have the expected frames.
@@ -160,6 +167,8 @@ def encode_video(
     fmt = CONTAINERS.get(out.suffix.lower())
     if fmt is None:
         raise SettingsError(f"encode: unknown output suffix {out.suffix!r} for {out.name}; use .mp4, .mkv or .mov")
+    check_container(settings.codec, out.suffix)
+    encoder = encoder_options(settings.codec, settings.crf, settings.preset)[0]
     _check_chunks(chunks)
     exe = find_ffmpeg(ffmpeg)
     total = sum(len(chunk.pts) for chunk in chunks)
@@ -169,7 +178,7 @@ def encode_video(
         out.parent.mkdir(parents=True, exist_ok=True)
         # the pid in the name lets the next run delete what a killed process left (orchestration.sensors.watchdog)
         workdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".part", dir=out.parent))
-        video_tmp = workdir / "video.mp4"
+        video_tmp = workdir / ("video.mov" if settings.codec.startswith("prores") else "video.mp4")  # MP4 has no ProRes
         _encode_stream(chunks, source, video_tmp, settings, conversion, total, progress)
         muxed = workdir / f"muxed{out.suffix.lower()}"
         kept_audio, kept_subtitles = _mux(video_tmp, source, muxed, fmt, settings, exe)
@@ -181,8 +190,8 @@ def encode_video(
     finally:
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
-    logger.info("encode: wrote %s (%d frames, %dx%d, %s %s)", out, result.frame_count, result.width, result.height,
-                result.codec, result.pix_fmt)
+    logger.info("encode: wrote %s (%d frames, %dx%d, %s %s with %s)", out, result.frame_count, result.width,
+                result.height, result.codec, result.pix_fmt, encoder)
     return result
 
 
@@ -210,6 +219,8 @@ def output_pix_fmt(settings: EncodeSettings, source: VideoInfo, width: int, heig
     Raises:
         SettingsError: the explicit pixel format subsamples chroma and the size is odd.
     """
+    if settings.codec not in ENCODERS:  # ProRes, AV1, FFV1: their own defaults (stages.media.codecs)
+        return output_pix_fmt_for(settings.codec, settings.pix_fmt, source.bit_depth > 8, width, height)
     if settings.pix_fmt is None:
         high = source.bit_depth > 8
         if width % 2 or height % 2:
@@ -223,6 +234,22 @@ def output_pix_fmt(settings: EncodeSettings, source: VideoInfo, width: int, heig
             "use a yuv444p pixel format or an even output size"
         )
     return pix_fmt
+
+
+def output_geometry(source: VideoInfo, width: int, height: int, square_pixels: bool = False
+                    ) -> tuple[int, int, Fraction]:
+    """``(width, height, sample_aspect)`` of the encoded stream for frames of ``width`` x ``height`` made from
+    ``source``: the frames' own size with the pixel aspect that keeps the source's display aspect (its SAR itself
+    after a uniform upscale: 2880x1920 at 8:9 from 720x480 at 8:9), or with ``square_pixels`` the size resampled
+    to square pixels at the same height (2560x1920 at 1:1) (:func:`stages.media.probe.square_pixel_size`). A source
+    with square pixels gives its frames as they are, at 1:1."""
+    if source.sample_aspect == 1:
+        return width, height, Fraction(1)
+    sample_aspect = (source.display_aspect * Fraction(height, width)).limit_denominator(65535)
+    if not square_pixels or sample_aspect == 1:
+        return width, height, sample_aspect
+    out_w, out_h = square_pixel_size(width, height, sample_aspect)
+    return out_w, out_h, Fraction(1)
 
 
 def check_frame_size(codec: str, width: int, height: int, bit_depth: int = 8) -> None:
@@ -275,31 +302,35 @@ def _encode_stream(
     if first is None:
         raise ChunkError(f"encode: the first chunk ({chunks[0].path}) holds no frame; redo it")
     height, width = first[0].shape[:2]
-    pix_fmt = output_pix_fmt(settings, source, width, height)
-    check_frame_size(settings.codec, width, height, 10 if ("10le" in pix_fmt or "12le" in pix_fmt) else 8)
+    out_w, out_h, sample_aspect = output_geometry(source, width, height, settings.square_pixels)
+    pix_fmt = output_pix_fmt(settings, source, out_w, out_h)
+    check_frame_size(settings.codec, out_w, out_h, 10 if ("10le" in pix_fmt or "12le" in pix_fmt) else 8)
+    flags = YUV_FLAGS if (out_w, out_h) == (width, height) else SQUARE_PIXEL_FLAGS
     time_base = source.time_base
     durations = _frame_durations(chunks, source)
     try:
-        container = av.open(str(path), mode="w", format="mp4")
+        container = av.open(str(path), mode="w", format="mov" if path.suffix == ".mov" else "mp4")
     except (OSError, av.error.FFmpegError) as exc:
         raise EncodeError(f"encode: cannot create {path} ({exc}); check the output folder") from exc
     done = 0
     try:
         with container:
-            stream = container.add_stream(ENCODERS[settings.codec], rate=_rate(source))
-            stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+            encoder, options = encoder_options(settings.codec, settings.crf, settings.preset)
+            stream = container.add_stream(encoder, rate=_rate(source))
+            stream.width, stream.height, stream.pix_fmt = out_w, out_h, pix_fmt
+            if sample_aspect != 1:
+                stream.codec_context.sample_aspect_ratio = sample_aspect  # bitstream VUI and container (pasp)
             stream.time_base = time_base
             ctx = stream.codec_context
             ctx.time_base = time_base
             ctx.thread_count = 0
-            options = {"crf": str(settings.crf), "preset": settings.preset}
-            if settings.codec == "h265":
-                options["x265-params"] = "log-level=error"
             ctx.options = options
             ctx.color_primaries = _PRIMARIES_IDS.get(conversion.primaries, 2)
             ctx.color_trc = _TRANSFER_IDS.get(conversion.transfer, 2)
-            ctx.colorspace = _MATRIX_IDS[conversion.matrix]
-            ctx.color_range = _RANGE_IDS[conversion.range]
+            rgb_out = is_rgb(pix_fmt)  # FFV1 keeps the RGB planes: no matrix, full range
+            ctx.colorspace = _MATRIX_IDS["gbr" if rgb_out else conversion.matrix]
+            ctx.color_range = _RANGE_IDS["pc" if rgb_out else conversion.range]
+            tag_frames = settings.codec.startswith("prores")
             if source.rotation:
                 stream.set_display_rotation(source.rotation)
             for rgb, pts in _chain(first, frames):
@@ -313,8 +344,13 @@ def _encode_stream(
                     format=pix_fmt,
                     dst_colorspace=conversion.sws_colorspace,
                     dst_color_range=conversion.sws_range,
-                    interpolation=YUV_FLAGS,
+                    width=out_w,
+                    height=out_h,
+                    interpolation=flags,
                 )
+                if tag_frames:  # ProRes writes the frame's colour tags into its frame header (and the MOV's colr)
+                    for name in ("color_primaries", "color_trc", "colorspace", "color_range"):
+                        setattr(frame, name, getattr(ctx, name))
                 frame.pts = pts
                 frame.time_base = time_base
                 container.mux(_with_durations(stream.encode(frame), durations))
@@ -452,4 +488,5 @@ def _verify(muxed: Path, out: Path, expected: int, audio: int, subtitles: int) -
         pix_fmt=info.pix_fmt,
         audio_streams=len(info.audio_streams),
         subtitle_streams=len(info.subtitle_streams),
+        sample_aspect=format_ratio(info.sample_aspect),
     )

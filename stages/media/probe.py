@@ -1,8 +1,13 @@
-"""Probing a video file: streams, real frame timestamps, colour tags, rotation.
+"""Probing a video file: streams, real frame timestamps, colour tags, rotation, pixel aspect, interlacing.
 
 Frame count, frame rate and the VFR flag come from the real timestamps of the demuxed packets, never from
 the nominal rate in the header. A few frames are decoded to prove the stream is decodable and to read what
 only frames carry (interlacing, display-matrix rotation, colour tags missing from the header).
+
+Every packet is demuxed once, so a file that was cut (a copy or download that stopped) is found here: a file whose
+video stream is incomplete is refused, with how much is missing; a file whose video is complete but another stream
+lacks a few packets (a cut at the very end, or an MP4 index that counts samples its edit list leaves out) is
+accepted with a warning that says which stream lacks what (:attr:`VideoInfo.warnings`).
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ _DECODE_PROBE_FRAMES = 3
 _DECODE_PROBE_MAX_PACKETS = 300
 _MKV_END_TOLERANCE_S = 0.5
 _ISO_BMFF_BOXES = (b"ftyp", b"mdat", b"moov", b"free", b"wide", b"skip")
+# A sample aspect ratio outside this range is a broken header, not a real pixel shape (anamorphic is 0.5-2).
+_SAR_RANGE = (Fraction(1, 10), Fraction(10))
 # Frames larger than this are never decoded by the probe: no output can hold them (the output limit is 8K,
 # 7680x4320, even at scale 1), and a damaged or hostile header may declare gigapixel frames.
 DECODE_PROBE_MAX_PIXELS = 7680 * 4320
@@ -95,6 +102,19 @@ class VideoInfo:
     ``end_pts`` is the pts just after the last frame. ``avg_fps`` is the rate the container declares,
     ``real_fps`` is ``frame_count / duration`` from the real timestamps. Colour fields use FFmpeg's names
     (``"bt709"``, ``"smpte170m"``, ``"tv"``/``"pc"``...) or None when the source does not say.
+
+    ``sample_aspect_num``/``sample_aspect_den`` is the sample (pixel) aspect ratio, SAR: the shape of one pixel,
+    1:1 for square pixels; 8:9 for NTSC DV (720x480 shown as 4:3), 16:15 for PAL DV (720x576 shown as 4:3), 128:117
+    for a QCIF 176x144 camera clip. The picture is shown ``width * SAR`` wide (:attr:`display_aspect`). The
+    container's value wins over the bitstream's, as FFmpeg's players do; 1:1 when neither says.
+
+    ``interlaced``: the source's frames are flagged interlaced (or its codec declares a field order).
+    ``deinterlace`` is ``"off"`` for a probe; :func:`stages.media.deinterlace.decoded_view` gives the info of the
+    frames as the pipeline decodes them (``"frame"``: bwdif, one frame per frame; ``"field"``: one per field,
+    at twice the rate, on a time base twice as fine).
+
+    ``warnings``: what the probe found missing in a file it still accepts (a stream with fewer packets than its
+    index declares, a packet cut short at the end), one sentence each; empty for a complete file.
     """
 
     path: str
@@ -123,11 +143,32 @@ class VideoInfo:
     interlaced: bool
     audio_streams: tuple[AudioStreamInfo, ...] = ()
     subtitle_streams: tuple[SubtitleStreamInfo, ...] = ()
+    sample_aspect_num: int = 1
+    sample_aspect_den: int = 1
+    deinterlace: str = "off"
+    warnings: tuple[str, ...] = ()
 
     @property
     def time_base(self) -> Fraction:
         """Time base of the video stream's pts."""
         return Fraction(self.time_base_num, self.time_base_den)
+
+    @property
+    def sample_aspect(self) -> Fraction:
+        """The sample (pixel) aspect ratio, width over height of one pixel (1 for square pixels)."""
+        return Fraction(self.sample_aspect_num, self.sample_aspect_den)
+
+    @property
+    def display_aspect(self) -> Fraction:
+        """The shape of the picture as shown: ``width * SAR / height`` (4/3 for 720x480 at SAR 8:9)."""
+        return Fraction(self.width, self.height) * self.sample_aspect
+
+    @property
+    def square_pixel_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the picture resampled to square pixels at the same height (the display size):
+        ``width * SAR`` rounded to an even number (640x480 for 720x480 at 8:9, 768x576 for 720x576 at 16:15,
+        192x144 for 176x144 at 128:117); the size itself for square pixels."""
+        return square_pixel_size(self.width, self.height, self.sample_aspect)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (streams as lists of dicts); inverse of :meth:`from_dict`."""
@@ -145,11 +186,25 @@ class VideoInfo:
         """
         values = dict(data)
         try:
+            values["warnings"] = tuple(str(w) for w in values.get("warnings", ()))
             values["audio_streams"] = tuple(AudioStreamInfo(**a) for a in values.get("audio_streams", ()))
             values["subtitle_streams"] = tuple(SubtitleStreamInfo(**s) for s in values.get("subtitle_streams", ()))
             return cls(**values)
         except TypeError as exc:
             raise ProbeError(f"probe: cannot rebuild VideoInfo from dict ({exc}); probe the video again") from exc
+
+
+def square_pixel_size(width: int, height: int, sample_aspect: Fraction) -> tuple[int, int]:
+    """``(width, height)`` with pixels of aspect ``sample_aspect`` resampled to square ones at the same height:
+    the width becomes ``width * sample_aspect``, rounded to an even number (4:2:0 needs one) and at least 2."""
+    if sample_aspect == 1:
+        return width, height
+    return max(2, 2 * round(width * sample_aspect / 2)), height
+
+
+def format_ratio(value: Fraction) -> str:
+    """``8:9`` for Fraction(8, 9): how players and ffprobe write an aspect ratio."""
+    return f"{value.numerator}:{value.denominator}"
 
 
 @dataclass(frozen=True)
@@ -160,6 +215,7 @@ class _Scan:
     last_duration: int  # duration of the last frame in stream ticks (0 if unknown)
     first_frame: av.VideoFrame | None
     interlaced: bool
+    warnings: tuple[str, ...] = ()
 
 
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
@@ -169,8 +225,14 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
 
     Raises:
         ProbeError: the path is missing, a directory or empty; the file is not a media file, is a still image,
-            has no video stream, uses a codec this FFmpeg build cannot decode, is truncated (MP4 index missing,
-            fewer packets than the index declares, cut media data) or has no decodable frame.
+            has no video stream, uses a codec this FFmpeg build cannot decode, is truncated so that its video does
+            not decode to its end (MP4 index missing, fewer video frames in the file than the index declares, a
+            video packet cut short, Matroska media data that stops well before the declared duration; the message
+            says how much is missing) or has no decodable frame.
+
+    A file whose video is complete but which lacks a little of another stream is accepted: the info's
+    ``warnings`` say what is missing and how much (the caller shows them: ``validate_request`` logs them as
+    warnings, the enhance graph's probe asset logs them to the run, the report lists them).
 
     Frames whose declared size is above :data:`DECODE_PROBE_MAX_PIXELS` are not decoded (the info then comes
     from the headers only); such a video is refused later by the 8K output limit.
@@ -310,7 +372,7 @@ def _scan_video(
     """Demux every packet of the file; keep the video stream's pts and decode its first ``decode_frames`` frames.
 
     Packets of the other streams are counted too, to find truncation (cut packets, fewer packets than an MP4
-    index declares, a Matroska file that ends well before its declared duration).
+    index declares, a Matroska file that ends well before its declared duration); see :func:`_check_complete`.
     """
     pts_list: list[int] = []
     durations: list[int] = []
@@ -320,17 +382,20 @@ def _scan_video(
     decode_errors = 0
     counts: dict[int, int] = {}
     ends: dict[int, float] = {}
-    corrupt: list[str] = []
+    corrupt: list[_CutPacket] = []
+    demux_error: av.error.FFmpegError | None = None
     try:
         for packet in container.demux():
-            if packet.stream is None:
-                continue
+            if packet.stream is None or packet.size == 0:
+                continue  # the demuxer's empty packets at the end of each stream are no data
             index = packet.stream.index
             counts[index] = counts.get(index, 0) + _index_units(packet)
-            if packet.size == 0:
-                continue
             if packet.is_corrupt:
-                corrupt.append(f"the {packet.stream.type} packet of stream #{index} at pts {packet.pts}")
+                timed = packet.pts is not None and packet.time_base
+                corrupt.append(_CutPacket(index, packet.stream.type,
+                                          float(packet.pts * packet.time_base) if timed else None,
+                                          float(packet.duration * packet.time_base) if timed and packet.duration
+                                          else None))
             if packet.pts is not None and packet.time_base:
                 end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
                 ends[index] = max(ends.get(index, end), end)
@@ -348,11 +413,8 @@ def _scan_video(
                 except av.error.FFmpegError:
                     decode_errors += 1
     except av.error.FFmpegError as exc:
-        raise ProbeError(
-            f"probe: {path.name} is truncated or damaged ({exc.strerror or exc}) after {len(pts_list)} frames; "
-            "copy the file again or re-export it"
-        ) from exc
-    _check_complete(container, path, counts, ends, corrupt)
+        demux_error = exc
+    warnings = _check_complete(container, stream, path, _Demuxed(counts, ends, corrupt, demux_error, len(pts_list)))
 
     if decode_frames and not frames:
         try:
@@ -381,7 +443,8 @@ def _scan_video(
             f"broken, remux it first, e.g. `ffmpeg -fflags +genpts -i {path.name} -c copy fixed.mkv`"
         )
     interlaced = any(f.interlaced_frame for f in frames) or stream.codec_context.field_order > 1
-    return _Scan(pts=pts, last_duration=last_duration, first_frame=frames[0] if frames else None, interlaced=interlaced)
+    return _Scan(pts=pts, last_duration=last_duration, first_frame=frames[0] if frames else None,
+                 interlaced=interlaced, warnings=tuple(warnings))
 
 
 def _index_units(packet: av.Packet) -> int:
@@ -393,45 +456,154 @@ def _index_units(packet: av.Packet) -> int:
     return 1
 
 
+@dataclass(frozen=True)
+class _CutPacket:
+    """A packet the demuxer flagged corrupt (in MP4/MOV and Matroska: its data ends before its declared size)."""
+
+    stream_index: int
+    kind: str
+    seconds: float | None
+    duration: float | None = None
+
+    def describe(self) -> str:
+        when = f" at {self.seconds:.2f} s" if self.seconds is not None else ""
+        lasting = f" (up to {self.duration:.3f} s of {self.kind})" if self.duration else ""
+        return f"the {self.kind} packet of stream #{self.stream_index}{when}{lasting}"
+
+
+@dataclass(frozen=True)
+class _Demuxed:
+    """What one demux pass found: index units per stream, where each stream's data ends (seconds), the packets
+    cut short, the error that stopped the pass early (None: it reached the end) and the video packets read."""
+
+    counts: dict[int, int]
+    ends: dict[int, float]
+    corrupt: list[_CutPacket]
+    error: av.error.FFmpegError | None
+    video_packets: int
+
+
+def _boxes_cut(path: Path) -> bool:
+    """True when a top-level box of the ISO BMFF file ``path`` declares more bytes than the file holds (the file
+    was cut: its media data, or its index, stops early). Only the box headers are read."""
+    size = path.stat().st_size
+    offset = 0
+    with path.open("rb") as handle:
+        while offset + 8 <= size:
+            handle.seek(offset)
+            header = handle.read(16)
+            box_size = int.from_bytes(header[:4], "big")
+            if box_size == 1 and len(header) == 16:
+                box_size = int.from_bytes(header[8:16], "big")
+            elif box_size == 0:
+                return False  # the last box runs to the end of the file, whatever its length
+            if box_size < 8:
+                return False  # not a box structure we can follow; other checks decide
+            if offset + box_size > size:
+                return True
+            offset += box_size
+    return False
+
+
+def _stream_seconds(stream: av.stream.Stream, units: int) -> float | None:
+    """About how long ``units`` index entries of ``stream`` last: from its declared duration and entry count, else
+    its rate. None when the stream says neither."""
+    if stream.duration and stream.time_base and stream.frames:
+        return float(stream.duration * stream.time_base) * units / stream.frames
+    rate = getattr(stream, "average_rate", None) or getattr(stream, "guessed_rate", None)
+    if stream.type == "audio" and stream.codec_context is not None and stream.codec_context.sample_rate:
+        frame_size = stream.codec_context.frame_size or 1024
+        return units * frame_size / stream.codec_context.sample_rate
+    return units / float(rate) if rate else None
+
+
 def _check_complete(
     container: av.container.InputContainer,
+    video: av.video.stream.VideoStream,
     path: Path,
-    counts: dict[int, int],
-    ends: dict[int, float],
-    corrupt: list[str],
-) -> None:
-    """Raise ProbeError when the demuxed packets show the file was cut.
+    found: _Demuxed,
+) -> list[str]:
+    """Raise ProbeError when the demuxed packets show that the video stream was cut; return warnings for what is
+    missing elsewhere (the file is used).
 
-    MP4/MOV and Matroska: no packet may be cut short. MP4/MOV: every stream must have the sample count of its
-    index. Matroska: the media data must reach the declared duration (with a tolerance). Other containers'
-    headers are not trusted for this, and their damaged packets (e.g. MPEG-TS continuity errors) only warn.
+    MP4/MOV: a stream with fewer packets than its index declares lacks that many; it was cut when a top-level box
+    runs past the end of the file or a packet is cut short, else the index counts samples its edit list leaves out
+    (the demuxer, as every player, stops at the edit: nothing is lost). The video stream may lack nothing that
+    was cut; other streams warn. A packet cut short refuses the file when it is a video packet, warns otherwise.
+    Matroska: the media data must reach the declared duration (with a tolerance), else the file is cut and its
+    end is missing. Other containers' headers are not trusted for this, and their damaged packets (e.g. MPEG-TS
+    continuity errors) only warn. A demux error refuses the file unless the video stream is known complete.
     """
     is_mov = "mp4" in container.format.name or "mov" in container.format.name
     is_mkv = container.format.name.startswith("matroska")
-    if corrupt and (is_mov or is_mkv):
+    warnings: list[str] = []
+    name = path.name
+    cut_video = [c for c in found.corrupt if c.stream_index == video.index]
+    cut_other = [c for c in found.corrupt if c.stream_index != video.index]
+    if (is_mov or is_mkv) and cut_video:
         raise ProbeError(
-            f"probe: {path.name} is truncated or damaged ({corrupt[0]} is cut short); copy the file again or "
-            "re-export it"
+            f"probe: {name} is truncated or damaged ({cut_video[0].describe()} is cut short): its video does not "
+            f"decode to its end ({len(cut_video)} video packet(s) damaged, the last frames are missing); copy the "
+            "file again or re-export it"
         )
-    if corrupt:
-        logger.warning("probe: %s has %d damaged packets (first: %s); decoding may show glitches",
-                       path.name, len(corrupt), corrupt[0])
-    for candidate in container.streams if is_mov else ():
-        declared = candidate.frames
-        found = counts.get(candidate.index, 0)
-        if declared and found < declared:
-            raise ProbeError(
-                f"probe: {path.name} is truncated: its index declares {declared} {candidate.type} packets in stream "
-                f"#{candidate.index} but only {found} are in the file; copy the file again or re-export it"
-            )
-    if is_mkv and container.duration and ends:
+    if cut_other:
+        what = "is cut short" if is_mov or is_mkv else "is damaged"
+        warnings.append(
+            f"probe: {name}: {cut_other[0].describe()} {what} ({len(cut_other)} such packet(s)); the video is "
+            "complete, so the file is used, but that stream may click or stop early there; copy the file again "
+            "for a complete copy")
+    elif found.corrupt and not (is_mov or is_mkv):
+        warnings.append(f"probe: {name} has {len(found.corrupt)} damaged packets (first: "
+                        f"{found.corrupt[0].describe()}); decoding may show glitches")
+    video_complete = False
+    if is_mov:
+        cut = _boxes_cut(path) or bool(found.corrupt) or found.error is not None
+        for candidate in container.streams:
+            declared = candidate.frames
+            have = found.counts.get(candidate.index, 0)
+            if not declared:
+                continue
+            if candidate.index == video.index:
+                video_complete = have >= declared
+            if have >= declared:
+                continue
+            missing = declared - have
+            seconds = _stream_seconds(candidate, missing)
+            about = f" (about {seconds:.2f} s)" if seconds is not None else ""
+            if candidate.index == video.index and cut:
+                raise ProbeError(
+                    f"probe: {name} is truncated: its index declares {declared} video frames in stream "
+                    f"#{candidate.index} but only {have} are in the file, so its video does not decode to its end: "
+                    f"the last {missing} frames{about} are missing; copy the file again or re-export it"
+                )
+            kind = "video frames" if candidate.type == "video" else f"{candidate.type} packets"
+            why = ("the file is cut short at the end" if cut
+                   else "the index counts samples that its edit list leaves out; players stop there too")
+            warnings.append(
+                f"probe: {name}: stream #{candidate.index} ({candidate.type}) lacks its last {missing} of {declared} "
+                f"{kind}{about}: the file holds {have} ({why}); the video decodes to its end, so the file is used "
+                "as players show it")
+    if is_mkv and container.duration and found.ends:
         declared_end = container.duration / av.time_base
-        found_end = max(ends.values())
+        found_end = max(found.ends.values())
         if found_end + max(_MKV_END_TOLERANCE_S, 0.05 * declared_end) < declared_end:
             raise ProbeError(
-                f"probe: {path.name} is truncated: it declares {declared_end:.2f} s but its media data ends at "
-                f"{found_end:.2f} s; copy the file again or re-export it"
+                f"probe: {name} is truncated: it declares {declared_end:.2f} s but its media data ends at "
+                f"{found_end:.2f} s, so the last {declared_end - found_end:.2f} s of its video are missing; copy the "
+                "file again or re-export it"
             )
+        video_complete = found.error is None or found.ends.get(video.index, 0.0) + _MKV_END_TOLERANCE_S >= declared_end
+    if found.error is not None:
+        if not video_complete:
+            raise ProbeError(
+                f"probe: {name} is truncated or damaged ({found.error.strerror or found.error}) after "
+                f"{found.video_packets} video frames, so its video does not decode to its end; copy the file again "
+                "or re-export it"
+            )
+        warnings.append(f"probe: {name}: reading stopped early ({found.error.strerror or found.error}) after the "
+                        "last video frame; the video is complete, so the file is used, but other streams may end "
+                        "early")
+    return warnings
 
 
 def _decoded_timestamps(stream_index: int, path: Path) -> np.ndarray:
@@ -503,6 +675,21 @@ def _color_name(table: dict[int, str], *values: int | None) -> str | None:
     return None
 
 
+def _sample_aspect(stream: av.video.stream.VideoStream, path: Path) -> Fraction:
+    """The stream's sample aspect ratio: the container's (MP4 ``pasp``, Matroska display size) when it gives one,
+    else the bitstream's (H.264/HEVC VUI, MPEG-2 sequence header), else 1 (square pixels). A value outside 1:10 to
+    10:1 is a broken header and is ignored with a note in the log."""
+    for value in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio):
+        if not value or value.numerator <= 0 or value.denominator <= 0:
+            continue
+        ratio = Fraction(value.numerator, value.denominator)
+        if _SAR_RANGE[0] <= ratio <= _SAR_RANGE[1]:
+            return ratio
+        logger.info("probe: %s declares a pixel aspect of %s; ignored (not a real pixel shape)", path.name,
+                    format_ratio(ratio))
+    return Fraction(1)
+
+
 def _build_info(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream, scan: _Scan, path: Path
 ) -> VideoInfo:
@@ -558,6 +745,7 @@ def _build_info(
         )
         for s in container.streams.subtitles
     )
+    sar = _sample_aspect(stream, path)
     info = VideoInfo(
         path=str(path),
         size_bytes=path.stat().st_size,
@@ -585,6 +773,9 @@ def _build_info(
         interlaced=scan.interlaced,
         audio_streams=audio,
         subtitle_streams=subtitles,
+        sample_aspect_num=sar.numerator,
+        sample_aspect_den=sar.denominator,
+        warnings=scan.warnings,
     )
     logger.debug("probe: %s -> %s", path.name, info)
     return info

@@ -36,9 +36,14 @@ from typing import Literal
 from stages.errors import SettingsError
 
 __all__ = [
+    "ANIMATION_MODEL",
+    "ANIMATION_MODELS",
+    "AUTO_MODEL",
     "CATALOG",
     "DEFAULT_INTERPOLATION_MODEL",
     "DEFAULT_UPSCALE_MODEL",
+    "LIVE_ACTION_MODEL",
+    "LIVE_ACTION_MODELS",
     "SPANDREL_ARCHITECTURES",
     "SPANDREL_TASKS",
     "TASK_FRAME_INTERPOLATION",
@@ -148,7 +153,16 @@ class ModelEntry:
         return self.file is not None and bool(self.file.urls)
 
 
-DEFAULT_UPSCALE_MODEL = "realesr-animevideov3"
+AUTO_MODEL = "auto"
+"""Not a model: look at the video and take the live-action or the animation network (``decide_model``)."""
+DEFAULT_UPSCALE_MODEL = AUTO_MODEL
+LIVE_ACTION_MODEL = "realesr-general-x4v3"
+ANIMATION_MODEL = "realesr-animevideov3"
+LIVE_ACTION_MODELS = (LIVE_ACTION_MODEL, "compact-rybu-x4", "realesrgan-x4plus", "realplksr-gan-x4",
+                      "swinir-real-m-x4-gan", "swinir-real-l-x4-gan")
+"""Live-action models, the preferred first: ``auto`` falls back along this list to what is on the machine
+(order from the measurements in docs/models.md, "Which model for real footage")."""
+ANIMATION_MODELS = (ANIMATION_MODEL, "realesrgan-x4plus-anime6b")
 DEFAULT_INTERPOLATION_MODEL = "rife-4.25"
 
 TASK_SUPER_RESOLUTION = "super-resolution"
@@ -272,7 +286,7 @@ _ENTRIES = (
     ModelEntry(
         id="realesr-animevideov3", task="super-resolution", architecture="SRVGGNetCompact", scale=4,
         family="realesr-animevideov3", file=_ANIMEVIDEO_FILE, license="BSD-3-Clause",
-        description="Anime and cartoon video, x4, very fast (compact 16-conv network); the default.",
+        description="Anime and cartoon video, x4, very fast (compact 16-conv network); auto's pick for animation.",
         tags=("anime", "fast"), package_source=_package("REALESRGAN_ANIMAVIDEOV3_UP4X"),
         notes=_OMDB + " The package ships the same weights as fp16 ncnn (converted on first use); checked "
                       "tensor by tensor against the official weights to fp16 precision."),
@@ -293,7 +307,8 @@ _ENTRIES = (
         family="realesr-general-x4v3", license="BSD-3-Clause",
         file=ModelFile("realesr-general-x4v3.pth", (f"{_RELEASES}/v0.2.5.0/realesr-general-x4v3.pth",), 4885111,
                        "8dc7edb9ac80ccdc30c3a5dca6616509367f05fbc184ad95b731f05bece96292"),
-        description="Real-life video, x4, fast (compact 32-conv network); removes compression and noise.",
+        description="Real-life video, x4, fast (compact 32-conv network); removes compression and noise; "
+                    "auto's live-action pick.",
         tags=("real-life", "fast"), notes=_OMDB),
     ModelEntry(
         id="realesr-general-wdn-x4v3", task="super-resolution", architecture="SRVGGNetCompact", scale=4,

@@ -25,7 +25,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
@@ -36,6 +36,9 @@ from stages.store.fsutil import file_lock, fsync_dir, sha256_file
 __all__ = ["download_file", "sha256_file"]
 
 logger = logging.getLogger(__name__)
+
+OnBytes = Callable[[int, "int | None"], None]
+"""``on_bytes(received, total)``: bytes of the file so far (a resume counts what it had), its size if known."""
 
 _USER_AGENT = "video-upscaler-pro (model download)"
 _RETRY_DELAY_S = 1.0
@@ -99,7 +102,7 @@ def _describe_size(size: int | None) -> str:
 
 
 def _fetch_once(opener: urllib.request.OpenerDirector, url: str, part: Path, *, size: int | None,
-                timeout: float, chunk_bytes: int, progress: bool, label: str) -> None:
+                timeout: float, chunk_bytes: int, progress: bool, label: str, on_bytes: OnBytes | None = None) -> None:
     """One HTTP request appending to (or restarting) ``part``.
 
     Raises _Interrupted for a transient failure (cut connection, timeout, 5xx), DownloadError otherwise.
@@ -166,6 +169,8 @@ def _fetch_once(opener: urllib.request.OpenerDirector, url: str, part: Path, *, 
                 handle.write(block)
                 received += len(block)
                 bar.update(len(block))
+                if on_bytes is not None:
+                    on_bytes(offset + received, total if total is not None else size)
                 if size is not None and offset + received > size:
                     handle.close()
                     part.unlink(missing_ok=True)
@@ -176,7 +181,7 @@ def _fetch_once(opener: urllib.request.OpenerDirector, url: str, part: Path, *, 
 
 
 def _fetch(opener: urllib.request.OpenerDirector, url: str, part: Path, *, size: int | None, timeout: float,
-           chunk_bytes: int, progress: bool, retries: int, label: str) -> None:
+           chunk_bytes: int, progress: bool, retries: int, label: str, on_bytes: OnBytes | None = None) -> None:
     """Fetch ``url`` into ``part``, resuming after up to ``retries`` interruptions.
 
     Raises DownloadError; after an interruption the ``.part`` is kept for a later resume.
@@ -185,7 +190,7 @@ def _fetch(opener: urllib.request.OpenerDirector, url: str, part: Path, *, size:
     while True:
         try:
             _fetch_once(opener, url, part, size=size, timeout=timeout, chunk_bytes=chunk_bytes, progress=progress,
-                        label=label)
+                        label=label, on_bytes=on_bytes)
             return
         except _Interrupted as exc:
             attempt += 1
@@ -230,12 +235,14 @@ def _commit(part: Path, dest: Path) -> None:
 
 
 def download_file(urls: Sequence[str], dest: Path, *, size: int | None, sha256: str | None, progress: bool = True,
-                  timeout: float = 30.0, chunk_bytes: int = 1 << 20, retries: int = 2) -> Path:
+                  timeout: float = 30.0, chunk_bytes: int = 1 << 20, retries: int = 2,
+                  on_bytes: OnBytes | None = None) -> Path:
     """Download the file at ``urls`` (tried in order) to ``dest`` and return ``dest``.
 
     ``size`` / ``sha256`` (hex) are checked when not None. Data goes to ``<dest>.part``, which is resumed
     with an HTTP Range request when present; each URL gets ``retries`` automatic resumes after a cut
-    connection or timeout. ``progress`` shows a tqdm bar on a terminal (nothing when stderr is not a TTY).
+    connection or timeout. ``progress`` shows a tqdm bar on a terminal (nothing when stderr is not a TTY);
+    ``on_bytes(received, total)`` is called after each block (``total`` None when unknown), for other displays.
     A ``dest`` that already has the expected sha256 is returned without any network access. URLs and redirects
     must be HTTPS (plain HTTP only to a loopback host, see :func:`url_problem`).
 
@@ -271,7 +278,7 @@ def download_file(urls: Sequence[str], dest: Path, *, size: int | None, sha256: 
             logger.info("download: fetching %s (%s) from %s", label, _describe_size(size), url)
             try:
                 _fetch(opener, url, part, size=size, timeout=timeout, chunk_bytes=chunk_bytes, progress=progress,
-                       retries=retries, label=label)
+                       retries=retries, label=label, on_bytes=on_bytes)
                 _verify(part, url, size=size, sha256=sha256, label=label)
                 _commit(part, dest)
             except DownloadError as exc:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
@@ -47,6 +47,7 @@ from stages.models.store_inventory import ModelInventory
 from stages.models.store_sources import WeightSources
 from stages.models.store_types import (
     ENV_MODELS_DIR,
+    ENV_OFFLINE,
     LoadedModel,
     ResolvedWeights,
     default_cache_dir,
@@ -75,18 +76,25 @@ class ModelStore(WeightSources, ModelInventory):
     """Resolves catalog ids to weights files and loads them with spandrel.
 
     ``cache_dir`` defaults to :func:`default_cache_dir`; ``models_dir`` to ``$VUP_MODELS_DIR`` (None when
-    unset). With ``allow_download=False`` nothing is fetched from the network. ``catalog`` replaces the
+    unset). With ``allow_download=False`` nothing is fetched from the network; left at None, downloads are
+    allowed unless ``$VUP_OFFLINE`` is set (``1``/``true``/``yes``: an air-gapped machine). ``catalog`` replaces the
     built-in catalog (tests use a small one); the models imported into this cache are added to it either way.
     """
 
-    def __init__(self, cache_dir: Path | None = None, models_dir: Path | None = None, allow_download: bool = True,
-                 progress: bool = True, *, catalog: Mapping[str, ModelEntry] | None = None) -> None:
+    def __init__(self, cache_dir: Path | None = None, models_dir: Path | None = None,
+                 allow_download: bool | None = None, progress: bool = True, *,
+                 catalog: Mapping[str, ModelEntry] | None = None) -> None:
+        if allow_download is None:
+            allow_download = os.environ.get(ENV_OFFLINE, "").strip().lower() not in ("1", "true", "yes")
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         if models_dir is None and os.environ.get(ENV_MODELS_DIR):
             models_dir = Path(os.environ[ENV_MODELS_DIR])
         self.models_dir = Path(models_dir).expanduser() if models_dir is not None else None
         self.allow_download = allow_download
         self.progress = progress
+        self.on_download: Callable[[str, int, int | None], None] | None = None
+        """Called as ``on_download(model_id, received, total)`` while weights download (for a run's log or
+        a page; the terminal bar is ``progress``)."""
         self.builtin_catalog: Mapping[str, ModelEntry] = catalog if catalog is not None else CATALOG
         self.user_catalog = UserCatalog(self.cache_dir)
         self._hashes: dict[tuple[str, int, int], str] = {}

@@ -382,8 +382,11 @@ class WeightSources:
             looked.append("download: disabled")
         else:
             try:
+                on_download = getattr(self, "on_download", None)
                 download_file(entry.file.urls, dest, size=entry.file.size, sha256=entry.file.sha256,
-                              progress=self.progress)
+                              progress=self.progress,
+                              on_bytes=None if on_download is None else
+                              (lambda done, total: on_download(model_id, done, total)))
             except DownloadError as exc:
                 raise DownloadError(f"{exc} Other ways to get {model_id}: {self._hints(entry, download=False)}.") \
                     from exc

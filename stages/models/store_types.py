@@ -21,6 +21,7 @@ __all__ = [
     "APP_NAME",
     "ENV_CACHE_DIR",
     "ENV_MODELS_DIR",
+    "ENV_OFFLINE",
     "LoadedModel",
     "ModelStatus",
     "RemovalPlan",
@@ -33,6 +34,8 @@ __all__ = [
 APP_NAME = "video-upscaler-pro"
 ENV_CACHE_DIR = "VUP_CACHE_DIR"
 ENV_MODELS_DIR = "VUP_MODELS_DIR"
+ENV_OFFLINE = "VUP_OFFLINE"
+"""Set to 1 on a machine that must never download weights (stores made without allow_download stay offline)."""
 
 Source = Literal["explicit", "cache", "env", "package", "download", "user"]
 

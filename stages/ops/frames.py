@@ -1,5 +1,6 @@
-"""The decode op: each planned chunk of the source decoded once to a lossless chunk (deinterlaced when the source
-is interlaced). Its inputs are the chunk plan's specs, not chunks; the enhance and reframe graphs share them."""
+"""The decode op: each planned chunk of the source decoded once to a lossless chunk, deinterlaced as the run asked
+(stages.media.deinterlace: its ``info`` is the source's decoded view). Its inputs are the chunk plan's specs, not
+chunks; the enhance and reframe graphs share them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from stages.media.chunking import ChunkSpec, extract_chunk
+from stages.media.deinterlace import deinterlace_key
 from stages.media.probe import VideoInfo
 from stages.ops.contract import ChunkOp, ChunkShape, ChunkTask
 from stages.ops.registry import register_op
@@ -16,7 +18,8 @@ from stages.store.chunk_store import ChunkContent, content_key
 
 @register_op
 class FramesOp(ChunkOp[ChunkSpec]):
-    """Decode chunk specs of the source ``path`` (content ``sha256``, probed as ``info``)."""
+    """Decode chunk specs of the source ``path`` (content ``sha256``) whose decoded view is ``info`` (the probe, or
+    stages.media.deinterlace.decoded_view of it: the deinterlace mode is part of every chunk's key)."""
 
     name = "frames"
 
@@ -26,7 +29,7 @@ class FramesOp(ChunkOp[ChunkSpec]):
     def chunk_key(self, task: ChunkTask[ChunkSpec]) -> str:
         return content_key(self.name, {
             "source": self.sha256, "spec": asdict(task.upstream), "bit_depth": self.info.bit_depth,
-            "version": self.version, **({"deinterlace": "bwdif"} if self.info.interlaced else {})})
+            "version": self.version, **deinterlace_key(self.info)})
 
     def expect(self, task: ChunkTask[ChunkSpec]) -> ChunkShape:
         return ChunkShape(None, None, None)  # a damaged source may decode fewer frames: the asset warns

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
+from stages.media.deinterlace import decoded_view
 from stages.media.probe import VideoInfo
 from stages.store.chunk_store import ChunkRecord
 
@@ -26,12 +27,14 @@ class Retiming:
 class RecordSet:
     """Chunk records of one step, in order, with the timing and each step's provenance up to here; ``sources`` are
     the decoded source chunks the chain started from (the coherence filter's and the report's low-resolution
-    frames)."""
+    frames); ``deinterlace`` is how they were decoded (stages.media.deinterlace: ``off``, ``frame`` or ``field``,
+    which doubles the frames and their rate)."""
 
     records: tuple[ChunkRecord, ...]
     sources: tuple[ChunkRecord, ...] = ()
     retiming: Retiming | None = None
     provenance: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    deinterlace: str = "off"
 
     @property
     def frames(self) -> int:
@@ -53,9 +56,16 @@ class RecordSet:
                        retiming=retiming or self.retiming,
                        provenance={**self.provenance, name: dict(provenance)})
 
+    def decoded_info(self, info: VideoInfo) -> VideoInfo:
+        """The VideoInfo of the decoded frames of the source ``info`` (its probe): the source's, or at field rate
+        twice the frames on a doubled timeline (stages.media.deinterlace.decoded_view)."""
+        return decoded_view(info, self.deinterlace)
+
     def output_info(self, info: VideoInfo) -> VideoInfo:
-        """The source's VideoInfo, retimed to the constant output rate when a step retimed the frames (time base
-        1/fps, one tick per frame); unchanged otherwise. Audio and subtitles still come from the source."""
+        """The source's VideoInfo as decoded (:meth:`decoded_info`), retimed to the constant output rate when a step
+        retimed the frames (time base 1/fps, one tick per frame); unchanged otherwise. Audio and subtitles still come
+        from the source."""
+        info = self.decoded_info(info)
         if self.retiming is None:
             return info
         t = self.retiming

@@ -18,8 +18,9 @@ replace the output. On any failure the output keeps its previous content and no 
 
 AV1: PyAV's ``libsvtav1`` encodes it when the PyAV build has it. When it does not, PyAV writes a lossless FFV1
 intermediate (already converted to ``yuv420p10le``) and the ffmpeg call encodes it with ffmpeg's ``libsvtav1``,
-else ``libaom-av1`` (same CRF number, ``cpu-used = min(preset, 8)``: not the same quality per CRF); the result's
-``encoder`` and ``notes`` say which. Neither available -> EncodeError.
+else ``libaom-av1``, else ``librav1e`` (the fastest first, stages.media.codecs.AV1_ENCODERS; libaom takes the same
+CRF number, rav1e a quantizer scaled from it: not the same quality per CRF); the result's ``encoder`` and ``notes``
+say which. None available -> EncodeError.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
 from stages.errors import ChunkError, EncodeError, InputError, ProbeError, SettingsError
+from stages.media.codecs import AV1_ENCODERS, av1_options
 from stages.media.encode import YUV_FLAGS, ProgressCallback, check_frame_size
 from stages.media.ffmpeg import find_ffmpeg, run_ffmpeg
 from stages.media.probe import (
@@ -65,7 +67,7 @@ from stages.store.fsutil import fsync_dir
 
 logger = logging.getLogger(__name__)
 
-_AV1_FFMPEG_ENCODERS = ("libsvtav1", "libaom-av1")
+_AV1_FFMPEG_ENCODERS = AV1_ENCODERS  # fastest first: libsvtav1, libaom-av1, librav1e
 
 
 def encode_deliverable(
@@ -228,8 +230,9 @@ def _av1_fallback(exe: str, notes: list[str]) -> str:
             notes.append(f"PyAV has no libsvtav1: AV1 encoded by ffmpeg's {name} from a lossless intermediate"
                          + ("" if name == "libsvtav1" else " (libaom CRF/cpu-used; quality differs per CRF)"))
             return name
-    raise EncodeError("deliver: no AV1 encoder: PyAV has no libsvtav1 and ffmpeg has neither libsvtav1 nor "
-                      "libaom-av1; install a PyAV or ffmpeg build with one, or deliver mp4 with codec h265")
+    raise EncodeError("deliver: no AV1 encoder: PyAV has no libsvtav1 and ffmpeg has none of "
+                      f"{', '.join(_AV1_FFMPEG_ENCODERS)}; install a PyAV or ffmpeg build with one, or deliver mp4 "
+                      "with codec h265")
 
 
 def _encode_stream(
@@ -378,12 +381,10 @@ def _mux(video: Path, audio: Path | None, out: Path, spec: DeliverableSpec, fall
 
 def _fallback_video_args(encoder: str, spec: DeliverableSpec) -> list[str]:
     """ffmpeg arguments encoding the lossless YUV intermediate to AV1 with ``encoder``, tags included."""
-    crf, preset = str(spec.effective_crf), str(spec.effective_preset)
-    args = ["-c:v", encoder, "-crf", crf]
-    if encoder == "libsvtav1":
-        args += ["-preset", preset]
-    else:
-        args += ["-b:v", "0", "-cpu-used", str(min(int(preset), 8)), "-row-mt", "1"]
+    options = av1_options(encoder, int(spec.effective_crf or 0), str(spec.effective_preset))
+    args = ["-c:v", encoder]
+    for name, value in options.items():
+        args += [f"-{name}:v" if name == "b" else f"-{name}", value]
     # NUT and FFV1 keep no primaries/transfer, and ffmpeg's encoders take the tags of the frames they get
     tags = "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv"
     return args + ["-vf", tags, "-pix_fmt", "yuv420p10le", "-fps_mode", "passthrough"]

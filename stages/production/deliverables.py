@@ -20,45 +20,13 @@ import numpy as np
 
 from stages.errors import ChunkError, SettingsError
 from stages.media.chunkio import count_frames, first_frame, read_frames
-from stages.media.encode import PRESETS
+from stages.media.codecs import VIDEO_CODECS, VideoCodec
 
 DELIVERABLE_KINDS = ("mp4", "mov", "prores4444", "h264", "av1", "ffv1")
 AUDIO_SAMPLE_RATE = 48_000
 AUDIO_CHANNELS = 2
 AUDIO_BITRATE_RANGE = (64_000, 512_000)
 MAX_FPS = Fraction(240)
-
-_SVT_PRESETS = tuple(str(n) for n in range(14))
-
-
-@dataclass(frozen=True)
-class VideoCodec:
-    """One video encoding a deliverable can use.
-
-    ``encoder`` is the PyAV/FFmpeg encoder, ``probed`` the codec name :func:`stages.media.probe.probe_video` reads back,
-    ``pix_fmt_8``/``pix_fmt_16`` the encoded pixel format for 8-bit / 16-bit masters, ``options`` the fixed encoder
-    options, ``crf_range``/``default_crf`` None when the codec has no CRF, ``presets`` empty when it has none,
-    ``profile`` the profile name the written stream must report (None: not checked), ``mp4_tag`` the codec tag in
-    MP4/MOV (None: ffmpeg's default), ``rgb`` True when the RGB planes are stored as they are (no YUV matrix).
-    """
-
-    name: str
-    encoder: str
-    probed: str
-    pix_fmt_8: str
-    pix_fmt_16: str
-    options: tuple[tuple[str, str], ...] = ()
-    crf_range: tuple[int, int] | None = None
-    default_crf: int | None = None
-    presets: tuple[str, ...] = ()
-    default_preset: str | None = None
-    profile: str | None = None
-    mp4_tag: str | None = None
-    rgb: bool = False
-
-    def pix_fmt(self, bit_depth: int) -> str:
-        """Encoded pixel format for a master stored at ``bit_depth`` (8 or 16) bits."""
-        return self.pix_fmt_16 if bit_depth > 8 else self.pix_fmt_8
 
 
 @dataclass(frozen=True)
@@ -74,36 +42,6 @@ class DeliverableKind:
     codecs: tuple[str, ...]
     audio_codec: str  # "aac" or "pcm_s24le"
     faststart: bool = False
-
-
-VIDEO_CODECS: dict[str, VideoCodec] = {
-    "h265": VideoCodec(
-        name="h265", encoder="libx265", probed="hevc", pix_fmt_8="yuv420p", pix_fmt_16="yuv420p10le",
-        options=(("x265-params", "log-level=error"),), crf_range=(0, 51), default_crf=18, presets=PRESETS,
-        default_preset="medium", mp4_tag="hvc1",
-    ),
-    "h264": VideoCodec(
-        name="h264", encoder="libx264", probed="h264", pix_fmt_8="yuv420p", pix_fmt_16="yuv420p10le",
-        crf_range=(0, 51), default_crf=18, presets=PRESETS, default_preset="medium",
-    ),
-    "av1": VideoCodec(
-        name="av1", encoder="libsvtav1", probed="av1", pix_fmt_8="yuv420p10le", pix_fmt_16="yuv420p10le",
-        crf_range=(0, 63), default_crf=30, presets=_SVT_PRESETS, default_preset="8",
-    ),
-    "prores_hq": VideoCodec(
-        name="prores_hq", encoder="prores_ks", probed="prores", pix_fmt_8="yuv422p10le", pix_fmt_16="yuv422p10le",
-        options=(("profile", "hq"), ("vendor", "apl0")), profile="HQ",
-    ),
-    "prores_4444": VideoCodec(
-        name="prores_4444", encoder="prores_ks", probed="prores", pix_fmt_8="yuva444p10le",
-        pix_fmt_16="yuva444p10le", options=(("profile", "4444"), ("vendor", "apl0"), ("alpha_bits", "16")),
-        profile="4444",
-    ),
-    "ffv1": VideoCodec(
-        name="ffv1", encoder="ffv1", probed="ffv1", pix_fmt_8="bgr0", pix_fmt_16="gbrp16le",
-        options=(("level", "3"), ("slicecrc", "1"), ("g", "1"), ("context", "1"), ("slices", "4")), rgb=True,
-    ),
-}
 
 
 DELIVERABLES: dict[str, DeliverableKind] = {

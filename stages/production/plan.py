@@ -7,7 +7,15 @@ paths are resolved against the plan file's folder. Every key is checked before a
 gets the closest known one as a suggestion, and every message says where in the plan the problem is
 (``scenes[1].transition.duration: ...``).
 
-Example (README, "Production plans"):
+A plan in the carrier spec's format (``{"output": {...}, "scenes": [{"scene_id", "sequence_pattern", ...}]}``,
+:mod:`stages.production.plan_seed`) is accepted too: it is rewritten into this format and checked by the same
+code, its messages naming its own places (``output.audio_tracks[1]``, ``scenes[0].sequence_pattern``).
+
+A scene's ``fps`` may be ``"auto"`` (the carrier format's default): the frame rate in the header of the sequence's
+first frame (EXR ``framesPerSecond``, DPX film/TV frame rate; :mod:`stages.production.frame_rate`), else the plan's
+``framerate`` with a warning in :attr:`ProductionPlan.warnings` (the plan step of the run reports it).
+
+Example (docs/production.md):
 
     {
       "name": "trailer",
@@ -25,12 +33,10 @@ Example (README, "Production plans"):
 
 from __future__ import annotations
 
-import difflib
 import json
-import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -40,19 +46,46 @@ from stages.errors import InputError, SettingsError
 from stages.media.audio import DEFAULT_GAINS_DB, TRACK_KINDS, AudioTrack
 from stages.ops.interpolate.timing import MAX_OUTPUT_FPS, METHODS, rational_fps
 from stages.production.deliverables import DELIVERABLE_KINDS
-from stages.production.sequence import MISSING_POLICIES
-from stages.store.fsutil import atomic_write_text
+from stages.production.example import write_example_project
+from stages.production.frame_rate import sequence_frame_rate
+from stages.production.plan_checks import check_choice as _choice
+from stages.production.plan_checks import check_keys as _mapping
+from stages.production.plan_checks import is_int as _is_int
+from stages.production.plan_checks import is_number as _is_number
+from stages.production.plan_checks import resolve_path as _path
+from stages.production.plan_seed import is_seed_plan, translate_seed_plan
+from stages.production.sequence import MISSING_POLICIES, find_sequence
 
+__all__ = ["AudioPlan", "ContactSheetSpec", "ProductionPlan", "SceneSpec", "ThumbnailSpec", "Transition",
+           "load_plan", "parse_plan", "plan_from_dict", "transition_frames", "write_example_project"]
+
+# resolution names, compared without case, spaces, '-' or '_' ("Full HD" = "fullhd", "4K DCI" = "4kdci")
 RESOLUTIONS = {
+    "360p": (640, 360),
+    "480p": (854, 480),
     "720p": (1280, 720),
+    "hd": (1280, 720),
     "1080p": (1920, 1080),
+    "fhd": (1920, 1080),
+    "fullhd": (1920, 1080),
+    "2k": (2048, 1080),
+    "dci2k": (2048, 1080),
+    "2kdci": (2048, 1080),
     "1440p": (2560, 1440),
+    "qhd": (2560, 1440),
     "2160p": (3840, 2160),
     "4k": (3840, 2160),
     "uhd": (3840, 2160),
+    "4kuhd": (3840, 2160),
+    "uhd4k": (3840, 2160),
+    "dci4k": (4096, 2160),
+    "4kdci": (4096, 2160),
+    "4320p": (7680, 4320),
+    "8k": (7680, 4320),
+    "8kuhd": (7680, 4320),
 }
 DISTRIBUTION_CODECS = ("h265", "h264", "av1")
-TRANSITIONS = ("cut", "crossfade")
+TRANSITIONS = ("cut", "crossfade", "dissolve")  # "dissolve" is a crossfade: a linear mix of the two scenes
 DEFAULT_DELIVERABLES = ("mp4", "mov")
 MAX_CANVAS = (7680, 4320)
 MIN_CANVAS_SIDE = 64
@@ -82,13 +115,16 @@ class Transition:
 @dataclass(frozen=True)
 class SceneSpec:
     """One scene: an image-sequence ``pattern`` (absolute after parsing), its frame rate, the missing-frame
-    policy (``skip`` or ``hold``) and the transition into it (the first scene always starts with a cut)."""
+    policy (``skip`` or ``hold``) and the transition into it (the first scene always starts with a cut).
+    ``fps_source`` says where the rate came from: ``given`` in the plan, read from the frames' ``metadata``, or
+    ``assumed`` (the plan's framerate: the frames carry none; the plan's warnings say so)."""
 
     name: str
     pattern: str
     fps: Fraction
     missing_frames: str
     transition: Transition
+    fps_source: str = "given"
 
 
 @dataclass(frozen=True)
@@ -139,6 +175,8 @@ class ProductionPlan:
     upscale_enabled: bool
     interpolation_method: str
     flow_preset: str
+    warnings: tuple[str, ...] = ()
+    layout: str = "plan"  # "carrier": the carrier spec's file names and carrier_report.json (stages.production.carrier)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (fractions as strings), the inverse of :func:`plan_from_dict`."""
@@ -164,11 +202,14 @@ def plan_from_dict(data: Mapping[str, Any]) -> ProductionPlan:
     values["audio"] = AudioPlan(**audio)
     values["thumbnail"] = ThumbnailSpec(**values["thumbnail"])
     values["contact_sheet"] = ContactSheetSpec(**values["contact_sheet"])
+    values["warnings"] = tuple(values.get("warnings", ()))
     return ProductionPlan(**values)
 
 
-def load_plan(path: str | os.PathLike[str], output_dir: str | os.PathLike[str] | None = None) -> ProductionPlan:
-    """Read and validate the plan file at ``path`` (``output_dir`` overrides the plan's own).
+def load_plan(path: str | os.PathLike[str], output_dir: str | os.PathLike[str] | None = None, *,
+              base_dir: str | os.PathLike[str] | None = None) -> ProductionPlan:
+    """Read and validate the plan file at ``path`` (``output_dir`` overrides the plan's own; ``base_dir``: the
+    folder relative paths are taken from, default the plan file's).
 
     Raises:
         InputError: the file is missing, unreadable or not JSON.
@@ -188,18 +229,32 @@ def load_plan(path: str | os.PathLike[str], output_dir: str | os.PathLike[str] |
             f"plan: {source.name} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); fix it "
             "(a JSON checker shows where)"
         ) from exc
-    return parse_plan(data, source.resolve(), output_dir=output_dir)
+    return parse_plan(data, source.resolve(), output_dir=output_dir, base_dir=base_dir)
 
 
 def parse_plan(data: Any, plan_path: str | os.PathLike[str],
-               output_dir: str | os.PathLike[str] | None = None) -> ProductionPlan:
-    """Validate the parsed JSON of a plan; relative paths resolve against ``plan_path``'s folder.
+               output_dir: str | os.PathLike[str] | None = None, *,
+               base_dir: str | os.PathLike[str] | None = None) -> ProductionPlan:
+    """Validate the parsed JSON of a plan, in today's format or the carrier spec's (module doc); relative paths
+    resolve against ``base_dir``, default ``plan_path``'s folder. A scene with ``"fps": "auto"`` has its first
+    frame's header read here.
 
     Raises:
         SettingsError: what is wrong and where (``scenes[0].fps: ...``), with what to do.
     """
+    if is_seed_plan(data):
+        translated = translate_seed_plan(data)
+        try:
+            return _parse(translated.data, plan_path, output_dir, base_dir)
+        except SettingsError as exc:
+            raise SettingsError(translated.message(str(exc))) from exc
+    return _parse(data, plan_path, output_dir, base_dir)
+
+
+def _parse(data: Any, plan_path: str | os.PathLike[str], output_dir: str | os.PathLike[str] | None,
+           base_dir: str | os.PathLike[str] | None) -> ProductionPlan:
     path = Path(plan_path).resolve()
-    base = path.parent
+    base = Path(base_dir).expanduser().resolve() if base_dir is not None else path.parent
     top = _mapping(data, "plan", _TOP_KEYS)
     # without a name, the file's stem names the outputs (characters a name may not hold become "_")
     name = top.get("name", re.sub(r"[^\w .-]", "_", path.stem).lstrip(" .-") or "plan")
@@ -222,7 +277,8 @@ def parse_plan(data: Any, plan_path: str | os.PathLike[str],
     deliverables = _deliverables(top.get("deliverables", list(DEFAULT_DELIVERABLES)))
     default_missing = top.get("missing_frames", "hold")
     _choice(default_missing, MISSING_POLICIES, "missing_frames")
-    scenes = _scenes(top.get("scenes"), base, default_missing)
+    warnings: list[str] = []
+    scenes = _scenes(top.get("scenes"), base, default_missing, framerate, warnings)
     audio = _audio(top.get("audio", {}), base)
     thumbnail = _thumbnail(top.get("thumbnail", {}))
     sheet = _contact_sheet(top.get("contact_sheet", {}))
@@ -248,12 +304,13 @@ def parse_plan(data: Any, plan_path: str | os.PathLike[str],
         framerate=framerate, codec=codec, deliverables=deliverables, scenes=scenes, audio=audio,
         thumbnail=thumbnail, contact_sheet=sheet, upscale_model=model, upscale_model_path=model_path,
         upscale_tile=int(tile), upscale_enabled=enabled, interpolation_method=method, flow_preset=preset,
+        warnings=tuple(warnings),
     )
 
 
 def transition_frames(transition: Transition, framerate: Fraction) -> int:
     """Frames of output the crossfade spans at ``framerate`` (0 for a cut, at least 1 for a crossfade)."""
-    if transition.type != "crossfade":
+    if transition.type != "crossfade":  # "dissolve" is stored as a crossfade
         return 0
     return max(1, round(transition.duration * framerate))
 
@@ -261,40 +318,9 @@ def transition_frames(transition: Transition, framerate: Fraction) -> int:
 # --------------------------------------------------------------------------------------------------- parts
 
 
-def _mapping(value: Any, where: str, keys: Sequence[str]) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise SettingsError(f"plan: {where} must be a JSON object ({{...}}), not {type(value).__name__}")
-    for key in value:
-        if key not in keys:
-            close = difflib.get_close_matches(str(key), keys, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(keys)}"
-            raise SettingsError(f"plan: {where} has an unknown key {key!r}; {hint}")
-    return dict(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _choice(value: Any, choices: Sequence[str], where: str) -> None:
-    if value not in choices:
-        raise SettingsError(f"plan: {where} {value!r} is not one of {', '.join(choices)}")
-
-
-def _path(value: Any, where: str, base: Path) -> Path:
-    if not isinstance(value, str) or not value.strip():
-        raise SettingsError(f"plan: {where} must be a path (a non-empty string)")
-    candidate = Path(value).expanduser()
-    return (candidate if candidate.is_absolute() else base / candidate).resolve()
-
-
 def _resolution(value: Any) -> tuple[str, tuple[int, int]]:
     if isinstance(value, str):
-        known = RESOLUTIONS.get(value.strip().lower())
+        known = RESOLUTIONS.get(re.sub(r"[\s_-]", "", value.lower()))
         if known is not None:
             return value.strip(), known
         match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", value)
@@ -308,8 +334,8 @@ def _resolution(value: Any) -> tuple[str, tuple[int, int]]:
                 raise SettingsError(f"plan: resolution {value} is outside {MIN_CANVAS_SIDE} px to 8K "
                                     "(7680x4320); e.g. \"1080p\" or \"4K\"")
             return f"{width}x{height}", (width, height)
-    raise SettingsError(f"plan: resolution {value!r} is not known; use \"720p\", \"1080p\", \"1440p\", \"4K\" "
-                        "or WIDTHxHEIGHT such as \"2048x858\"")
+    raise SettingsError(f"plan: resolution {value!r} is not known; use \"720p\", \"1080p\", \"2K\", \"1440p\", "
+                        "\"4K\" (UHD), \"DCI 4K\", \"8K\" or WIDTHxHEIGHT such as \"2048x858\"")
 
 
 def _rate(value: Any, where: str) -> Fraction:
@@ -336,7 +362,8 @@ def _deliverables(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _scenes(value: Any, base: Path, default_missing: str) -> tuple[SceneSpec, ...]:
+def _scenes(value: Any, base: Path, default_missing: str, framerate: Fraction,
+            warnings: list[str]) -> tuple[SceneSpec, ...]:
     if not isinstance(value, list) or not value:
         raise SettingsError("plan: scenes must be a non-empty list of scenes, e.g. "
                             "[{\"sequence\": \"shots/shot_####.exr\", \"fps\": 24}]")
@@ -355,13 +382,13 @@ def _scenes(value: Any, base: Path, default_missing: str) -> tuple[SceneSpec, ..
         absolute = str(candidate if candidate.is_absolute() else base / candidate)
         if "fps" not in scene:
             raise SettingsError(f"plan: {where} has no \"fps\"; an image sequence has no frame rate of its own, "
-                                "give it (e.g. \"fps\": 24)")
-        fps = _rate(scene["fps"], f"{where}.fps")
+                                "give it (e.g. \"fps\": 24, or \"auto\" to read it from EXR/DPX headers)")
         missing = scene.get("missing_frames", default_missing)
         _choice(missing, MISSING_POLICIES, f"{where}.missing_frames")
         scene_name = scene.get("name", f"scene{number + 1}")
         if not isinstance(scene_name, str) or not scene_name.strip():
             raise SettingsError(f"plan: {where}.name must be a non-empty string")
+        fps, fps_source = _scene_rate(scene["fps"], absolute, where, scene_name, framerate, warnings)
         if scene_name in names:
             raise SettingsError(f"plan: {where}.name {scene_name!r} is used twice; give each scene its own name")
         names.add(scene_name)
@@ -369,8 +396,26 @@ def _scenes(value: Any, base: Path, default_missing: str) -> tuple[SceneSpec, ..
         if number == 0 and transition.type != "cut":
             raise SettingsError(f"plan: {where}.transition is a {transition.type}, but the first scene has nothing "
                                 "before it to blend with; remove it (the first scene starts with a cut)")
-        scenes.append(SceneSpec(scene_name, absolute, fps, missing, transition))
+        scenes.append(SceneSpec(scene_name, absolute, fps, missing, transition, fps_source))
     return tuple(scenes)
+
+
+def _scene_rate(value: Any, pattern: str, where: str, name: str, framerate: Fraction,
+                warnings: list[str]) -> tuple[Fraction, str]:
+    """A scene's rate: given, or for ``"auto"`` from its first frame's header, else the plan's (with a warning)."""
+    if value != "auto":
+        return _rate(value, f"{where}.fps"), "given"
+    try:
+        found = sequence_frame_rate(find_sequence(pattern).paths)
+    except (InputError, SettingsError) as exc:  # the plan step of the run reports a missing sequence
+        reason = f"its frames could not be read ({str(exc).removeprefix('sequence: ')})"
+    else:
+        if found.rate is not None:
+            return _rate(str(found.rate), f"{where}.fps ({found.source})"), "metadata"
+        reason = found.source
+    warnings.append(f"{where} ({name}): {reason}; assumed the plan's {float(framerate):g} fps (give the scene "
+                    "an \"fps\" to set it)")
+    return framerate, "assumed"
 
 
 def _transition(value: Any, where: str) -> Transition:
@@ -378,6 +423,9 @@ def _transition(value: Any, where: str) -> Transition:
         value = {"type": value}
     spec = _mapping(value, where, _TRANSITION_KEYS)
     kind = spec.get("type", "cut")
+    if isinstance(kind, str) and kind.lower().replace("_", " ") in ("fade", "fade to black", "fade through black"):
+        raise SettingsError(f"plan: {where}.type {kind!r} (through black) is not available; use \"dissolve\" "
+                            "(a crossfade between the two scenes) or \"cut\"")
     _choice(kind, TRANSITIONS, f"{where}.type")
     if kind == "cut":
         if spec.get("duration", 0) not in (0, 0.0):
@@ -457,46 +505,3 @@ def _contact_sheet(value: Any) -> ContactSheetSpec:
     if not _is_int(tile) or not 32 <= tile <= 1920:
         raise SettingsError(f"plan: contact_sheet.tile_width {tile!r} must be 32-1920 pixels")
     return ContactSheetSpec(columns, rows, tile)
-
-
-def write_example_project(folder: str | os.PathLike[str], *, width: int = 160, height: int = 90,
-                          resolution: str = "640x360", frames: int = 24) -> Path:
-    """Write a small, complete example project into ``folder`` and return its ``plan.json``: two image-sequence
-    scenes at 24 fps (``shots/shot_####.exr``, linear float EXR with frame 10 missing and held; and
-    ``graded/graded_scene_001_*.dpx``, 10-bit DPX joined by a 0.5 s crossfade), three audio tracks
-    (``audio/music_theme.wav``, ``audio/sfx_hits.wav``, ``audio/voice_over.wav``), output ``resolution`` at
-    30 fps, deliverables MP4 and MOV (`vup produce --example`: 15.5 s on a 2-core CPU, README)."""
-    from stages.media.sample_tracks import make_sample_track
-    from stages.quality.samples import make_sample_sequence
-
-    root = Path(folder)
-    root.mkdir(parents=True, exist_ok=True)
-    make_sample_sequence(root / "shots", "shot_####.exr", count=frames, width=width, height=height, missing=(10,),
-                         linear=True)
-    make_sample_sequence(root / "graded", "graded_scene_001_*.dpx", count=frames, width=width, height=height,
-                         bit_depth=10, offset=3)
-    seconds = 2 * frames / 24 + 1.0
-    tracks = []
-    for number, (name, kind) in enumerate((("music_theme.wav", "music"), ("sfx_hits.wav", "sfx"),
-                                           ("voice_over.wav", "voice"))):
-        make_sample_track(root / "audio" / name, kind, seconds, seed=number)
-        tracks.append(f"audio/{name}")
-    plan = {
-        "name": "example",
-        "output_dir": "deliverables",
-        "resolution": resolution,
-        "framerate": 30,
-        "codec": "h265",
-        "deliverables": ["mp4", "mov"],
-        "scenes": [
-            {"name": "opening", "sequence": "shots/shot_####.exr", "fps": 24, "missing_frames": "hold"},
-            {"name": "graded", "sequence": "graded/graded_scene_001_*.dpx", "fps": 24,
-             "transition": {"type": "crossfade", "duration": 0.5}},
-        ],
-        "audio": {"tracks": tracks, "loudness": -14, "fade_out": 1.0},
-        "thumbnail": {"at": 0.5},
-        "contact_sheet": {"columns": 4, "rows": 4},
-    }
-    path = root / "plan.json"
-    atomic_write_text(path, json.dumps(plan, indent=2) + "\n")
-    return path

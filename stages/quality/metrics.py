@@ -80,7 +80,9 @@ VMAF_DEFINITION = (
 )
 GRADE_DEFINITION = (
     "grade = worst of the grades of the available figures among psnr_y (mean, dB), ssim_y (mean) and the flicker "
-    "ratio (output flicker / lanczos flicker); thresholds are this project's own, not the product spec's"
+    "ratio (output flicker / lanczos flicker); thresholds are this project's own, not the product spec's. Without "
+    "a reference only the flicker ratio is known: the grade is then a stability grade (Stable ... Strong flicker), "
+    "which says nothing of detail or faithfulness"
 )
 METRIC_DEFINITIONS: dict[str, str] = {
     "flicker": FLICKER_DEFINITION,

@@ -10,15 +10,18 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from stages.errors import StageError
 from stages.media.chunking import decode_video_rgb
 from stages.media.chunkio import read_frames
-from stages.media.probe import VideoInfo
+from stages.media.deinterlace import describe_deinterlace
+from stages.media.probe import VideoInfo, format_ratio, probe_video
 from stages.quality.metrics import (
     FLICKER_DEFINITION,
     FlickerMeter,
@@ -149,15 +152,24 @@ def measure_video(request: ReportRequest, folder: Path, on_chunk: OnChunk | None
         "partition": request.partition,
         "source": request.source_path,
         "input": {"width": source_info.width, "height": source_info.height, "frames": source_info.frame_count,
-                  "fps": source_info.avg_fps, "duration_s": source_info.duration, "vfr": source_info.is_vfr},
+                  "fps": source_info.avg_fps, "duration_s": source_info.duration, "vfr": source_info.is_vfr,
+                  "sample_aspect": format_ratio(source_info.sample_aspect),
+                  "display_aspect": format_ratio(source_info.display_aspect), "interlaced": source_info.interlaced},
+        "geometry": geometry_summary(source_info, finals[0].width, finals[0].height, encoded),
+        "deinterlace": {"mode": info.deinterlace, "note": describe_deinterlace(info)},
+        "source_warnings": list(source_info.warnings),
         "interpolation": {"method": "yes" if interpolated else "none",
                           "output_fps": info.avg_fps if interpolated else None},
         "temporal": about.get("temporal", "none"),
         "output": {"path": encoded["path"], "width": encoded["width"], "height": encoded["height"],
-                   "frames": encoded["frame_count"], "duration_s": encoded["duration"], "codec": encoded["codec"]},
+                   "frames": encoded["frame_count"], "duration_s": encoded["duration"], "codec": encoded["codec"],
+                   "sample_aspect": encoded.get("sample_aspect", "1:1")},
         "model": about["model"],
         "plan": about["plan"],
         "model_note": about.get("note"),
+        "model_choice": about.get("model_choice"),
+        "model_fallback": about.get("model_fallback"),
+        "content": about.get("content"),
         "device": about["device"],
         "precision": about["precision"],
         "backend": about.get("backend", "torch"),
@@ -178,6 +190,34 @@ def measure_video(request: ReportRequest, folder: Path, on_chunk: OnChunk | None
     summary["files"] = asdict(write_report(folder, frame_cols, chunk_cols, summary,
                                            plot_title=f"{Path(request.source_path).name}: per frame"))
     return summary
+
+
+def geometry_summary(source: VideoInfo, width: int, height: int, encoded: Mapping[str, Any]) -> dict[str, Any]:
+    """The pixel geometry of the run, for the report: the source's sample (pixel) aspect ratio, what the encode did
+    with it (``carried``: the output stream has the pixel aspect that keeps the source's display aspect;
+    ``square pixels``: the frames were resampled; ``none``: square pixels all along), the output's pixel and
+    display aspect, and where the figures are measured (the final chunks' grid, before any resampling, which the
+    lanczos baseline shares)."""
+    out_sar = Fraction(str(encoded.get("sample_aspect", "1:1")).replace(":", "/"))
+    out_w, out_h = int(encoded["width"]), int(encoded["height"])
+    shown = Fraction(out_w, out_h) * out_sar
+    if source.sample_aspect == 1:
+        handling = "none"
+        note = "square pixels: nothing to carry"
+    elif (out_w, out_h) != (width, height):
+        handling = "square pixels"
+        note = (f"the source's {format_ratio(source.sample_aspect)} pixels were resampled to square pixels: "
+                f"{width}x{height} -> {out_w}x{out_h} (display aspect {format_ratio(shown)}); the figures are "
+                f"measured on the {width}x{height} grid before the resampling, as is the lanczos baseline")
+    else:
+        handling = "carried"
+        note = (f"the source's pixel aspect {format_ratio(source.sample_aspect)} was carried: {out_w}x{out_h} at "
+                f"SAR {format_ratio(out_sar)}, shown as {format_ratio(shown)} like the source; the figures are "
+                "measured on that pixel grid, as is the lanczos baseline")
+    return {"source_sample_aspect": format_ratio(source.sample_aspect),
+            "source_display_aspect": format_ratio(source.display_aspect), "handling": handling,
+            "output_sample_aspect": format_ratio(out_sar), "output_display_aspect": format_ratio(shown),
+            "measured_at": f"{width}x{height}", "note": note}
 
 
 def _full_reference(request: ReportRequest, frame_cols: dict[str, list]) -> str | None:
@@ -204,6 +244,7 @@ def _full_reference(request: ReportRequest, frame_cols: dict[str, list]) -> str 
     measured = len(columns["psnr_y"])
     if resized:
         notes.append(f"the reference was resized (area) to {width}x{height}")
+    notes.extend(_reference_geometry(request, width, height))
     if measured < count:
         notes.append(f"the reference has {measured} frames, the output {count}: the last {count - measured} "
                      "output frames have no reference")
@@ -219,6 +260,23 @@ def _full_reference(request: ReportRequest, frame_cols: dict[str, list]) -> str 
     return "; ".join(notes) or None
 
 
+def _reference_geometry(request: ReportRequest, width: int, height: int) -> list[str]:
+    """A note when the reference is not shown with the output's display aspect: compared on the output's pixel grid
+    (its frames resized to the final chunks' size), one of them is stretched. A reference of the same display
+    aspect, square pixels or not, maps exactly onto that grid."""
+    try:
+        ref = probe_video(request.reference_path)
+    except StageError:
+        return []
+    output_aspect = request.source_info.display_aspect
+    ref_aspect = ref.display_aspect
+    if abs(float(ref_aspect / output_aspect) - 1) <= 0.01:
+        return []  # same picture shape: resizing it onto the output's grid is exact geometry
+    return [f"the reference is shown as {format_ratio(ref_aspect)} ({ref.width}x{ref.height}, SAR "
+            f"{format_ratio(ref.sample_aspect)}), the output as {format_ratio(output_aspect)}: compared on the "
+            f"output's {width}x{height} grid, one of them is stretched; give a reference of the same display aspect"]
+
+
 def summary_markdown(summary: Mapping[str, Any]) -> str:
     """The summary's headline figures as a Markdown table."""
     flicker, warp = summary["flicker"], summary["warp_error"]
@@ -231,6 +289,10 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
              f"{fmt(flicker['output'])} / {fmt(flicker['lanczos_baseline'])} / {fmt(flicker['ratio'])}"),
             ("E_warp output / lanczos / ratio",
              f"{fmt(warp['output'])} / {fmt(warp['lanczos_baseline'])} / {fmt(warp['ratio'])}"),
-            ("model", f"{summary['model']} ({summary['plan']})"), ("temporal", summary.get("temporal")),
-            ("interpolation", summary.get("interpolation"))]
+            ("model", f"{summary['model']} ({summary['plan']})"),
+            ("model choice", summary.get("model_choice") or "requested"),
+            ("temporal", summary.get("temporal")),
+            ("interpolation", summary.get("interpolation")),
+            ("pixel aspect", (summary.get("geometry") or {}).get("note", "square pixels")),
+            ("deinterlace", (summary.get("deinterlace") or {}).get("note", "not deinterlaced"))]
     return "| figure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)

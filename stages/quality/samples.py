@@ -62,7 +62,9 @@ def make_sample_clip(
     BT.601). ``vfr`` gives irregular frame intervals (1/90000 time base); ``scene_cut_at`` (seconds) switches
     to a second photo; ``rotation`` (0/90/180/270, counter-clockwise) is stored as a display matrix; audio is
     a 440 Hz tone with a little noise (AAC, 48 kHz stereo); subtitles are two SRT cues (``mov_text`` in
-    MP4/MOV, ``subrip`` in MKV). Writes to a temporary file next to ``path`` and renames it at the end.
+    MP4/MOV, ``subrip`` in MKV). ``image`` is a ``skimage.data`` photo, or ``"cartoon"`` for a generated
+    drawing (:func:`cartoon_image`: animation-like content). Writes to a temporary file next to ``path`` and
+    renames it at the end.
 
     Raises:
         SettingsError: an option is out of range (unknown suffix, codec or image, size below 2x2 or, for
@@ -170,10 +172,40 @@ def _last_interval(times: list[Fraction], rate: Fraction) -> Fraction:
     return times[-1] - times[-2] if len(times) > 1 else 1 / rate
 
 
+CARTOON = "cartoon"
+"""The image name of a generated drawing (flat fills, cel shading, black outlines) instead of a photo."""
+
+
+def cartoon_image(width: int = 1024, height: int = 768, seed: int = 0) -> np.ndarray:
+    """A drawing like a cel-animation background (uint8 RGB): flat colour shapes, each with a darker cel-shade
+    and a black outline, over a flat sky and ground. Deterministic for ``seed``."""
+    rng = np.random.default_rng(seed)
+    image = np.empty((height, width, 3), np.uint8)
+    image[: height * 3 // 5] = (120, 180, 235)
+    image[height * 3 // 5:] = (110, 170, 90)
+    line = max(2, round(min(width, height) / 200))
+    for _ in range(14):
+        colour = tuple(int(c) for c in rng.integers(30, 240, 3))
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        axes = (int(rng.integers(width // 30, width // 5)), int(rng.integers(height // 30, height // 5)))
+        angle = float(rng.integers(0, 180))
+        cv2.ellipse(image, centre, axes, angle, 0, 360, colour, -1, cv2.LINE_AA)
+        shade = tuple(int(c * 0.7) for c in colour)
+        cv2.ellipse(image, (centre[0] + axes[0] // 4, centre[1] + axes[1] // 4), (axes[0] // 2, axes[1] // 2),
+                    angle, 0, 360, shade, -1, cv2.LINE_AA)
+        cv2.ellipse(image, centre, axes, angle, 0, 360, (15, 15, 20), line, cv2.LINE_AA)
+    return image
+
+
 @functools.lru_cache(maxsize=8)
 def _load_photo(name: str) -> np.ndarray:
-    """RGB float32 photo in [0, 1], shape (H, W, 3), read-only."""
+    """RGB float32 photo in [0, 1], shape (H, W, 3), read-only (``cartoon``: :func:`cartoon_image`)."""
     import skimage.data
+
+    if name == CARTOON:
+        drawing = cartoon_image().astype(np.float32) / 255.0
+        drawing.setflags(write=False)
+        return drawing
 
     loader = getattr(skimage.data, name, None)
     if loader is None or name.startswith("_") or not callable(loader):

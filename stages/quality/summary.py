@@ -40,6 +40,15 @@ fidelity scale (>= 40 dB hard to tell apart, < 25 dB clearly different). A x4 up
 reaches 30 dB against its ground truth (Vid4: about 23-26 dB), so with a reference PSNR usually decides."""
 SSIM_Y_GRADE = (0.95, 0.90, 0.85, 0.75)
 """Lowest mean ssim_y for Excellent, Très bon, Bon, Acceptable."""
+STABILITY_GRADES = ("Stable", "Plutôt stable", "Léger scintillement", "Scintillement visible", "Fort scintillement")
+"""The grades of a video measured without a reference, from best to worst (French labels): only its flicker
+against a lanczos upscale was measured, which says nothing of detail or faithfulness, so these never say
+"Excellent"."""
+STABILITY_LABELS_EN = {"Stable": "Stable", "Plutôt stable": "Mostly stable", "Léger scintillement": "Slight flicker",
+                       "Scintillement visible": "Visible flicker", "Fort scintillement": "Strong flicker"}
+SCOPE_FULL = "fidelity against the reference and stability"
+SCOPE_STABILITY = ("stability only: no reference video, so only the flicker against a plain lanczos upscale was "
+                   "measured, not detail or faithfulness; pass a reference (--reference) for a full grade")
 FLICKER_RATIO_GRADE = (1.05, 1.15, 1.30, 1.50)
 """Highest flicker ratio (output / lanczos baseline) for Excellent, Très bon, Bon, Acceptable: up to 5% more
 frame-to-frame change than a plain lanczos upscale is invisible in practice, 50% more is visible shimmer. A
@@ -54,6 +63,7 @@ class Grade:
     grade_en: str
     per_metric: dict[str, str]
     limiting: tuple[str, ...]
+    scope: str = SCOPE_FULL
     definition: str = GRADE_DEFINITION
     thresholds: dict[str, tuple[float, ...]] = field(default_factory=lambda: {
         "psnr_y_db_min": PSNR_Y_GRADE_DB, "ssim_y_min": SSIM_Y_GRADE, "flicker_ratio_max": FLICKER_RATIO_GRADE})
@@ -73,7 +83,8 @@ def _present(value: float | None) -> bool:
 
 def grade_details(psnr_y: float | None, ssim_y: float | None, flicker_ratio: float | None) -> Grade:
     """The :class:`Grade` of a video from its mean psnr_y (dB), mean ssim_y and flicker ratio; figures that are
-    None or NaN (no reference) are left out and the worst of the others decides.
+    None or NaN (no reference) are left out and the worst of the others decides. With the flicker ratio alone
+    the grade is a stability grade (:data:`STABILITY_GRADES`, ``scope`` says so), never "Excellent".
 
     Raises:
         ValueError: no figure is available.
@@ -88,14 +99,18 @@ def grade_details(psnr_y: float | None, ssim_y: float | None, flicker_ratio: flo
     if not levels:
         raise ValueError("metrics: no figure to grade; pass psnr_y, ssim_y or flicker_ratio")
     worst = max(levels.values())
+    limiting = tuple(name for name, level in levels.items() if level == worst)
+    if set(levels) == {"flicker_ratio"}:
+        label = STABILITY_GRADES[worst]
+        return Grade(grade=label, grade_en=STABILITY_LABELS_EN[label], per_metric={"flicker_ratio": label},
+                     limiting=limiting, scope=SCOPE_STABILITY)
     label = GRADES[worst]
     return Grade(grade=label, grade_en=GRADE_LABELS_EN[label],
-                 per_metric={name: GRADES[level] for name, level in levels.items()},
-                 limiting=tuple(name for name, level in levels.items() if level == worst))
+                 per_metric={name: GRADES[level] for name, level in levels.items()}, limiting=limiting)
 
 
 def grade(psnr_y: float | None, ssim_y: float | None, flicker_ratio: float | None) -> str:
-    """The grade (one of :data:`GRADES`) of a video: the worst of its figures' grades (see :func:`grade_details`;
+    """The grade (one of :data:`GRADES`, or of :data:`STABILITY_GRADES` without a reference) of a video: the worst of its figures' grades (see :func:`grade_details`;
     English label: ``GRADE_LABELS_EN[grade(...)]``)."""
     return grade_details(psnr_y, ssim_y, flicker_ratio).grade
 

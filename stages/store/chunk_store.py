@@ -11,6 +11,12 @@ for that chunk from ``get`` through ``put``: the second run waits, then finds th
 it, so no run ever validates (or discards) a chunk that another is in the middle of committing. The lock is an
 advisory ``flock`` on ``<key>.lock``; the kernel drops it when its process dies, so a killed run never leaves
 a chunk locked.
+
+Every reuse touches the manifest (its mtime is the chunk's "last used" time, which the size budget's least recently
+used eviction reads) and, when the store was opened with a ``journal`` (a running job's lease, see
+stages/store/leases.py), notes the chunk there, so pruning leaves every chunk of a running job alone. Pruning deletes
+a chunk only under its lock (taken without waiting), so it never removes one that a run is validating or writing;
+a manifest whose chunk file was deleted is a miss, and the chunk is made again.
 """
 
 from __future__ import annotations
@@ -30,8 +36,11 @@ from stages.errors import ChunkError
 from stages.media.chunkio import CHUNK_FORMAT_VERSION, CHUNK_SUFFIX
 from stages.store.diskspace import raise_if_disk_full
 from stages.store.fsutil import atomic_write_text, file_lock, fsync_dir, sha256_file
+from stages.store.versions import STAGE_VERSIONS
 
 log = logging.getLogger(__name__)
+
+MADE_WITH = "made_with"  # manifest entry: the chunk format and stage version that made the chunk (stages.store.cache)
 
 
 @dataclass(frozen=True)
@@ -65,10 +74,20 @@ class ChunkRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ChunkRecord:
-        values = dict(data)
+        """The record of a manifest (entries that are no record field, like ``made_with``, are left out)."""
+        values = {name: value for name, value in data.items() if name in _RECORD_FIELDS}
         values["pts"] = tuple(int(p) for p in values["pts"])
         values["params"] = dict(values.get("params") or {})
         return cls(**values)
+
+
+_RECORD_FIELDS = frozenset(ChunkRecord.__dataclass_fields__)
+
+
+def stage_version_of(stage: str) -> str | None:
+    """The version in stages.store.versions of the stage whose store folder is ``stage`` (``sequence-alpha`` is
+    ``sequence``'s), or None for a folder the table does not know (an op with its own ``version``)."""
+    return STAGE_VERSIONS.get(stage.removesuffix("-alpha"))
 
 
 @dataclass(frozen=True)
@@ -89,10 +108,15 @@ def content_key(stage: str, parts: Mapping[str, Any]) -> str:
 
 
 class ChunkStore:
-    """Content-addressed chunk files under ``root`` (usually ``<workspace>/chunks``)."""
+    """Content-addressed chunk files under ``root`` (usually ``<workspace>/chunks``).
 
-    def __init__(self, root: str | Path) -> None:
+    ``journal``: a running job's lease file (stages.store.leases.RunLease); each chunk this store reuses or makes is
+    appended to it, so pruning leaves it alone until the job ends.
+    """
+
+    def __init__(self, root: str | Path, journal: str | Path | None = None) -> None:
         self.root = Path(root)
+        self.journal = Path(journal) if journal is not None else None
 
     def paths(self, stage: str, key: str) -> tuple[Path, Path]:
         folder = self.root / stage
@@ -136,7 +160,24 @@ class ChunkStore:
             return None
         if record.path != str(media):
             record = replace(record, path=str(media))
+        self._used(stage, key, manifest)
         return record
+
+    def _used(self, stage: str, key: str, manifest: Path | None) -> None:
+        """Mark the chunk used now: touch its manifest (its mtime is the chunk's "last used" time; ``None``: just
+        written) and note it in the journal. Never fails a run: a read-only store just keeps the old time."""
+        if manifest is not None:
+            try:
+                os.utime(manifest)
+            except OSError as exc:
+                log.debug("chunk store: cannot touch %s (%s); its last-used time stays", manifest, exc)
+        if self.journal is not None:
+            try:
+                with open(self.journal, "a", encoding="utf-8") as handle:
+                    handle.write(f"{stage}/{key}\n")
+            except OSError as exc:
+                log.warning("chunk store: cannot note %s/%s in the job's journal %s (%s); pruning may remove it "
+                            "while this job runs", stage, key, self.journal, exc)
 
     def discard(self, stage: str, key: str) -> None:
         for path in self.paths(stage, key):
@@ -160,6 +201,7 @@ class ChunkStore:
         """
         media, manifest = self.paths(stage, key)
         media.parent.mkdir(parents=True, exist_ok=True)
+        self._used(stage, key, None)  # noted before it exists: pruning that sees the chunk sees the note too
         tmp = media.with_name(f".{key}.{os.getpid()}.{os.urandom(4).hex()}.tmp{CHUNK_SUFFIX}")
         started = time.perf_counter()
         try:
@@ -193,7 +235,8 @@ class ChunkStore:
             params=dict(params or {}),
         )
         # the manifest names the chunk relative to the store root, so a store mounted elsewhere reads the same
-        stored = {**record.to_dict(), "path": media.relative_to(self.root).as_posix()}
+        stored = {**record.to_dict(), "path": media.relative_to(self.root).as_posix(),
+                  MADE_WITH: {"chunk_format": CHUNK_FORMAT_VERSION, "stage_version": stage_version_of(stage)}}
         atomic_write_text(manifest, json.dumps(stored, sort_keys=True))
         return record
 

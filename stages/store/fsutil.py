@@ -1,4 +1,5 @@
-"""Small file-system helpers shared by the stages: checksums and atomic, durable writes."""
+"""Small file-system helpers shared by the stages: checksums, atomic and durable writes, and file locks (blocking,
+and non-blocking for pruning)."""
 
 from __future__ import annotations
 
@@ -80,15 +81,68 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 @contextlib.contextmanager
 def file_lock(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``lock_path`` (created if missing; a no-op where fcntl is missing)."""
+    """Hold an exclusive advisory lock on ``lock_path`` (created if missing; a no-op where fcntl is missing).
+
+    Blocks while another thread or process holds it. A lock file may be deleted by whoever holds it (the chunk
+    store's pruning does, see stages/store/cache.py): a waiter that then gets the lock of the deleted file notices
+    (the path no longer names the file it locked) and locks the file now at the path instead, so two holders never
+    hold "the same" lock on two different files.
+    """
     try:
         import fcntl
     except ImportError:
         yield
         return
-    with open(lock_path, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    while True:
+        handle = open(lock_path, "a+b")
         try:
-            yield
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        except BaseException:
+            handle.close()
+            raise
+        if _still_at(handle.fileno(), lock_path):
+            break
+        handle.close()  # deleted (or replaced) while this waited: lock the file at the path now
+    try:
+        yield
+    finally:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        handle.close()
+
+
+@contextlib.contextmanager
+def try_file_lock(lock_path: Path) -> Iterator[bool]:
+    """Take the exclusive lock of :func:`file_lock` without waiting: yields True while holding it, False when another
+    thread or process holds it (then nothing is held). The holder may delete ``lock_path`` before the block ends
+    (see :func:`file_lock`). True where fcntl is missing."""
+    try:
+        import fcntl
+    except ImportError:
+        yield True
+        return
+    handle = open(lock_path, "a+b")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            # a holder deleted the file between our open and flock: the path is free of any holder of ours, but
+            # say "held by another" rather than guess; the caller skips it and sees it again next time
+            held = _still_at(handle.fileno(), lock_path)
+            yield held
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
+def _still_at(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is still the file at ``path`` (not deleted or replaced since it was opened)."""
+    try:
+        here = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (mine.st_ino, mine.st_dev) == (here.st_ino, here.st_dev)

@@ -8,12 +8,12 @@ STAGE_VERSIONS: dict[str, str] = {
     "frames": "1",
     "upscale": "1",
     "interpolate": "1",
-    "cohere": "1",
+    "cohere": "2",  # 2: flow pass with history clamping and a misalignment-aware source test (new bytes)
     "reframe": "1",
     # whole-video steps
     "scenes": "1",
-    "encode": "1",
-    "metrics": "4",
+    "encode": "2",  # 2: a source's non-square pixel aspect is carried (or resampled to square pixels)
+    "metrics": "5",  # 5: the summary says the pixel aspect (geometry), the deinterlacing and the source's warnings
     # production plans
     "sequence": "1",
     "edit": "1",

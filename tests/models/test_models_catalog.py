@@ -13,9 +13,14 @@ from spandrel import MAIN_REGISTRY
 
 from stages.errors import SettingsError
 from stages.models.catalog import (
+    ANIMATION_MODEL,
+    ANIMATION_MODELS,
+    AUTO_MODEL,
     CATALOG,
     DEFAULT_INTERPOLATION_MODEL,
     DEFAULT_UPSCALE_MODEL,
+    LIVE_ACTION_MODEL,
+    LIVE_ACTION_MODELS,
     SPANDREL_ARCHITECTURES,
     TASK_FRAME_INTERPOLATION,
     TASK_SUPER_RESOLUTION,
@@ -76,8 +81,12 @@ BROWSER_ONLY_HOSTS = {"drive.google.com", "mega.nz", "www.mediafire.com"}
 
 def test_required_models_and_default_are_present() -> None:
     assert REAL_ESRGAN_IDS | ZOO_IDS <= set(CATALOG)
-    assert DEFAULT_UPSCALE_MODEL == "realesr-animevideov3"
-    assert get_entry(DEFAULT_UPSCALE_MODEL).package_source is not None
+    assert DEFAULT_UPSCALE_MODEL == AUTO_MODEL == "auto" and AUTO_MODEL not in CATALOG
+    assert {LIVE_ACTION_MODEL, ANIMATION_MODEL} <= set(CATALOG)
+    assert all(CATALOG[m].task == "super-resolution" for m in (*LIVE_ACTION_MODELS, *ANIMATION_MODELS))
+    assert all("real-life" in CATALOG[m].tags for m in LIVE_ACTION_MODELS)
+    assert all("anime" in CATALOG[m].tags for m in ANIMATION_MODELS)
+    assert get_entry(ANIMATION_MODEL).package_source is not None  # the offline fallback ships with the install
 
 
 def test_every_entry_has_a_known_task() -> None:
@@ -204,7 +213,7 @@ def test_unknown_architecture_is_refused() -> None:
 
 def test_catalog_is_read_only() -> None:
     with pytest.raises(TypeError):
-        CATALOG["new"] = CATALOG[DEFAULT_UPSCALE_MODEL]  # type: ignore[index]
+        CATALOG["new"] = CATALOG[ANIMATION_MODEL]  # type: ignore[index]
 
 
 def test_get_entry_error_lists_the_known_ids() -> None:

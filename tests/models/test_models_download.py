@@ -120,3 +120,13 @@ def test_non_http_urls_are_refused(tmp_path: Path) -> None:
         download_file(["file:///etc/passwd"], tmp_path / "x.pth", size=None, sha256=None)
     with pytest.raises(DownloadError, match="no URL"):
         download_file([], tmp_path / "x.pth", size=None, sha256=None)
+
+
+def test_progress_is_reported_to_a_callback(tmp_path: Path, http_server) -> None:
+    """Besides the terminal bar, a run's log or a page can follow a download (``on_bytes``)."""
+    http_server.files["weights.pth"] = PAYLOAD
+    seen: list[tuple[int, int | None]] = []
+    download_file([http_server.url("weights.pth")], tmp_path / "w.pth", size=len(PAYLOAD), sha256=SHA,
+                  progress=False, chunk_bytes=max(1, len(PAYLOAD) // 4), on_bytes=lambda d, t: seen.append((d, t)))
+    assert len(seen) >= 4 and seen[-1] == (len(PAYLOAD), len(PAYLOAD))
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)

@@ -171,7 +171,8 @@ def test_status_and_list_never_download_or_convert(tmp_path: Path, tiny, fake_pa
         "tiny-pkg": _entry(tiny, None, fake_package, id="tiny-pkg"),
         "tiny-none": _entry(tiny, None, None, id="tiny-none"),
     }
-    store = ModelStore(cache_dir=tmp_path / "cache", models_dir=tmp_path / "env", catalog=catalog, progress=False)
+    store = ModelStore(cache_dir=tmp_path / "cache", models_dir=tmp_path / "env", catalog=catalog, progress=False,
+                       allow_download=True)
     statuses = {s.entry.id: s for s in store.list()}
     assert list(statuses) == list(catalog)
     download = statuses["tiny"]
@@ -435,3 +436,24 @@ def test_user_model_removal_drops_the_record(tmp_path: Path, tiny) -> None:
     assert "mine" not in store.catalog and not plan.folder.exists() and source.is_file()
     with pytest.raises(SettingsError, match="unknown model id 'mine'"):
         store.load("mine")
+
+
+def test_auto_downloads_the_live_action_model_on_first_use(tmp_path: Path, http_server, tiny, monkeypatch) -> None:
+    """On a connected machine, ``--model auto`` on live action fetches the live-action network, and the run's log
+    (``on_download``) follows the download."""
+    from stages.models.catalog import AUTO_MODEL, LIVE_ACTION_MODEL
+    from stages.ops.upscale import selection
+    from stages.ops.upscale.content import ContentGuess
+
+    monkeypatch.setattr(selection, "_FAILED_DOWNLOADS", {})
+    http_server.files["tiny.pth"] = tiny["bytes"]
+    catalog = {LIVE_ACTION_MODEL: _entry(tiny, http_server.url("tiny.pth"), None, id=LIVE_ACTION_MODEL,
+                                         family=LIVE_ACTION_MODEL)}
+    store = ModelStore(cache_dir=tmp_path / "cache", catalog=catalog, progress=False)
+    seen: list[tuple[str, int, int | None]] = []
+    store.on_download = lambda model_id, done, total: seen.append((model_id, done, total))
+    live = ContentGuess("live-action", 0.05, {"flat": 0.1, "palette": 0.2, "mid_gradients": 0.6}, 8)
+    decision = selection.decide_model(store, AUTO_MODEL, content=lambda: live)
+    assert decision.model_id == LIVE_ACTION_MODEL and decision.fallback is None
+    assert seen and seen[-1] == (LIVE_ACTION_MODEL, len(tiny["bytes"]), len(tiny["bytes"]))
+    assert store.status(LIVE_ACTION_MODEL).source == "cache"

@@ -130,7 +130,8 @@ def test_bars_eta_stages_and_disk_estimate_follow_the_chain(invert_in_chain, tin
     ops = enhance_run_config(upscale=UpscaleConfig(scale=2), temporal=TemporalConfig(method="flow"),
                              chain=CHAIN)["ops"]
     assert run_stages(ops) == (["frames", "upscale", "invert", "cohere", "encode", "report"], 1.0)
-    assert run_stages(enhance_run_config()["ops"])[0] == ["frames", "upscale", "encode", "report"]
+    # temporal coherence is on by default (auto): the default chain has a cohere stage
+    assert run_stages(enhance_run_config()["ops"])[0] == ["frames", "upscale", "cohere", "encode", "report"]
     assert ENHANCE_CHAIN == ("upscale", "interpolate", "cohere")
 
 

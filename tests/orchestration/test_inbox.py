@@ -177,7 +177,7 @@ def test_sidecar_overrides_folder_defaults(inbox, clips, workspace):
     plain, custom = _ops(requests["plain.mp4"]), _ops(requests["custom.mov"])
     assert plain["upscale"]["config"]["scale"] == 4
     assert plain["encoded_video"]["config"]["codec"] == "h265" and plain["encoded_video"]["config"]["crf"] == 30
-    assert plain["cohere"]["config"]["method"] == "none"
+    assert plain["cohere"]["config"]["method"] == "auto"  # the built-in default: temporal coherence on
     assert custom["upscale"]["config"]["scale"] == 2
     assert custom["cohere"]["config"]["method"] == "flow"
     assert custom["encoded_video"]["config"]["codec"] == "h265"  # from the folder defaults

@@ -73,7 +73,13 @@ def test_partition_end_to_end_then_rerun_reuses_everything(workspace, tiny_clip,
     frames_table = pq.read_table(summary["files"]["frames_parquet"])
     assert frames_table.num_rows == source.frame_count
     assert set(frames_table.column_names) >= {"flicker_output", "flicker_lanczos", "time_s"}
-    assert json.loads(Path(summary["files"]["summary_json"]).read_text())["model"] == "realesr-animevideov3"
+    written = json.loads(Path(summary["files"]["summary_json"]).read_text())
+    assert written["model"] == "realesr-animevideov3"
+    # The default is auto: the sample (a photo filmed by a moving camera) is live action; offline (as tests run),
+    # on a CPU, the live-action network cannot be had and the fast anime network is the fallback, which is said.
+    assert written["model_choice"].startswith("auto: content check") and "live-action" in written["model_choice"]
+    assert "realesr-general-x4v3 cannot be used here" in written["model_fallback"]
+    assert written["content"]["kind"] == "live-action"
 
     out.unlink()
     second = run_enhance(workspace, _request(tiny_clip, out))

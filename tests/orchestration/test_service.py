@@ -205,7 +205,7 @@ def test_stages_of_a_run_follow_its_config():
     )
 
     plain = enhance_run_config(encode=EncodeConfig(output_path="/o.mp4"))
-    assert _stages_of(plain) == (["frames", "upscale", "encode", "report"], 1.0, "/o.mp4")
+    assert _stages_of(plain) == (["frames", "upscale", "cohere", "encode", "report"], 1.0, "/o.mp4")  # auto: on
     full = enhance_run_config(upscale=UpscaleConfig(scale=1), interpolate=InterpolateConfig(method="flow", factor=4),
                               temporal=TemporalConfig(method="ema"))
     assert _stages_of(full)[:2] == (["frames", "interpolate", "cohere", "encode", "report"], 4.0)

@@ -149,7 +149,8 @@ def test_a_catalog_entry_with_plain_http_is_refused_before_any_transfer(tmp_path
                        family="toy", file=ModelFile("toy.pth", ("http://example.org/toy.pth",), 10, "0" * 64),
                        license="MIT", description="test", tags=(), spandrel_arch="Compact")
     with pytest.raises(DownloadError, match="plain http"):
-        ModelStore(cache_dir=tmp_path / "cache", progress=False, catalog={"toy-x2": entry}).resolve("toy-x2")
+        ModelStore(cache_dir=tmp_path / "cache", progress=False, catalog={"toy-x2": entry},
+                   allow_download=True).resolve("toy-x2")
     assert not (tmp_path / "cache" / "toy-x2" / "toy.pth").exists()
 
 

@@ -176,7 +176,7 @@ def test_hostile_page_settings_stay_data_in_the_settings_file(workspace, canary,
     json.loads((workspace.root / SETTINGS_FILE).read_text())  # still valid JSON
     remembered = page.page_settings(workspace, [], [("auto", None)])
     assert remembered["container"] == "mp4" and remembered["codec"] == "h264" and remembered["device"] == "auto"
-    assert remembered["interp_method"] == "auto" and remembered["temporal"] == "none"
+    assert remembered["interp_method"] == "auto" and remembered["temporal"] == "auto"
     for key, value in hostile.items():
         page.remember(workspace, key, value)
     assert set(load_page_settings(workspace)) == set(DEFAULT_SETTINGS)

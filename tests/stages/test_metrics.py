@@ -29,6 +29,7 @@ from stages.quality.metrics import (
 )
 from stages.quality.summary import (
     GRADE_LABELS_EN,
+    STABILITY_LABELS_EN,
     grade,
     grade_details,
     mean_ignoring_nan,
@@ -222,13 +223,23 @@ def test_warp_error_meter():
     (25.0, 0.99, 1.0, "Acceptable"),
     (41.0, 0.7499, 1.0, "Insuffisant"),
     (41.0, 0.99, 1.51, "Insuffisant"),
-    (None, None, 1.10, "Très bon"),
+    (None, None, 1.10, "Plutôt stable"),
     (math.inf, None, None, "Excellent"),
     (math.nan, 0.91, None, "Très bon"),
 ])
 def test_grade_is_the_worst_of_the_available_figures(psnr_y, ssim_y, ratio, expected):
     assert grade(psnr_y, ssim_y, ratio) == expected
-    assert GRADE_LABELS_EN[expected] in ("Excellent", "Very good", "Good", "Acceptable", "Insufficient")
+    labels = {**GRADE_LABELS_EN, **STABILITY_LABELS_EN}
+    assert labels[expected] in ("Excellent", "Very good", "Good", "Acceptable", "Insufficient", "Mostly stable")
+
+
+def test_a_grade_without_a_reference_is_a_stability_grade_and_says_so():
+    """Flicker alone never makes a result "Excellent": the grade names what was measured."""
+    best = grade_details(None, None, 0.8)
+    assert best.grade == "Stable" and best.grade_en == "Stable" and "Excellent" not in (best.grade, best.grade_en)
+    assert best.scope.startswith("stability only") and "reference" in best.scope
+    assert grade_details(None, None, 1.6).grade_en == "Strong flicker"
+    assert grade_details(41.0, 0.99, 1.0).scope.startswith("fidelity")
 
 
 def test_grade_details_and_missing_figures():

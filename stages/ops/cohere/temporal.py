@@ -1,32 +1,42 @@
 """Temporal coherence: remove the frame-to-frame flicker an image upscaler adds, without ghosting.
 
-An image super-resolution network sees one frame at a time, so the detail it invents (texture, grain, ringing)
-changes from frame to frame even where the source does not: the video shimmers. This pass blends each upscaled
-frame ``hr_t`` with the previous *output* frame brought onto it, only where that is safe:
+An image super-resolution network sees one frame at a time, so the detail it invents (texture, grain, ringing,
+edge contrast) changes from frame to frame even where the source does not: the video shimmers. This pass blends
+each upscaled frame ``hr_t`` with the previous *output* frame brought onto it, only where that is safe:
 
 ``flow``
     Optical flow (OpenCV DIS, both ways) on the low-resolution source frames ``lr_{t-1}``, ``lr_t`` (cheap, and
-    the source has no invented detail to mislead it), resized to the output size with :func:`resize_flow`; the
-    previous output ``out_{t-1}`` is warped onto frame ``t`` (bilinear). A confidence mask keeps pixels where
-    the flow is forward-backward consistent and lands inside the frame, where the warped previous source matches
-    the current source (flow failures), and where the warped previous output matches the current upscale, both
-    in structure (local mean of the signed difference: a moving object the flow missed) and in detail (local
-    mean of the absolute luma difference: texture the flow cannot align exactly). The mask is eroded by one
-    source pixel, then eroded and smoothed at the output size so no weight leaks into rejected pixels: moving
-    edges and disocclusions fall back to the current frame (no ghosting). ``out = hr*(1-w) + warp(out_{t-1})*w``
-    with ``w = strength * mask``; the recursion makes this an exponential average along motion trajectories.
-    Measured (strength 0.6; E_warp with the source pair's flow, see :mod:`stages.quality.metrics`): Vid4 x4 by
-    realesr-animevideov3, E_warp -22% (calendar) and -63% (city) for +0.05 dB PSNR-Y; a panning photo with
-    per-frame noise and gain flicker, -52% for +1.7 dB; a fast colour square: no ghost.
+    the source has no invented detail to mislead it), resized to the output size; the previous output
+    ``out_{t-1}`` is warped onto frame ``t`` (bilinear) and clamped, per channel, to the mean plus or minus half
+    a standard deviation of ``hr_t``'s 3x3 neighbourhood (variance clipping, as in temporal anti-aliasing: an
+    old edge or colour cannot be painted where the current frame has nothing like it). A confidence mask keeps
+    pixels where the source flow is forward-backward consistent and lands inside the frame (eroded by one
+    source pixel), where the warped previous source matches the current source either absolutely or to within
+    a few tenths of an output pixel of misalignment on edges and texture (residual over local gradient), and
+    where the clamped history's locally averaged signed difference from ``hr_t`` is small (structure the model
+    changed on its own shows at once). An output pixel whose source pixel fails gets no weight: the mask is
+    upsampled as the smaller of its bilinear and nearest-neighbour resizes. ``out = hr*(1-w) + history*w`` with
+    ``w = strength * mask``: the recursion is an exponential average along motion trajectories. See
+    :mod:`stages.ops.cohere.flowblend`.
+    Where it still gives up: pixels where the source pair itself disagrees under the flow (motion blur, parallax
+    of out-of-focus backgrounds, water whose ripples move at other speeds than the flow); blending there would
+    ghost, so the model's frame is kept.
+    Measured (``python -m benchmarks.coherence_real``, strength 0.6; E_warp with the source pair's flow and
+    occlusion mask, see :mod:`stages.quality.metrics`; "gap" = the model's E_warp minus a lanczos upscale's),
+    realesr-general-x4v3: real clips downscaled from ../shared (the original as reference), car on asphalt x2 55%
+    of the gap closed (+0.96 dB PSNR-Y), street with motion blur x2 19% (+0.73 dB); Vid4 x4 calendar 35%, city
+    50% (+0.25, +0.31 dB); generated water, foliage, grass x2 56%, 52%, 48% (-0.11 to +0.23 dB). The pass it
+    replaced closed 12-37% of those gaps. No change on occluded pixels, no ghost of a fast square; 0.16-0.26 s
+    per 1920x1080 frame on 2 shared CPUs (docs/coherence.md).
 ``ema``
     No flow: ``out = a*out_{t-1} + (1-a)*hr`` with ``a = alpha * gate``, where the gate is 1 where the source
     did not change (largest ``|lr_t - lr_{t-1}|`` over R, G, B, dilated, upsampled, soft threshold) and 0 where
     it moved. Only static content is smoothed; cheaper than ``flow`` (no flow, no warp) but does nothing for
     panning shots (Vid4: E_warp -0 to -3%).
 ``none``
-    Identity.
+    Identity (one flag away: ``--temporal none``).
 ``auto``
-    :func:`choose_method` picks ``flow`` (``ema`` for very large outputs when memory is short).
+    The default everywhere: :func:`choose_method` picks ``flow`` (``ema`` above 4K when memory is short).
 ``seedvr2``
     Listed so interfaces can show it disabled with :data:`SEEDVR2_UNAVAILABLE`; never runs.
 
@@ -34,10 +44,11 @@ State is the previous output frame and the previous source frame (or, for a fram
 see :data:`PROXY_LONG_SIDE`), both exactly as stored in chunk files, so a chunk started with
 :meth:`TemporalFilter.from_state` from the previous chunk's last frames gives the same bytes as one pass over
 the whole video. Caching stays valid as long as a coherent chunk's key includes the previous coherent chunk's
-key (and the ``cohere`` entry of stages.store.versions). A scene cut resets the state; the caller says where cuts are.
+key (and the ``cohere`` entry of stages.store.versions). A scene cut resets the state; the caller says where cuts
+are (a cut it misses is caught by the source tests: nothing is blended across it).
 
 Frames are ``HxWx3`` RGB arrays, uint8 or uint16 (``lr`` may have another depth than ``hr``); all arithmetic is
-float32 in [0, 1], rounded once to the output dtype.
+float32 in [0, 1], rounded once to the output dtype. Settings: :mod:`stages.ops.cohere.settings`.
 """
 
 from __future__ import annotations
@@ -54,7 +65,6 @@ import cv2
 import numpy as np
 
 from stages.errors import ChunkError, SettingsError
-from stages.flow import DIS_PRESETS, consistency_mask, dis_flow, resize_flow, warp
 from stages.media.chunkio import (
     frame_dtype,
     last_frame,
@@ -62,8 +72,16 @@ from stages.media.chunkio import (
     storage_depth,
 )
 from stages.media.pipelining import prefetch
+from stages.ops.cohere.flowblend import blend, flow_step
+from stages.ops.cohere.pixels import colour_change, resize_to, soft_below, to_float
+from stages.ops.cohere.settings import (
+    METHODS,
+    RUNNABLE_METHODS,
+    SEEDVR2_UNAVAILABLE,
+    TemporalSettings,
+    available_methods,
+)
 from stages.ops.writer import ChunkSink
-from stages.quality.metrics import luma
 
 log = logging.getLogger(__name__)
 
@@ -83,106 +101,26 @@ __all__ = [
     "last_frame",
 ]
 
-METHODS = ("none", "ema", "flow", "auto", "seedvr2")
-RUNNABLE_METHODS = ("none", "ema", "flow")
-
-SEEDVR2_UNAVAILABLE = (
-    "SeedVR2 is a 3B/7B-parameter diffusion video restorer: it needs a large GPU (tens of GB) and weights this "
-    "project cannot obtain or run yet; use flow"
-)
-
 PROXY_LONG_SIDE = 480
 """Long side (pixels) of the stand-in for the source frame when none is given (frames made by interpolation):
 the upscaled frame is downscaled (area) to it and flow is computed there. DIS at this size costs a few ms, and
 the output's invented detail, which misleads flow, is averaged away. A fixed size (not the neighbouring source
 frames' size) keeps the stand-in a function of its own frame, so chunk boundaries can resume exactly."""
 
-# Memory model of one filter step, per output pixel: tracemalloc peak of a 1920x1080 step from a 480x270
-# source measured 68 B (flow: hr, previous output and its warped copy as float RGB, a blurred difference, the
-# flow and remap grids, masks) and 31.5 B (ema); the state and the decoded frames add about 9 B (8-bit) to 18 B (16-bit).
-FLOW_BYTES_PER_PIXEL = 80
+# Memory model of one filter step, per output pixel: tracemalloc peak of a 1920x1080 step measured 79 B from a
+# 480x270 source and 88 B from a 960x540 one (flow: hr, previous output and its warped, clamped copy as float RGB,
+# the neighbourhood mean and spread, a blurred difference, the flow and remap grids, masks) and 31.5-33 B (ema);
+# the state and the decoded frames add about 9 B (8-bit) to 18 B (16-bit).
+FLOW_BYTES_PER_PIXEL = 100
 EMA_BYTES_PER_PIXEL = 40
 AUTO_MEMORY_HEADROOM = 4
 """auto wants this many times the per-step estimate free: decode/write queues hold frames too, and the model
 (or the next stage) shares the machine."""
 AUTO_EMA_MIN_PIXELS = 3840 * 2160
-"""auto only falls back to ema above 4K UHD: up to 4K a flow step takes at most about 0.7 GB, which any machine
+"""auto only falls back to ema above 4K UHD: up to 4K a flow step takes at most about 0.8 GB, which any machine
 able to run an upscaler has, so memory is never a reason to give up flow there."""
 
 ProgressFn = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class TemporalSettings:
-    """What decides the bytes of a coherent chunk (with the input chunks and the carried state).
-
-    Args:
-        method: one of :data:`METHODS`.
-        strength: ``flow``: largest weight of the warped previous output (0..1, exclusive). 0.6 is the knee of
-            a sweep over 0.4-0.8 (figures in the module docstring): 0.7 lowers E_warp a few points more but
-            costs 0.3 dB on the panning photos and brings Vid4 city's flicker to the lanczos baseline's
-            (ratio 0.99: smoothing more than a plain resize would be over-smoothing).
-        ema_alpha: ``ema``: weight of the previous output on static pixels (0..1, exclusive).
-        motion_low, motion_high: ``ema``: source change (largest absolute difference over R, G, B, in [0,1]
-            units) below which a pixel counts as static (gate 1) and above which as moving (gate 0); linear in
-            between.
-        source_error_low, source_error_high: ``flow``: soft threshold on ``|warp(lr_{t-1}) - lr_t|`` (largest over
-            R, G, B, as every change here) after a Gaussian blur of ``source_error_sigma`` source pixels (without
-            the blur, sampling differences of fine texture reject most textured pixels: E_warp fell 5% instead of
-            24% on Vid4 calendar). Without this test PSNR fell 0.5-0.8 dB on the panning photos.
-        output_error_low, output_error_high: ``flow``: soft threshold on the signed difference
-            ``warp(out_{t-1}) - hr_t`` averaged by a Gaussian of ``output_error_sigma`` source pixels, largest
-            absolute value over R, G, B: a change only the model made (the source did not change there), which
-            must show at once rather than fade in.
-        detail_error_low, detail_error_high: ``flow``: soft threshold on ``|Y(warp(out_{t-1})) - Y(hr_t)|``
-            averaged by the same Gaussian: fine detail the flow does not align exactly (blending would blur
-            it). Without it PSNR on a fast pan fell 0.6 dB more.
-        flow_preset: DIS preset (see :data:`stages.flow.DIS_PRESETS`).
-    """
-
-    method: str = "none"
-    strength: float = 0.6
-    ema_alpha: float = 0.5
-    motion_low: float = 0.01
-    motion_high: float = 0.04
-    source_error_low: float = 0.02
-    source_error_high: float = 0.06
-    output_error_low: float = 0.03
-    output_error_high: float = 0.08
-    detail_error_low: float = 0.04
-    detail_error_high: float = 0.10
-    output_error_sigma: float = 0.5
-    source_error_sigma: float = 0.7
-    flow_preset: str = "medium"
-
-    def validate(self) -> None:
-        """Raises SettingsError for an unknown or unavailable method or impossible parameters."""
-        if self.method == "seedvr2":
-            raise SettingsError(f"temporal: seedvr2 is not available: {SEEDVR2_UNAVAILABLE}")
-        if self.method not in METHODS:
-            raise SettingsError(
-                f"temporal: unknown method {self.method!r}; use one of {', '.join(m for m in METHODS if m != 'seedvr2')}"
-            )
-        if not 0.0 <= self.strength < 1.0:
-            raise SettingsError(f"temporal: strength {self.strength} must be in [0, 1); use 0.6")
-        if not 0.0 <= self.ema_alpha < 1.0:
-            raise SettingsError(f"temporal: ema_alpha {self.ema_alpha} must be in [0, 1); use 0.5")
-        for name in ("motion", "source_error", "output_error", "detail_error"):
-            low, high = getattr(self, f"{name}_low"), getattr(self, f"{name}_high")
-            if not 0.0 <= low < high:
-                raise SettingsError(f"temporal: {name}_low {low} must be >= 0 and below {name}_high {high}")
-        for name, default in (("output_error_sigma", 0.5), ("source_error_sigma", 0.7)):
-            if getattr(self, name) < 0:
-                raise SettingsError(f"temporal: {name} {getattr(self, name)} is negative; use {default}")
-        if self.flow_preset not in DIS_PRESETS:
-            raise SettingsError(
-                f"temporal: unknown flow preset {self.flow_preset!r}; use one of {', '.join(DIS_PRESETS)}"
-            )
-
-
-def available_methods() -> dict[str, str | None]:
-    """Every method with ``None`` when it can run here, else the reason it cannot (for disabled UI choices)."""
-    return {method: (SEEDVR2_UNAVAILABLE if method == "seedvr2" else None) for method in METHODS}
 
 
 def choose_method(
@@ -211,44 +149,6 @@ def choose_method(
     note = "" if free_memory_bytes >= ema_need else f"; even ema wants {ema_need / 2**30:.1f} GiB, expect swapping"
     return "ema", (f"ema (auto: {where}; flow would need about {flow_need / 2**30:.1f} GiB, "
                    f"so motion-gated averaging instead{note})")
-
-
-def _to_float(frame: np.ndarray) -> np.ndarray:
-    """``HxWxC`` integer frame -> new float32 array in [0, 1] (float frames are copied as float32)."""
-    if np.issubdtype(frame.dtype, np.integer):
-        return np.multiply(frame, np.float32(1.0 / np.iinfo(frame.dtype).max), dtype=np.float32)
-    return frame.astype(np.float32)
-
-
-def _from_float(frame: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """float32 ``frame`` in [0, 1] rounded to integer ``dtype``; ``frame`` is overwritten (scratch)."""
-    peak = float(np.iinfo(dtype).max)
-    np.multiply(frame, np.float32(peak), out=frame)
-    frame += np.float32(0.5)
-    np.clip(frame, 0, peak, out=frame)
-    return frame.astype(dtype)
-
-
-def _soft_below(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """1 where ``values <= low``, 0 where ``values >= high``, linear in between (float32)."""
-    return np.clip((high - values) * np.float32(1.0 / (high - low)), 0.0, 1.0).astype(np.float32, copy=False)
-
-
-def _change(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-pixel change between two float ``HxWx3`` frames: the largest absolute difference over R, G and B
-    (``HxW`` float32), so a change of colour at equal brightness counts too."""
-    return _channel_max(cv2.absdiff(a, b))
-
-
-def _channel_max(a: np.ndarray) -> np.ndarray:
-    """``HxW`` largest of the three channels of ``HxWx3`` ``a`` (several times faster than ``a.max(axis=2)``)."""
-    return np.maximum(np.maximum(a[..., 0], a[..., 1]), a[..., 2])
-
-
-def _resize(image: np.ndarray, width: int, height: int, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
-    if image.shape[1] == width and image.shape[0] == height:
-        return image
-    return cv2.resize(image, (width, height), interpolation=interpolation)
 
 
 def _proxy_of(hr: np.ndarray) -> np.ndarray:
@@ -362,7 +262,7 @@ class TemporalFilter:
             weight_mean = 0.0
         else:
             if prev_lr.shape[:2] != lr.shape[:2]:
-                prev_lr = _resize(prev_lr, lr.shape[1], lr.shape[0], cv2.INTER_AREA)
+                prev_lr = resize_to(prev_lr, lr.shape[1], lr.shape[0], cv2.INTER_AREA)
             if method == "ema":
                 out, weight_mean = self._ema(hr, lr, prev_out, prev_lr)
             else:
@@ -374,61 +274,18 @@ class TemporalFilter:
             self._prev_lr = np.array(lr, copy=True)
         return out
 
-    def _blend(self, hr_f: np.ndarray, other: np.ndarray, weight: np.ndarray, dtype: np.dtype) -> np.ndarray:
-        """``hr*(1-w) + other*w`` rounded to ``dtype``; ``hr_f`` and ``other`` are float32 ``HxWx3`` in [0, 1]
-        (``other`` is overwritten: scratch), ``weight`` ``HxW`` float32."""
-        np.subtract(other, hr_f, out=other)
-        other *= weight[..., None]
-        other += hr_f
-        return _from_float(other, dtype)
-
     def _ema(self, hr: np.ndarray, lr: np.ndarray, prev_out: np.ndarray,
              prev_lr: np.ndarray) -> tuple[np.ndarray, float]:
         s = self.settings
-        change = _change(_to_float(lr), _to_float(prev_lr))
+        change = colour_change(to_float(lr), to_float(prev_lr))
         change = cv2.dilate(change, np.ones((3, 3), np.uint8))  # a moving edge also moves its neighbours
-        gate = _soft_below(change, s.motion_low, s.motion_high)
-        weight = _resize(gate, hr.shape[1], hr.shape[0]) * np.float32(s.ema_alpha)
-        return self._blend(_to_float(hr), _to_float(prev_out), weight, hr.dtype), float(weight.mean())
+        gate = soft_below(change, s.motion_low, s.motion_high)
+        weight = resize_to(gate, hr.shape[1], hr.shape[0]) * np.float32(s.ema_alpha)
+        return blend(to_float(hr), to_float(prev_out), weight, hr.dtype), float(weight.mean())
 
     def _flow(self, hr: np.ndarray, lr: np.ndarray, prev_out: np.ndarray,
               prev_lr: np.ndarray) -> tuple[np.ndarray, float]:
-        s = self.settings
-        height, width = hr.shape[:2]
-        lh, lw = lr.shape[:2]
-        # flow on the source: cur -> prev brings the previous frame onto the current one (backward warp)
-        flow_cp = dis_flow(lr, prev_lr, s.flow_preset)
-        flow_pc = dis_flow(prev_lr, lr, s.flow_preset)
-        trusted = consistency_mask(flow_cp, flow_pc).astype(np.float32)
-        gx, gy = np.meshgrid(np.arange(lw, dtype=np.float32), np.arange(lh, dtype=np.float32))
-        tx, ty = gx + flow_cp[..., 0], gy + flow_cp[..., 1]
-        trusted *= ((tx >= 0) & (tx <= lw - 1) & (ty >= 0) & (ty <= lh - 1)).astype(np.float32)
-        lr_prev, lr_cur = _to_float(prev_lr), _to_float(lr)
-        if s.source_error_sigma > 0:  # sampling/aliasing differences of fine texture are not a flow failure
-            lr_prev = cv2.GaussianBlur(lr_prev, (0, 0), s.source_error_sigma)
-            lr_cur = cv2.GaussianBlur(lr_cur, (0, 0), s.source_error_sigma)
-        trusted *= _soft_below(_change(warp(lr_prev, flow_cp), lr_cur), s.source_error_low, s.source_error_high)
-        trusted = cv2.erode(trusted, np.ones((3, 3), np.uint8))  # stop short of occlusion boundaries
-        mask = _resize(trusted, width, height)
-        scale = max(width / lw, height / lh)
-        # bring the previous output onto this frame and compare it with the current upscale twice, both locally
-        # averaged so that the model's per-frame noise (what should be smoothed) does not reject by itself:
-        # the averaged signed difference (per channel) shows structure the flow missed (a moving object, new
-        # content: ghosting); the averaged absolute luma difference shows detail the flow does not align
-        # exactly (blending it would blur it)
-        hr_f = _to_float(hr)
-        warped = warp(_to_float(prev_out), resize_flow(flow_cp, width, height))
-        sigma = max(s.output_error_sigma * scale, 0.5)
-        signed = cv2.GaussianBlur(cv2.subtract(warped, hr_f), (0, 0), sigma)
-        mask *= _soft_below(_channel_max(np.abs(signed, out=signed)), s.output_error_low, s.output_error_high)
-        detail = cv2.GaussianBlur(cv2.absdiff(luma(warped), luma(hr_f)), (0, 0), sigma)
-        mask *= _soft_below(detail, s.detail_error_low, s.detail_error_high)
-        # smooth the mask without spreading weight into rejected pixels: erode by the blur's reach first
-        smooth = max(scale / 2, 0.5)
-        reach = math.ceil(2 * smooth)
-        mask = cv2.GaussianBlur(cv2.erode(mask, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)), (0, 0), smooth)
-        weight = mask * np.float32(s.strength)
-        return self._blend(hr_f, warped, weight, hr.dtype), float(weight.mean())
+        return flow_step(self.settings, hr, lr, prev_out, prev_lr)
 
 
 @dataclass(frozen=True)

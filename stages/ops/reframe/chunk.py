@@ -114,6 +114,7 @@ def reframe_chunk(
     bit_depth: int = 8,
     batch: int = 4,
     progress: ProgressFn | None = None,
+    pixel_aspect: float = 1.0,
 ) -> ReframedChunk:
     """Crop, upscale and resize every frame of a lossless chunk into a new chunk of ``target`` frames.
 
@@ -122,8 +123,10 @@ def reframe_chunk(
     of ``hxwx3`` frames (same shape, the chunk's dtype) and returns them scaled by a whole factor in the same dtype
     (orchestration passes ``lambda frames: upscaler.upscale(frames, steps)``); None means no model. Each result
     is then resized to exactly ``target`` = ``(width, height)`` (area averaging when shrinking, Lanczos when
-    enlarging, clipped to the dtype's range); when the target's aspect differs from the crop's, the picture is
-    stretched (a warning is logged). Frames are written at ``bit_depth`` (8 -> uint8, above 8 -> uint16, as the
+    enlarging, clipped to the dtype's range); when the target's aspect differs from the crop's display aspect (its
+    width / height times ``pixel_aspect``, the source's sample aspect ratio), the picture is stretched (a warning is
+    logged); the difference a non-square ``pixel_aspect`` makes is the correction to square pixels, not a stretch.
+    Frames are written at ``bit_depth`` (8 -> uint8, above 8 -> uint16, as the
     chunk holds them) under a temporary name in ``out_path``'s folder and renamed at the end: on any failure
     nothing is left at ``out_path``.
 
@@ -149,10 +152,10 @@ def reframe_chunk(
     if frames_in_chunk != total:
         raise ChunkError(f"reframe: chunk {source.name} has {frames_in_chunk} frames but {total} crop boxes were "
                          "given; plan one box per frame of the chunk (plan_crops with its frame times)")
-    stretched = abs(target_w / target_h / boxes[0].aspect - 1) > ASPECT_TOLERANCE
-    if stretched:
-        log.warning("reframe: the output %dx%d has aspect %.4f but the crop has %.4f; the picture is stretched",
-                    target_w, target_h, target_w / target_h, boxes[0].aspect)
+    shown = boxes[0].aspect * pixel_aspect
+    if abs(target_w / target_h / shown - 1) > ASPECT_TOLERANCE:
+        log.warning("reframe: the output %dx%d has aspect %.4f but the crop is shown as %.4f; the picture is stretched",
+                    target_w, target_h, target_w / target_h, shown)
     frames = prefetch(read_frames(source), depth=max(2, batch * 2), name="reframe-decode")
     calls = done = 0
     pending: list[np.ndarray] = []

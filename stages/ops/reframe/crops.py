@@ -5,7 +5,9 @@ An editor reframing a 16:9 shot to 9:16 (or a 4:3 crop to 16:9) gives crop keyfr
 between keyframes (``linear`` or ``ease``, a cubic ease-in-out) and held before the first and after the last. The
 cropped region is taken at its native resolution ("de-zoom": nothing is scaled before the model) with sub-pixel
 accuracy, upscaled by the AI model (a caller-given callable, so this module never loads one) and resized to exactly
-the target size, which follows the crop's aspect ratio (:func:`target_size`) unless the user sets one.
+the target size, which follows the crop's display aspect ratio (:func:`display_aspect`, :func:`target_size`: a
+source with non-square pixels is shown ``SAR`` times wider than its pixel count says) unless the user sets one; the
+output has square pixels.
 
 Frames are ``HxWx3`` RGB arrays, ``uint8`` (8-bit chunks) or ``uint16`` (16-bit chunks); coordinates are
 floats in source pixels, ``(x, y)`` the top-left corner, the pixel ``i`` covering ``[i, i + 1)``.
@@ -19,6 +21,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -337,8 +340,23 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
     return int(width), int(height)
 
 
+def display_aspect(box: CropBox, sample_aspect: float | Fraction = 1) -> float:
+    """The aspect ratio ``box`` is shown with: its width over height in source pixels times the source's sample
+    (pixel) aspect ratio (a 720x480 crop of DV at 8:9 shows as 4:3, not 3:2). Target sizes are chosen from it.
+
+    Raises:
+        SettingsError: ``sample_aspect`` is not a positive finite number.
+    """
+    value = float(sample_aspect)
+    if not math.isfinite(value) or value <= 0:
+        raise SettingsError(f"reframe: pixel aspect {sample_aspect!r} is not a positive number; give the source's "
+                            "sample aspect ratio (1 for square pixels)")
+    return box.aspect * value
+
+
 def target_size(aspect: float, override: tuple[int, int] | None = None) -> tuple[int, int]:
-    """Output ``(width, height)`` in pixels for crops of ``aspect`` (width / height).
+    """Output ``(width, height)`` in square pixels for crops shown with ``aspect`` (width / height as displayed:
+    :func:`display_aspect`, which is the crop's width / height for a source with square pixels).
 
     ``override`` (the user's choice) wins after validation. Otherwise: aspect 1.7-1.8 (16:9) -> 3840x2160;
     0.55-0.6 (9:16) -> 1080x1920; any other landscape aspect (1:1 included) -> height 2160 and

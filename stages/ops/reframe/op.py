@@ -22,14 +22,17 @@ UpscaleFn = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
 @register_op
 class ReframeOp(ChunkOp[ChunkRecord]):
     """Crop input frame ``i`` (counted over all input chunks) to ``boxes[i]``, upscale with ``upscale`` (None: no
-    model) and resize to ``target`` = (width, height). ``model_key`` says what decides the upscaled bytes."""
+    model) and resize to ``target`` = (width, height), square pixels. ``model_key`` says what decides the upscaled
+    bytes; ``pixel_aspect`` is the source's sample aspect ratio (the crops' display aspect is ``aspect * it``), used
+    to tell a stretched target from a pixel-aspect correction."""
 
     name = "reframe"
 
     def __init__(self, boxes: Sequence[CropBox], target: tuple[int, int], upscale: UpscaleFn | None = None,
-                 model_key: Mapping[str, Any] | None = None) -> None:
+                 model_key: Mapping[str, Any] | None = None, *, pixel_aspect: float = 1.0) -> None:
         self.boxes, self.target, self.upscale = list(boxes), (int(target[0]), int(target[1])), upscale
         self.model_key = dict(model_key or {"model": "none"})
+        self.pixel_aspect = float(pixel_aspect)
 
     def _boxes(self, task: ChunkTask[ChunkRecord]) -> list[CropBox]:
         offset = sum(r.frame_count for r in task.inputs[:task.position])
@@ -44,7 +47,7 @@ class ReframeOp(ChunkOp[ChunkRecord]):
     def produce(self, task: ChunkTask[ChunkRecord], tmp: Path) -> ChunkContent:
         up = task.upstream
         result = reframe_chunk(up.path, tmp, self._boxes(task), self.target, upscale=self.upscale,
-                               bit_depth=up.bit_depth)
+                               bit_depth=up.bit_depth, pixel_aspect=self.pixel_aspect)
         return ChunkContent(result.frame_count, up.pts, result.width, result.height, result.bit_depth)
 
     @classmethod

@@ -39,7 +39,7 @@ ProgressFn = Callable[[int, int], None]
 class UpscaleSettings:
     """What decides the bytes of an upscaled chunk (besides the model weights and device)."""
 
-    model: str = "realesr-animevideov3"
+    model: str = "auto"  # stages.models.catalog.AUTO_MODEL: build_upscale_op decides (live action or animation)
     scale: int = 4
     tile: int = 0
     tile_overlap: int = 16

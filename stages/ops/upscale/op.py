@@ -15,6 +15,7 @@ from stages.device import DeviceChoice
 from stages.models.store import ModelStore
 from stages.ops.contract import ChunkOp, ChunkShape, ChunkTask
 from stages.ops.registry import register_op
+from stages.ops.upscale.content import ContentGuess
 from stages.ops.upscale.engine import (
     ScaleStep,
     Upscaler,
@@ -25,7 +26,7 @@ from stages.ops.upscale.engine import (
     upscale_chunk,
 )
 from stages.ops.upscale.ncnn import NcnnUpscaler, choose_backend
-from stages.ops.upscale.selection import ModelSelection, select_model
+from stages.ops.upscale.selection import ModelDecision, ModelSelection, decide_model, select_model
 from stages.store.chunk_store import ChunkContent, ChunkRecord
 
 
@@ -128,28 +129,33 @@ class UpscaleChoice:
     selection: ModelSelection
     backend: str
     backend_reason: str
+    decision: ModelDecision
 
 
 def build_upscale_op(models: ModelStore, settings: UpscaleSettings, choice: DeviceChoice, *,
-                     model_path: str | None = None) -> UpscaleChoice:
-    """Choose the model for ``settings`` (catalog id or ``model_path``; fetched now if it must be), the backend
-    for ``choice`` and the scale plan, and make the op that runs them. Shared by the enhance, production and
-    reframe graphs.
+                     model_path: str | None = None,
+                     content: Callable[[], ContentGuess] | None = None) -> UpscaleChoice:
+    """Choose the model for ``settings`` (catalog id, ``auto`` with ``content`` to look at the video, or
+    ``model_path``; fetched now if it must be, see :func:`decide_model`), the backend for ``choice`` and the
+    scale plan, and make the op that runs them. Shared by the enhance, production and reframe graphs.
 
     Raises:
         ModelError: the model cannot be found, fetched or loaded (callers may fall back to Lanczos).
         SettingsError: an impossible setting.
     """
-    selection = select_model(models, settings.model, settings.scale, model_path)
+    decision = ModelDecision(settings.model, "model file given") if model_path \
+        else decide_model(models, settings.model, device_kind=choice.kind, content=content)
+    selection = select_model(models, decision.model_id, settings.scale, model_path)
     backend, reason = choose_backend(settings.backend, choice, selection.load().descriptor)
     steps = plan_scale(settings.scale, selection.model_scale)
     compiled = bool(settings.compile and backend == "torch")
     key = {"model": selection.model_id, "weights": selection.weights_sha256, "tile": settings.tile,
            "overlap": settings.tile_overlap, "precision": choice.precision, "device": choice.kind,
            "backend": backend, "compiled": compiled}
-    about = {"model": selection.model_id, "weights_source": selection.source, "note": selection.note,
+    about = {"model": selection.model_id, **decision.describe(), "weights_source": selection.source,
+             "note": selection.note,
              "device": choice.device, "device_reason": choice.reason, "backend": backend, "backend_reason": reason}
     ncnn_cache = models.cache_dir / "ncnn-exports"
     op = UpscaleOp(lambda: make_upscaler(selection, backend, choice, settings, ncnn_cache), steps, settings.scale,
                    key, about)
-    return UpscaleChoice(op, selection, backend, reason)
+    return UpscaleChoice(op, selection, backend, reason, decision)
