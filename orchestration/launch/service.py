@@ -49,6 +49,9 @@ TAG_KIND = "vup/kind"
 PARTITION_TAG = "dagster/partition"
 
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+CODE_SERVER_WAIT_S = 30.0
+"""How long a submission waits for a code server that is starting (or too busy to answer) before it gives up:
+Dagster launched nothing then, so trying again cannot make a second run."""
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -148,15 +151,23 @@ class DagsterService:
 
         if not self.instance.has_dynamic_partition(partitions, key):
             self.instance.add_dynamic_partitions(partitions, [key])
-        try:
-            return self._client().submit_job_execution(job, run_config=run_config, tags={PARTITION_TAG: key, **tags})
-        except DagsterGraphQLClientError as exc:
-            raise StageError(f"{who}: Dagster refused the run ({first_line(exc)}); see the webserver's log") from exc
-        except Exception as exc:
-            raise StageError(
-                f"{who}: cannot reach the Dagster webserver at {self.webserver_url} ({first_line(exc)}); "
-                "start everything with `vup serve`"
-            ) from exc
+        deadline = time.monotonic() + CODE_SERVER_WAIT_S
+        while True:
+            try:
+                return self._client().submit_job_execution(job, run_config=run_config,
+                                                           tags={PARTITION_TAG: key, **tags})
+            except DagsterGraphQLClientError as exc:
+                # The code server is (re)starting or too busy to answer: nothing was launched, so wait and retry.
+                if "UserCodeUnreachable" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(2.0)
+                    continue
+                raise StageError(f"{who}: Dagster refused the run ({first_line(exc)}); see the webserver's log") \
+                    from exc
+            except Exception as exc:
+                raise StageError(
+                    f"{who}: cannot reach the Dagster webserver at {self.webserver_url} ({first_line(exc)}); "
+                    "start everything with `vup serve`"
+                ) from exc
 
     def submit_reframe(self, request: ReframeRequest, *, sha256: str | None = None,
                        info: VideoInfo | None = None) -> tuple[str, Path]:

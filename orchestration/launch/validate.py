@@ -12,9 +12,10 @@ from stages.device import validate_device_settings
 from stages.errors import InputError, SettingsError
 from stages.media.codecs import check_container, encoder_options, output_pix_fmt_for
 from stages.media.deinterlace import decoded_view, describe_deinterlace
+from stages.media.encode import output_geometry
 from stages.media.probe import MIN_VIDEO_SIDE, VideoInfo, ignored_streams, probe_video
 from stages.ops.interpolate.timing import rational_fps
-from stages.ops.upscale.engine import output_size
+from stages.ops.upscale.engine import MAX_OUTPUT_LONG_SIDE, MAX_OUTPUT_SHORT_SIDE, output_size
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,13 @@ def validate_request(request: EnhanceRequest) -> VideoInfo:
     out_w, out_h = output_size(info.width, info.height, settings.scale)
     encode = request.encode.to_settings()
     encode.validate()
+    if encode.square_pixels and info.sample_aspect != 1:
+        sq_w, sq_h, _ = output_geometry(info, out_w, out_h, square_pixels=True)
+        if max(sq_w, sq_h) > MAX_OUTPUT_LONG_SIDE or min(sq_w, sq_h) > MAX_OUTPUT_SHORT_SIDE:
+            raise SettingsError(
+                f"output: with --square-pixels the {out_w}x{out_h} frames become {sq_w}x{sq_h}, above the 8K limit "
+                f"({MAX_OUTPUT_LONG_SIDE}x{MAX_OUTPUT_SHORT_SIDE}); choose a smaller --scale, or drop "
+                "--square-pixels to keep the pixel aspect")
     encoder_options(encode.codec, encode.crf, encode.preset)  # AV1: SettingsError when this build has no encoder
     if encode.codec not in ("h264", "h265"):  # ProRes/AV1/FFV1: an odd size their pixel format cannot hold
         output_pix_fmt_for(encode.codec, encode.pix_fmt, info.bit_depth > 8, out_w, out_h)

@@ -233,3 +233,35 @@ def test_eta_leaves_out_the_warm_up_chunk_and_learns_priors_from_finished_runs()
     _, _, eta = estimate_progress(slow_first, stages, priors=learned)
     assert eta == pytest.approx(10.0 + 4 * 10.0 * 0.6)
     assert learn_priors([]) == STAGE_PRIORS
+
+
+def test_a_submission_waits_for_a_starting_code_server(workspace, monkeypatch):
+    """Right after `vup serve` (or under load) the code server may not answer yet: Dagster launched nothing, so the
+    page tries again for a while instead of refusing the run; other refusals are reported at once."""
+    from dagster import DagsterInstance
+    from dagster_graphql import DagsterGraphQLClientError
+
+    from orchestration.launch import service as service_module
+
+    calls: list[str] = []
+
+    class Client:
+        def __init__(self, failures: int, message: str) -> None:
+            self.failures, self.message = failures, message
+
+        def submit_job_execution(self, job, run_config, tags):
+            calls.append(job)
+            if len(calls) <= self.failures:
+                raise DagsterGraphQLClientError("PythonError", self.message)
+            return "run-1"
+
+    monkeypatch.setattr(service_module.time, "sleep", lambda _s: None)
+    svc = service_module.DagsterService(workspace, "http://127.0.0.1:1", instance=DagsterInstance.ephemeral())
+    unreachable = "dagster._core.errors.DagsterUserCodeUnreachableError: Could not reach user code server."
+    monkeypatch.setattr(svc, "_client", lambda: Client(2, unreachable))
+    assert svc._submit("enhance_job", "videos", "k1", {}, {}, "ui") == "run-1" and len(calls) == 3
+    calls.clear()
+    monkeypatch.setattr(svc, "_client", lambda: Client(5, "InvalidOutputError: bad config"))
+    with pytest.raises(Exception, match="Dagster refused the run"):
+        svc._submit("enhance_job", "videos", "k2", {}, {}, "ui")
+    assert len(calls) == 1

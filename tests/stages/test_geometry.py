@@ -171,3 +171,14 @@ def test_geometry_summary_says_what_was_carried(clips):
     assert carried["handling"] == "carried" and carried["output_display_aspect"] == "4:3"
     square = geometry_summary(dv, 1440, 960, {"width": 1280, "height": 960, "sample_aspect": "1:1"})
     assert square["handling"] == "square pixels" and "1440x960 -> 1280x960" in square["note"]
+
+
+def test_square_pixels_above_8k_are_refused_before_any_work(tmp_path, capsys):
+    """720x540 at 2:1 x8 is 5760x4320 with its pixel aspect kept, but 11520x4320 in square pixels: refused."""
+    clip = _clip(tmp_path / "wide.mp4", "720x540", "2/1", 0.2, audio=False)
+    out = tmp_path / "out.mp4"
+    code = main(["enhance", str(clip), "-o", str(out), "--scale", "8", "--square-pixels", "--workspace",
+                 str(tmp_path / "ws"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert "11520x4320" in err and "above the 8K limit" in err and "drop --square-pixels" in err
