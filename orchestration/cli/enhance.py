@@ -53,9 +53,9 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         max_runtime_hours=args.max_runtime_hours,
     )
     info = validate_request(request)
+    from stages.media.aspect import format_ratio
     from stages.media.deinterlace import decoded_view, describe_deinterlace
     from stages.media.encode import output_geometry
-    from stages.media.probe import format_ratio
 
     view = decoded_view(info, request.chunk.deinterlace)  # field-rate deinterlacing doubles the frames and the rate
     out_w, out_h, out_sar = output_geometry(info, info.width * args.scale, info.height * args.scale,

@@ -56,13 +56,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
     outcome = _run_plan(workspace, plan, device, args)
     print(f"dagster:  {workspace.dagster_home} (run {outcome.run_id}, partition {outcome.partition_key} of plans; "
           "`vup dev` opens the UI)")
-    if not outcome.success:
-        print(f"error: {outcome.error}", file=sys.stderr)
-        return 1
-    for output in outcome.outputs:
-        print(f"output:   {output['path']}")
-    print(f"time:     {outcome.seconds:.1f} s")
-    return 0
+    return _finish(outcome)
 
 
 def _switches(plan: ProductionPlan, args: argparse.Namespace) -> ProductionPlan:
@@ -185,13 +179,7 @@ def _produce_drive_root(args: argparse.Namespace) -> int:
             "failed_step": "run", "run_id": outcome.run_id})
     print(f"carrier:  {carrier}")
     print(f"dagster:  {workspace.dagster_home} (run {outcome.run_id}, partition {outcome.partition_key} of plans)")
-    if not outcome.success:
-        print(f"error: {outcome.error}", file=sys.stderr)
-        return 1
-    for output in outcome.outputs:
-        print(f"output:   {output['path']}")
-    print(f"time:     {outcome.seconds:.1f} s")
-    return 0
+    return _finish(outcome)
 
 
 def _named_in_plan(path: Path) -> str | None:
@@ -276,3 +264,14 @@ def _run_plan(workspace: Any, plan: Any, device: str, args: argparse.Namespace) 
         progress.close()
     _print_steps(outcome.report_path)
     return outcome
+
+
+def _finish(outcome: Any) -> int:
+    """Print the run's error, or its outputs and time; the exit code (1: the run failed)."""
+    if not outcome.success:
+        print(f"error: {outcome.error}", file=sys.stderr)
+        return 1
+    for output in outcome.outputs:
+        print(f"output:   {output['path']}")
+    print(f"time:     {outcome.seconds:.1f} s")
+    return 0

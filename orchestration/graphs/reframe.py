@@ -41,10 +41,11 @@ from orchestration.resources.core import (
 )
 from orchestration.resources.workspace import Workspace, lookup_job
 from stages.errors import ModelError
+from stages.media.aspect import format_ratio
 from stages.media.chunking import ChunkSpec, plan_chunks
 from stages.media.deinterlace import decoded_view
 from stages.media.encode import EncodeInput, EncodeSettings, encode_video
-from stages.media.probe import VideoInfo, format_ratio, probe_video
+from stages.media.probe import VideoInfo, probe_video
 from stages.models.catalog import DEFAULT_UPSCALE_MODEL
 from stages.ops.driver import run_op
 from stages.ops.interpolate.op import InterpolateOp, choose_interpolator, plan_retime

@@ -18,8 +18,8 @@ from orchestration.launch.validate import validate_request
 from orchestration.resources.workspace import Workspace, register_video
 from orchestration.sensors.inbox import SCHEMA, build_request
 from stages.errors import SettingsError
+from stages.media.aspect import format_ratio
 from stages.media.codecs import OUTPUT_CODECS
-from stages.media.probe import format_ratio
 from stages.ops.interpolate.timing import InterpolationSettings, rational_fps
 from stages.ops.upscale.engine import MAX_OUTPUT_LONG_SIDE, MAX_OUTPUT_SHORT_SIDE
 from stages.store.fsutil import atomic_write_text

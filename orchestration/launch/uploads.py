@@ -17,7 +17,8 @@ from typing import Any
 
 from orchestration.resources.workspace import Workspace
 from stages.errors import InputError, SettingsError, StageError
-from stages.media.probe import VideoInfo, format_ratio, probe_video
+from stages.media.aspect import format_ratio
+from stages.media.probe import VideoInfo, probe_video
 from stages.store.fsutil import sha256_file
 
 __all__ = [

@@ -29,6 +29,7 @@ import numpy as np
 from av.video.reformatter import Interpolation
 
 from stages.errors import ChunkError, EncodeError, ProbeError, SettingsError
+from stages.media.aspect import format_ratio, square_pixel_size
 from stages.media.chunking import ColorConversion, color_conversion
 from stages.media.chunkio import read_frames
 from stages.media.codecs import (
@@ -45,9 +46,7 @@ from stages.media.probe import (
     COLOR_RANGES,
     COLOR_TRANSFERS,
     VideoInfo,
-    format_ratio,
     probe_video,
-    square_pixel_size,
 )
 from stages.store.diskspace import raise_if_disk_full
 
@@ -241,7 +240,7 @@ def output_geometry(source: VideoInfo, width: int, height: int, square_pixels: b
     """``(width, height, sample_aspect)`` of the encoded stream for frames of ``width`` x ``height`` made from
     ``source``: the frames' own size with the pixel aspect that keeps the source's display aspect (its SAR itself
     after a uniform upscale: 2880x1920 at 8:9 from 720x480 at 8:9), or with ``square_pixels`` the size resampled
-    to square pixels at the same height (2560x1920 at 1:1) (:func:`stages.media.probe.square_pixel_size`). A source
+    to square pixels at the same height (2560x1920 at 1:1) (:func:`stages.media.aspect.square_pixel_size`). A source
     with square pixels gives its frames as they are, at 1:1."""
     if source.sample_aspect == 1:
         return width, height, Fraction(1)

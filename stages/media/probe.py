@@ -24,6 +24,8 @@ import av
 import numpy as np
 
 from stages.errors import ProbeError
+from stages.media.aspect import sample_aspect, square_pixel_size
+from stages.media.completeness import CutPacket, Demuxed, check_complete, index_units
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +48,8 @@ COLOR_RANGES = {1: "tv", 2: "pc"}
 
 _DECODE_PROBE_FRAMES = 3
 _DECODE_PROBE_MAX_PACKETS = 300
-_MKV_END_TOLERANCE_S = 0.5
 _ISO_BMFF_BOXES = (b"ftyp", b"mdat", b"moov", b"free", b"wide", b"skip")
 # A sample aspect ratio outside this range is a broken header, not a real pixel shape (anamorphic is 0.5-2).
-_SAR_RANGE = (Fraction(1, 10), Fraction(10))
 # Frames larger than this are never decoded by the probe: no output can hold them (the output limit is 8K,
 # 7680x4320, even at scale 1), and a damaged or hostile header may declare gigapixel frames.
 DECODE_PROBE_MAX_PIXELS = 7680 * 4320
@@ -192,19 +192,6 @@ class VideoInfo:
             return cls(**values)
         except TypeError as exc:
             raise ProbeError(f"probe: cannot rebuild VideoInfo from dict ({exc}); probe the video again") from exc
-
-
-def square_pixel_size(width: int, height: int, sample_aspect: Fraction) -> tuple[int, int]:
-    """``(width, height)`` with pixels of aspect ``sample_aspect`` resampled to square ones at the same height:
-    the width becomes ``width * sample_aspect``, rounded to an even number (4:2:0 needs one) and at least 2."""
-    if sample_aspect == 1:
-        return width, height
-    return max(2, 2 * round(width * sample_aspect / 2)), height
-
-
-def format_ratio(value: Fraction) -> str:
-    """``8:9`` for Fraction(8, 9): how players and ffprobe write an aspect ratio."""
-    return f"{value.numerator}:{value.denominator}"
 
 
 @dataclass(frozen=True)
@@ -372,7 +359,8 @@ def _scan_video(
     """Demux every packet of the file; keep the video stream's pts and decode its first ``decode_frames`` frames.
 
     Packets of the other streams are counted too, to find truncation (cut packets, fewer packets than an MP4
-    index declares, a Matroska file that ends well before its declared duration); see :func:`_check_complete`.
+    index declares, a Matroska file that ends well before its declared duration); see
+    :func:`stages.media.completeness.check_complete`.
     """
     pts_list: list[int] = []
     durations: list[int] = []
@@ -382,17 +370,17 @@ def _scan_video(
     decode_errors = 0
     counts: dict[int, int] = {}
     ends: dict[int, float] = {}
-    corrupt: list[_CutPacket] = []
+    corrupt: list[CutPacket] = []
     demux_error: av.error.FFmpegError | None = None
     try:
         for packet in container.demux():
             if packet.stream is None or packet.size == 0:
                 continue  # the demuxer's empty packets at the end of each stream are no data
             index = packet.stream.index
-            counts[index] = counts.get(index, 0) + _index_units(packet)
+            counts[index] = counts.get(index, 0) + index_units(packet)
             if packet.is_corrupt:
                 timed = packet.pts is not None and packet.time_base
-                corrupt.append(_CutPacket(index, packet.stream.type,
+                corrupt.append(CutPacket(index, packet.stream.type,
                                           float(packet.pts * packet.time_base) if timed else None,
                                           float(packet.duration * packet.time_base) if timed and packet.duration
                                           else None))
@@ -414,7 +402,7 @@ def _scan_video(
                     decode_errors += 1
     except av.error.FFmpegError as exc:
         demux_error = exc
-    warnings = _check_complete(container, stream, path, _Demuxed(counts, ends, corrupt, demux_error, len(pts_list)))
+    warnings = check_complete(container, stream, path, Demuxed(counts, ends, corrupt, demux_error, len(pts_list)))
 
     if decode_frames and not frames:
         try:
@@ -445,165 +433,6 @@ def _scan_video(
     interlaced = any(f.interlaced_frame for f in frames) or stream.codec_context.field_order > 1
     return _Scan(pts=pts, last_duration=last_duration, first_frame=frames[0] if frames else None,
                  interlaced=interlaced, warnings=tuple(warnings))
-
-
-def _index_units(packet: av.Packet) -> int:
-    """How many entries of an MP4/MOV sample index ``packet`` stands for: one, except for PCM audio, whose index
-    counts single samples while the demuxer returns packets of many (their duration, in the stream's time base of
-    one tick per sample)."""
-    if packet.stream.type == "audio" and packet.stream.codec_context.name.startswith("pcm_") and packet.duration:
-        return int(packet.duration)
-    return 1
-
-
-@dataclass(frozen=True)
-class _CutPacket:
-    """A packet the demuxer flagged corrupt (in MP4/MOV and Matroska: its data ends before its declared size)."""
-
-    stream_index: int
-    kind: str
-    seconds: float | None
-    duration: float | None = None
-
-    def describe(self) -> str:
-        when = f" at {self.seconds:.2f} s" if self.seconds is not None else ""
-        lasting = f" (up to {self.duration:.3f} s of {self.kind})" if self.duration else ""
-        return f"the {self.kind} packet of stream #{self.stream_index}{when}{lasting}"
-
-
-@dataclass(frozen=True)
-class _Demuxed:
-    """What one demux pass found: index units per stream, where each stream's data ends (seconds), the packets
-    cut short, the error that stopped the pass early (None: it reached the end) and the video packets read."""
-
-    counts: dict[int, int]
-    ends: dict[int, float]
-    corrupt: list[_CutPacket]
-    error: av.error.FFmpegError | None
-    video_packets: int
-
-
-def _boxes_cut(path: Path) -> bool:
-    """True when a top-level box of the ISO BMFF file ``path`` declares more bytes than the file holds (the file
-    was cut: its media data, or its index, stops early). Only the box headers are read."""
-    size = path.stat().st_size
-    offset = 0
-    with path.open("rb") as handle:
-        while offset + 8 <= size:
-            handle.seek(offset)
-            header = handle.read(16)
-            box_size = int.from_bytes(header[:4], "big")
-            if box_size == 1 and len(header) == 16:
-                box_size = int.from_bytes(header[8:16], "big")
-            elif box_size == 0:
-                return False  # the last box runs to the end of the file, whatever its length
-            if box_size < 8:
-                return False  # not a box structure we can follow; other checks decide
-            if offset + box_size > size:
-                return True
-            offset += box_size
-    return False
-
-
-def _stream_seconds(stream: av.stream.Stream, units: int) -> float | None:
-    """About how long ``units`` index entries of ``stream`` last: from its declared duration and entry count, else
-    its rate. None when the stream says neither."""
-    if stream.duration and stream.time_base and stream.frames:
-        return float(stream.duration * stream.time_base) * units / stream.frames
-    rate = getattr(stream, "average_rate", None) or getattr(stream, "guessed_rate", None)
-    if stream.type == "audio" and stream.codec_context is not None and stream.codec_context.sample_rate:
-        frame_size = stream.codec_context.frame_size or 1024
-        return units * frame_size / stream.codec_context.sample_rate
-    return units / float(rate) if rate else None
-
-
-def _check_complete(
-    container: av.container.InputContainer,
-    video: av.video.stream.VideoStream,
-    path: Path,
-    found: _Demuxed,
-) -> list[str]:
-    """Raise ProbeError when the demuxed packets show that the video stream was cut; return warnings for what is
-    missing elsewhere (the file is used).
-
-    MP4/MOV: a stream with fewer packets than its index declares lacks that many; it was cut when a top-level box
-    runs past the end of the file or a packet is cut short, else the index counts samples its edit list leaves out
-    (the demuxer, as every player, stops at the edit: nothing is lost). The video stream may lack nothing that
-    was cut; other streams warn. A packet cut short refuses the file when it is a video packet, warns otherwise.
-    Matroska: the media data must reach the declared duration (with a tolerance), else the file is cut and its
-    end is missing. Other containers' headers are not trusted for this, and their damaged packets (e.g. MPEG-TS
-    continuity errors) only warn. A demux error refuses the file unless the video stream is known complete.
-    """
-    is_mov = "mp4" in container.format.name or "mov" in container.format.name
-    is_mkv = container.format.name.startswith("matroska")
-    warnings: list[str] = []
-    name = path.name
-    cut_video = [c for c in found.corrupt if c.stream_index == video.index]
-    cut_other = [c for c in found.corrupt if c.stream_index != video.index]
-    if (is_mov or is_mkv) and cut_video:
-        raise ProbeError(
-            f"probe: {name} is truncated or damaged ({cut_video[0].describe()} is cut short): its video does not "
-            f"decode to its end ({len(cut_video)} video packet(s) damaged, the last frames are missing); copy the "
-            "file again or re-export it"
-        )
-    if cut_other:
-        what = "is cut short" if is_mov or is_mkv else "is damaged"
-        warnings.append(
-            f"probe: {name}: {cut_other[0].describe()} {what} ({len(cut_other)} such packet(s)); the video is "
-            "complete, so the file is used, but that stream may click or stop early there; copy the file again "
-            "for a complete copy")
-    elif found.corrupt and not (is_mov or is_mkv):
-        warnings.append(f"probe: {name} has {len(found.corrupt)} damaged packets (first: "
-                        f"{found.corrupt[0].describe()}); decoding may show glitches")
-    video_complete = False
-    if is_mov:
-        cut = _boxes_cut(path) or bool(found.corrupt) or found.error is not None
-        for candidate in container.streams:
-            declared = candidate.frames
-            have = found.counts.get(candidate.index, 0)
-            if not declared:
-                continue
-            if candidate.index == video.index:
-                video_complete = have >= declared
-            if have >= declared:
-                continue
-            missing = declared - have
-            seconds = _stream_seconds(candidate, missing)
-            about = f" (about {seconds:.2f} s)" if seconds is not None else ""
-            if candidate.index == video.index and cut:
-                raise ProbeError(
-                    f"probe: {name} is truncated: its index declares {declared} video frames in stream "
-                    f"#{candidate.index} but only {have} are in the file, so its video does not decode to its end: "
-                    f"the last {missing} frames{about} are missing; copy the file again or re-export it"
-                )
-            kind = "video frames" if candidate.type == "video" else f"{candidate.type} packets"
-            why = ("the file is cut short at the end" if cut
-                   else "the index counts samples that its edit list leaves out; players stop there too")
-            warnings.append(
-                f"probe: {name}: stream #{candidate.index} ({candidate.type}) lacks its last {missing} of {declared} "
-                f"{kind}{about}: the file holds {have} ({why}); the video decodes to its end, so the file is used "
-                "as players show it")
-    if is_mkv and container.duration and found.ends:
-        declared_end = container.duration / av.time_base
-        found_end = max(found.ends.values())
-        if found_end + max(_MKV_END_TOLERANCE_S, 0.05 * declared_end) < declared_end:
-            raise ProbeError(
-                f"probe: {name} is truncated: it declares {declared_end:.2f} s but its media data ends at "
-                f"{found_end:.2f} s, so the last {declared_end - found_end:.2f} s of its video are missing; copy the "
-                "file again or re-export it"
-            )
-        video_complete = found.error is None or found.ends.get(video.index, 0.0) + _MKV_END_TOLERANCE_S >= declared_end
-    if found.error is not None:
-        if not video_complete:
-            raise ProbeError(
-                f"probe: {name} is truncated or damaged ({found.error.strerror or found.error}) after "
-                f"{found.video_packets} video frames, so its video does not decode to its end; copy the file again "
-                "or re-export it"
-            )
-        warnings.append(f"probe: {name}: reading stopped early ({found.error.strerror or found.error}) after the "
-                        "last video frame; the video is complete, so the file is used, but other streams may end "
-                        "early")
-    return warnings
 
 
 def _decoded_timestamps(stream_index: int, path: Path) -> np.ndarray:
@@ -675,21 +504,6 @@ def _color_name(table: dict[int, str], *values: int | None) -> str | None:
     return None
 
 
-def _sample_aspect(stream: av.video.stream.VideoStream, path: Path) -> Fraction:
-    """The stream's sample aspect ratio: the container's (MP4 ``pasp``, Matroska display size) when it gives one,
-    else the bitstream's (H.264/HEVC VUI, MPEG-2 sequence header), else 1 (square pixels). A value outside 1:10 to
-    10:1 is a broken header and is ignored with a note in the log."""
-    for value in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio):
-        if not value or value.numerator <= 0 or value.denominator <= 0:
-            continue
-        ratio = Fraction(value.numerator, value.denominator)
-        if _SAR_RANGE[0] <= ratio <= _SAR_RANGE[1]:
-            return ratio
-        logger.info("probe: %s declares a pixel aspect of %s; ignored (not a real pixel shape)", path.name,
-                    format_ratio(ratio))
-    return Fraction(1)
-
-
 def _build_info(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream, scan: _Scan, path: Path
 ) -> VideoInfo:
@@ -745,7 +559,7 @@ def _build_info(
         )
         for s in container.streams.subtitles
     )
-    sar = _sample_aspect(stream, path)
+    sar = sample_aspect(stream, path)
     info = VideoInfo(
         path=str(path),
         size_bytes=path.stat().st_size,

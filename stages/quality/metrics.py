@@ -32,7 +32,7 @@ import math
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -388,6 +388,16 @@ def warp_error(
         return float(squared.mean())
     count = int(np.count_nonzero(mask))
     return float(squared[mask].sum() / count) if count else math.nan
+
+
+def mean_warp_error(frames: Sequence[np.ndarray], sources: Sequence[np.ndarray]) -> float:
+    """Mean E_warp of consecutive ``frames``, each pair measured with the flow and occlusion mask of its
+    ``sources`` pair (:func:`warp_error` with ``source_pair``), so every method made from the same sources is
+    measured alike. NaN pairs (nothing trusted) are left out."""
+    values = [warp_error(frames[t - 1], frames[t], source_pair=(sources[t - 1], sources[t]))
+              for t in range(1, len(frames))]
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
 
 
 class WarpErrorMeter:

@@ -18,10 +18,11 @@ import cv2
 import numpy as np
 
 from stages.errors import StageError
+from stages.media.aspect import format_ratio
 from stages.media.chunking import decode_video_rgb
 from stages.media.chunkio import read_frames
 from stages.media.deinterlace import describe_deinterlace
-from stages.media.probe import VideoInfo, format_ratio, probe_video
+from stages.media.probe import VideoInfo, probe_video
 from stages.quality.metrics import (
     FLICKER_DEFINITION,
     FlickerMeter,

@@ -14,11 +14,12 @@ import pytest
 from orchestration.cli import main
 from orchestration.launch.options import plan_output
 from orchestration.launch.runner import ReframeRequest, validate_reframe
+from stages.media.aspect import square_pixel_size
 from stages.media.chunking import ChunkSpec, extract_chunk
 from stages.media.chunkio import ChunkWriter, read_frames
 from stages.media.encode import EncodeInput, EncodeSettings, encode_video, output_geometry
 from stages.media.ffmpeg import run_ffmpeg
-from stages.media.probe import VideoInfo, probe_video, square_pixel_size
+from stages.media.probe import VideoInfo, probe_video
 from stages.ops.reframe.chunk import reframe_chunk
 from stages.ops.reframe.crops import CropBox, display_aspect, target_size
 from stages.quality.report import geometry_summary

@@ -133,7 +133,7 @@ def test_a_live_action_model_on_disk_is_preferred_to_the_fallback(tmp_path: Path
     monkeypatch.setattr(selection_module, "_FAILED_DOWNLOADS", {})
     store = ModelStore(cache_dir=tmp_path / "cache", allow_download=False, progress=False)
     monkeypatch.setattr(store, "status", lambda model_id: type("S", (), {
-        "available": model_id != LIVE_ACTION_MODEL or False, "reason": "downloads are disabled",
+        "available": model_id != LIVE_ACTION_MODEL, "reason": "downloads are disabled",
         "source": "package"})())
     monkeypatch.setattr(store, "present", lambda model_id: model_id == "compact-rybu-x4")
     decision = decide_model(store, AUTO_MODEL, device_kind="cpu", content=lambda: _guess("live-action"))

@@ -18,7 +18,7 @@ from stages.ops.cohere.temporal import (
     cohere_chunk,
     last_frame,
 )
-from stages.quality.metrics import flow_with_mask, psnr, warp_error
+from stages.quality.metrics import mean_warp_error, psnr
 
 SCALE = 4
 
@@ -67,16 +67,6 @@ def square_sequence(n: int = 8, width: int = 192, height: int = 144, speed: tupl
 def run(settings: TemporalSettings, hrs, lrs, cuts=()) -> list[np.ndarray]:
     filt = TemporalFilter(settings)
     return [filt.process(h, lr, cut=i in cuts) for i, (h, lr) in enumerate(zip(hrs, lrs, strict=True))]
-
-
-def mean_warp_error(frames, lrs) -> float:
-    """E_warp with flow and occlusion mask from the shared source pair (same for every method)."""
-    height, width = frames[0].shape[:2]
-    values = []
-    for t in range(1, len(frames)):
-        flow, mask = flow_with_mask(lrs[t - 1], lrs[t], size=(width, height))
-        values.append(warp_error(frames[t - 1], frames[t], flow, mask=mask))
-    return float(np.mean(values))
 
 
 def write_chunk(path, frames, bit_depth: int = 8) -> None:

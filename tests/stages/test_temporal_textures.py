@@ -18,7 +18,7 @@ from stages.errors import SettingsError
 from stages.flow import lands_inside
 from stages.ops.cohere.flowblend import clamp_history, source_agreement
 from stages.ops.cohere.temporal import TemporalFilter, TemporalSettings, choose_method
-from stages.quality.metrics import flow_with_mask, psnr, warp_error
+from stages.quality.metrics import mean_warp_error, psnr
 
 WIDTH, HEIGHT = 192, 144
 SQUARE = np.array([250, 20, 240], np.uint8)  # magenta: no texture here has it, so a ghost of it is measurable
@@ -41,15 +41,6 @@ def make_clip(name: str, scale: int = 2, n: int = 10, seed: int = 3, square: boo
 def cohere(hrs, lrs, cuts=(), settings: TemporalSettings | None = None) -> list[np.ndarray]:
     filt = TemporalFilter(settings or TemporalSettings("flow"))
     return [filt.process(h, lr, cut=t in cuts) for t, (h, lr) in enumerate(zip(hrs, lrs, strict=True))]
-
-
-def mean_warp_error(frames, lrs) -> float:
-    height, width = frames[0].shape[:2]
-    values = []
-    for t in range(1, len(frames)):
-        flow, mask = flow_with_mask(lrs[t - 1], lrs[t], size=(width, height))
-        values.append(warp_error(frames[t - 1], frames[t], flow, mask=mask))
-    return float(np.mean(values))
 
 
 # -- defaults -------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ texture; the anime network paints it over).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Sequence
@@ -139,12 +140,25 @@ def classify_frames(frames: Sequence[np.ndarray]) -> ContentGuess:
 def classify_video(path: str | Path, duration: float | None = None, samples: int = SAMPLE_FRAMES) -> ContentGuess:
     """:func:`classify_frames` on ``samples`` frames spread evenly through the video at ``path``.
 
-    ``duration`` (seconds) avoids probing again when the caller knows it. Deterministic for a given file, so
-    the CLI (which fetches weights before the run) and the run itself agree.
+    ``duration`` (seconds) avoids probing again when the caller knows it. Deterministic for a given file, and
+    remembered per file (path, size, modification time) in the process: the CLI, which fetches the weights before
+    the run, and the run itself (in the same process) look at the video once.
 
     Raises:
         InputError: the file has no decodable video frame.
     """
+    resolved = Path(path).expanduser().resolve()
+    try:
+        stat = resolved.stat()
+    except OSError as exc:
+        raise InputError(f"content check: cannot read {resolved} ({exc}); check the path") from exc
+    guess = _classify_file(str(resolved), stat.st_size, stat.st_mtime_ns, duration, samples)
+    log.info("model auto: %s: %s", resolved.name, guess.reason)
+    return guess
+
+
+@functools.lru_cache(maxsize=64)
+def _classify_file(path: str, _size: int, _mtime_ns: int, duration: float | None, samples: int) -> ContentGuess:
     from stages.media.preview import frame_at
 
     if duration is None:
@@ -153,7 +167,4 @@ def classify_video(path: str | Path, duration: float | None = None, samples: int
         duration = probe_video(path).duration
     span = max(float(duration or 0.0), 0.0)
     times = [span * (i + 0.5) / samples for i in range(samples)] if span > 0 else [0.0]
-    frames = [frame_at(path, t) for t in times]
-    guess = classify_frames(frames)
-    log.info("model auto: %s: %s", Path(path).name, guess.reason)
-    return guess
+    return classify_frames([frame_at(path, t) for t in times])
